@@ -1,0 +1,1 @@
+//! Mount option strings (`ro`, `nosuid`, `rbind`, `rprivate`, `lowerdir=…`) to flags and data.
