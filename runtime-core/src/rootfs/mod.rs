@@ -1,13 +1,25 @@
 //! The container's root filesystem: the rootfs mounts from containerd, the spec's mounts,
 //! devices, pivot_root, masked and read-only paths.
+//!
+//! The container init calls, in its own mount namespace and in this order:
+//! [`prepare`] → [`pivot`] → (hostname, sysctls) → [`finish`].
 
+mod devices;
+mod mounts;
 pub mod options;
+mod paths;
+pub mod resolve;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
-use crate::Result;
+use crate::{Error, Result};
+use mounts::sys_mount;
+use resolve::Root;
 
 /// One mount of the container's rootfs as containerd passes it (overlay, bind…).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,33 +30,194 @@ pub struct RootfsMount {
 }
 
 /// Mounts containerd's rootfs mounts, in order, at `target` (in the caller's mount namespace).
+/// A bind with `ro` is remounted read-only. On failure nothing stays mounted at `target`; the
+/// error names the mount's type, source and the target.
 pub fn mount_rootfs(mounts: &[RootfsMount], target: &Path) -> Result<()> {
-    let _ = (mounts, target);
-    todo!("rootfs::mount_rootfs")
+    mounts::mount_rootfs(mounts, target)
 }
 
-/// Unmounts everything at or below `target`; succeeds when nothing is mounted there.
+/// Unmounts everything at or below `target`; succeeds when nothing is mounted there or
+/// `target` does not exist.
 pub fn unmount_rootfs(target: &Path) -> Result<()> {
-    let _ = target;
-    todo!("rootfs::unmount_rootfs")
+    mounts::unmount_rootfs(target)
 }
 
 /// In the container init, in its new mount namespace, before pivot_root: sets the root
 /// propagation, binds `rootfs` onto itself, mounts the spec's mounts, creates devices and
 /// the /dev symlinks.
+///
+/// Every mount destination is resolved inside `rootfs`: a symlink in the image never makes a
+/// mount land on the host.
 pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
-    let _ = (spec, rootfs);
-    todo!("rootfs::prepare")
+    let linux = spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(word) => options::propagation(word).ok_or_else(|| {
+            Error::invalid(
+                "linux.rootfsPropagation",
+                format!("{word:?} is not a propagation mode"),
+            )
+        })?,
+    };
+    // Nothing the container mounts may propagate back to the host.
+    sys_mount(None, Path::new("/"), None, propagation, None, || {
+        format!("/ (linux.rootfsPropagation {propagation:?})")
+    })?;
+
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| Error::io("canonicalize (root.path)", rootfs, e))?;
+    make_parent_mount_private(&rootfs)?;
+    // pivot_root needs the new root to be a mount point.
+    sys_mount(
+        Some(&rootfs),
+        &rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+        || format!("{} on itself (bind)", rootfs.display()),
+    )?;
+    // Opened after the self-bind so that every mount below goes onto the new mount.
+    let root = Root::open(&rootfs)?;
+
+    let cgroups = mounts::HostCgroups::detect();
+    let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
+    for m in spec_mounts {
+        mounts::mount_spec_mount(&root, m, cgroups)?;
+    }
+
+    if !mounts::dev_is_bind_mounted(spec_mounts) {
+        let spec_devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
+        let nodes = devices::device_list(spec_devices)?;
+        devices::create_devices(&root, &nodes)?;
+        devices::create_symlinks(&root)?;
+    }
+    Ok(())
+}
+
+/// pivot_root refuses a new root whose parent mount is shared (the root propagation may have
+/// been set to `shared` by the spec): make that one mount private.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let parent = info
+        .lines()
+        .filter_map(parse_mountinfo_line)
+        .filter(|(mount_point, _)| rootfs.starts_with(mount_point))
+        .max_by_key(|(mount_point, _)| mount_point.as_os_str().len());
+    if let Some((mount_point, shared)) = parent
+        && shared
+    {
+        sys_mount(None, &mount_point, None, MsFlags::MS_PRIVATE, None, || {
+            format!("{} (private, parent of the rootfs)", mount_point.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// A mountinfo line's mount point and whether it is shared (`shared:N` among the optional
+/// fields).
+fn parse_mountinfo_line(line: &str) -> Option<(PathBuf, bool)> {
+    let fields: Vec<&str> = line.split(' ').collect();
+    let mount_point = unescape_mountinfo(fields.get(4)?);
+    let shared = fields
+        .iter()
+        .skip(6)
+        .take_while(|f| **f != "-")
+        .any(|f| f.starts_with("shared:"));
+    Some((PathBuf::from(mount_point), shared))
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let escaped = (b[i] == b'\\')
+            .then(|| b.get(i + 1..i + 4))
+            .flatten()
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match escaped {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Makes `rootfs` the root (pivot_root) and detaches the old root.
+///
+/// `pivot_root(".", ".")` stacks the old root on top of the new one, so no directory for it
+/// is needed inside the image; it is then made a slave (so the detach does not propagate to
+/// the host) and lazily unmounted.
 pub fn pivot(rootfs: &Path) -> Result<()> {
-    let _ = rootfs;
-    todo!("rootfs::pivot")
+    let open_dir = |p: &Path| {
+        nix::fcntl::open(
+            p,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open", p.display().to_string(), e))
+    };
+    let old_root = open_dir(Path::new("/"))?;
+    let new_root = open_dir(rootfs)?;
+    nix::unistd::fchdir(&new_root)
+        .map_err(|e| Error::sys("fchdir", rootfs.display().to_string(), e))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| {
+        Error::sys(
+            "pivot_root",
+            format!("{} (new and old root \".\")", rootfs.display()),
+            e,
+        )
+    })?;
+    // "." must name the old root, stacked on top, not the new root underneath it.
+    nix::unistd::fchdir(&old_root).map_err(|e| Error::sys("fchdir", "old root", e))?;
+    sys_mount(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None,
+        || "old root (rslave)".to_string(),
+    )?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| Error::sys("umount2", "old root (MNT_DETACH)", e))?;
+    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir", "/", e))?;
+    Ok(())
 }
 
-/// After pivot_root: masked paths, read-only paths, read-only root.
+/// After pivot_root: read-only root, read-only paths, masked paths. Paths that do not exist
+/// on this kernel are skipped.
 pub fn finish(spec: &Spec) -> Result<()> {
-    let _ = spec;
-    todo!("rootfs::finish")
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        paths::make_root_readonly()?;
+    }
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+        paths::make_readonly(Path::new(p))?;
+    }
+    for p in linux.masked_paths().as_deref().unwrap_or_default() {
+        paths::mask(Path::new(p))?;
+    }
+    Ok(())
 }
+
+#[cfg(test)]
+mod tests;
