@@ -434,3 +434,36 @@ fn mountinfo_mount_points_are_unescaped_and_shared_is_seen() {
         Some((PathBuf::from("/x"), false))
     );
 }
+
+#[test]
+fn shared_rootfs_propagation_still_pivots() {
+    let (_dir, rootfs) = busybox_rootfs();
+    let mut spec = default_spec(&rootfs);
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_rootfs_propagation(Some("rshared".to_string()));
+    }
+    in_private_mount_ns(|| {
+        prepare(&spec, &rootfs).map_err(|e| format!("prepare: {e}"))?;
+        pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        finish(&spec).map_err(|e| format!("finish: {e}"))?;
+        check!(Path::new("/bin/sh").exists(), "/bin/sh missing after pivot");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_rootfs_propagation_is_rejected_naming_the_field() {
+    let (_dir, rootfs) = busybox_rootfs();
+    let mut spec = default_spec(&rootfs);
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_rootfs_propagation(Some("sideways".to_string()));
+    }
+    in_private_mount_ns(|| {
+        let err = match prepare(&spec, &rootfs) {
+            Ok(()) => return Err("prepare accepted rootfsPropagation \"sideways\"".into()),
+            Err(e) => e.to_string(),
+        };
+        check!(err.contains("linux.rootfsPropagation"), "{err}");
+        Ok(())
+    });
+}
