@@ -1,11 +1,55 @@
 //! cgroups: placement by `linux.cgroupsPath` and resource limits, on v1, hybrid and v2 hosts.
+//!
+//! The host layout is read from `/proc/self/mountinfo` ([`discover`]): every v1 hierarchy with
+//! its controllers, and the cgroup2 mount if any. A [`CgroupManager`] is one container's cgroup:
+//! one directory per v1 hierarchy plus one in the cgroup2 hierarchy (hybrid and unified hosts).
+//! Limits go to the v1 controller files ([`v1`]) on legacy and hybrid hosts, and to the cgroup2
+//! files ([`v2`]) on unified hosts. Only the container's own path is created or removed; parents
+//! may be shared with other containers and are left in place.
 
-use std::path::{Path, PathBuf};
+pub mod v1;
+pub mod v2;
 
-use nix::sys::signal::Signal;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Component, Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
-use crate::Result;
+use crate::{Error, Result};
+
+pub use v2::shares_to_weight;
+
+/// Where cgroup filesystems are mounted on a standard host.
+pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
+
+/// How long `kill_all(SIGKILL)` and `destroy` wait for exiting processes to leave the cgroup.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+const SETTLE_STEP: Duration = Duration::from_millis(20);
+
+/// The v1 controllers the kernel knows; other words in a v1 mount's options are mount flags.
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
+    "debug",
+];
 
 /// How the host mounts cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,62 +62,651 @@ pub enum Layout {
     Unified,
 }
 
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// The controllers bound to it (`cpu`, `cpuacct`, `name=systemd`); empty for cgroup2.
+    pub controllers: Vec<String>,
+    /// Where it is mounted, e.g. `/sys/fs/cgroup/memory`.
+    pub mount_point: PathBuf,
+    /// The cgroup shown at the mount point (mountinfo's root field): `/` unless the mount is a
+    /// bind of a sub-cgroup or was made inside a cgroup namespace.
+    pub root: PathBuf,
+}
+
+impl Hierarchy {
+    /// Whether `controller` (e.g. `memory`) is bound to this hierarchy.
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// Every cgroup hierarchy mounted below a root, and the layout they form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchies {
+    pub layout: Layout,
+    /// v1 hierarchies, one entry per hierarchy (a hierarchy mounted twice is listed once).
+    pub v1: Vec<Hierarchy>,
+    /// The cgroup2 mount, if any.
+    pub unified: Option<Hierarchy>,
+}
+
 /// Detects the layout under `root` (normally `/sys/fs/cgroup`).
 pub fn detect(root: &Path) -> Result<Layout> {
-    let _ = root;
-    todo!("cgroups::detect")
+    Ok(discover(root)?.layout)
+}
+
+/// Finds the cgroup hierarchies mounted at or below `root` in `/proc/self/mountinfo`.
+pub fn discover(root: &Path) -> Result<Hierarchies> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    parse_mountinfo(&text, root)
+}
+
+/// Parses mountinfo text (`proc_pid_mountinfo(5)`) into the cgroup hierarchies mounted at or
+/// below `root`. Pure, so layouts of other hosts can be tested from their text.
+pub fn parse_mountinfo(text: &str, root: &Path) -> Result<Hierarchies> {
+    let mut v1: Vec<Hierarchy> = Vec::new();
+    let mut unified: Option<Hierarchy> = None;
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let fstype = right[0];
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let mount_point = PathBuf::from(unescape_mountinfo(left[4]));
+        if !mount_point.starts_with(root) {
+            continue;
+        }
+        let cgroup_root = PathBuf::from(unescape_mountinfo(left[3]));
+        if fstype == "cgroup2" {
+            // The first mount wins: later ones are binds of the same hierarchy.
+            unified.get_or_insert(Hierarchy {
+                controllers: Vec::new(),
+                mount_point,
+                root: cgroup_root,
+            });
+            continue;
+        }
+        let controllers: Vec<String> = right[2]
+            .split(',')
+            .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+            .map(str::to_string)
+            .collect();
+        if controllers.is_empty() || v1.iter().any(|h| h.controllers == controllers) {
+            continue;
+        }
+        v1.push(Hierarchy {
+            controllers,
+            mount_point,
+            root: cgroup_root,
+        });
+    }
+    let layout = match (v1.is_empty(), unified.is_some()) {
+        (false, true) => Layout::Hybrid,
+        (false, false) => Layout::Legacy,
+        (true, true) => Layout::Unified,
+        (true, false) => {
+            return Err(Error::cgroup(
+                root,
+                "no cgroup or cgroup2 filesystem is mounted here (from /proc/self/mountinfo)",
+            ));
+        }
+    };
+    Ok(Hierarchies {
+        layout,
+        v1,
+        unified,
+    })
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            let oct = std::str::from_utf8(&bytes[i + 1..i + 4]).unwrap_or("");
+            if let Ok(v) = u8::from_str_radix(oct, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The cgroups a process is in (`/proc/<pid>/cgroup`), per hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessCgroups {
+    /// v1 entries: the hierarchy's controllers and the process's cgroup in it.
+    pub v1: Vec<(Vec<String>, PathBuf)>,
+    /// The process's cgroup in the cgroup2 hierarchy (the `0::` line).
+    pub unified: Option<PathBuf>,
+}
+
+impl ProcessCgroups {
+    /// Parses `/proc/<pid>/cgroup` text: `hierarchy-id:controller-list:path` lines.
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut out = Self::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(Error::cgroup(
+                    "/proc/self/cgroup",
+                    format!("malformed line {line:?}"),
+                ));
+            };
+            if id == "0" && controllers.is_empty() {
+                out.unified = Some(PathBuf::from(path));
+            } else {
+                let list = controllers.split(',').map(str::to_string).collect();
+                out.v1.push((list, PathBuf::from(path)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The calling process's cgroups.
+    pub fn of_self() -> Result<Self> {
+        let path = Path::new("/proc/self/cgroup");
+        let text = fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        Self::parse(&text)
+    }
+
+    /// The process's cgroup in the v1 hierarchy that carries `controllers`.
+    fn v1_path(&self, controllers: &[String]) -> Option<&Path> {
+        self.v1
+            .iter()
+            .find(|(list, _)| controllers.iter().any(|c| list.contains(c)))
+            .map(|(_, p)| p.as_path())
+    }
+}
+
+/// `linux.cgroupsPath` after validation, without leading `/` and without `.`/`..` components.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupPath {
+    /// Below each hierarchy's root (the spec's path started with `/`, or was absent).
+    Absolute(PathBuf),
+    /// Below the calling process's own cgroup in each hierarchy (as runc does).
+    Relative(PathBuf),
+}
+
+/// Validates `linux.cgroupsPath` (`None` means `/<id>`).
+///
+/// Fails for the systemd form `slice:prefix:name` (mini has no systemd driver), for `..`
+/// components that would leave the hierarchy root (absolute) or the caller's own cgroup
+/// (relative), and for a path naming that root or own cgroup itself.
+pub fn resolve_cgroups_path(id: &str, cgroups_path: Option<&Path>) -> Result<CgroupPath> {
+    const FIELD: &str = "linux.cgroupsPath";
+    let Some(path) = cgroups_path else {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(Error::invalid(
+                "id",
+                format!("{id:?} cannot name a cgroup (linux.cgroupsPath is not set)"),
+            ));
+        }
+        return Ok(CgroupPath::Absolute(PathBuf::from(id)));
+    };
+    let text = path.to_string_lossy();
+    if !path.is_absolute() && text.split(':').count() == 3 {
+        return Err(Error::invalid(
+            FIELD,
+            format!(
+                "{text:?} is the systemd form slice:prefix:name, which needs the systemd cgroup \
+                 driver; mini has only the cgroupfs driver: use a path such as /mini/{id}"
+            ),
+        ));
+    }
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(c) => clean.push(c),
+            Component::ParentDir => {
+                if !clean.pop() {
+                    return Err(Error::invalid(
+                        FIELD,
+                        format!("{text:?}: \"..\" would leave the cgroup hierarchy"),
+                    ));
+                }
+            }
+            Component::Prefix(_) => {
+                return Err(Error::invalid(FIELD, format!("{text:?}: not a Linux path")));
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        return Err(Error::invalid(
+            FIELD,
+            format!("{text:?} names a hierarchy root or the caller's own cgroup"),
+        ));
+    }
+    Ok(if path.is_absolute() {
+        CgroupPath::Absolute(clean)
+    } else {
+        CgroupPath::Relative(clean)
+    })
+}
+
+/// The container's directory in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    /// The hierarchy's controllers (empty for cgroup2).
+    pub controllers: Vec<String>,
+    /// The hierarchy's mount point; creation starts below it.
+    pub mount_point: PathBuf,
+    /// The container's cgroup directory.
+    pub dir: PathBuf,
+}
+
+impl CgroupDir {
+    fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// The container's dir in the v1 hierarchy that carries `controller`.
+pub(crate) fn v1_dir<'a>(dirs: &'a [CgroupDir], controller: &str) -> Option<&'a Path> {
+    dirs.iter()
+        .find(|d| d.has(controller))
+        .map(|d| d.dir.as_path())
+}
+
+/// Writes `value` to `dir/file`; the error names the directory, the file and the value.
+pub(crate) fn write_file(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let path = dir.join(file);
+    // No O_CREAT: a missing file means the kernel lacks the knob, which must be an error,
+    // not a new regular file in a fixture or a confusing EACCES on cgroupfs. O_TRUNC is
+    // ignored by cgroupfs and keeps a fixture file holding exactly the last value written.
+    let result = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(value.as_bytes()));
+    result.map_err(|e| Error::cgroup(dir, format!("write {file}={value}: {}", describe(&e))))
+}
+
+/// Reads `dir/file`, trimmed.
+pub(crate) fn read_file(dir: &Path, file: &str) -> Result<String> {
+    fs::read_to_string(dir.join(file))
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::cgroup(dir, format!("read {file}: {}", describe(&e))))
+}
+
+/// The errno's plain description ("Device or resource busy"), as the kernel's users know it.
+fn describe(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// One container's cgroup, in every hierarchy the host has.
 #[derive(Debug, Clone)]
 pub struct CgroupManager {
-    root: PathBuf,
+    layout: Layout,
+    /// One entry per v1 hierarchy (legacy and hybrid hosts).
+    v1: Vec<CgroupDir>,
+    /// The cgroup2 directory (hybrid and unified hosts).
+    unified: Option<CgroupDir>,
 }
 
 impl CgroupManager {
     /// The cgroup for container `id` at `cgroups_path` (the spec's `linux.cgroupsPath`;
     /// `None` means `/<id>`), under `/sys/fs/cgroup`.
     pub fn new(id: &str, cgroups_path: Option<&Path>) -> Result<Self> {
-        Self::with_root(Path::new("/sys/fs/cgroup"), id, cgroups_path)
+        Self::with_root(Path::new(DEFAULT_ROOT), id, cgroups_path)
     }
 
-    /// As [`CgroupManager::new`], with another cgroup root (fixture directories in tests).
+    /// As [`CgroupManager::new`], with the hierarchies mounted below another root.
     pub fn with_root(root: &Path, id: &str, cgroups_path: Option<&Path>) -> Result<Self> {
-        let _ = (id, cgroups_path);
-        Ok(Self { root: root.to_path_buf() })
+        let hierarchies = discover(root)?;
+        let own = ProcessCgroups::of_self()?;
+        Self::with_hierarchies(&hierarchies, &own, id, cgroups_path)
     }
 
-    /// Creates the cgroup directories (and missing parents).
+    /// As [`CgroupManager::new`], for given hierarchies and caller cgroups (relative paths are
+    /// resolved against `own`). Tests use it with fixture directories.
+    pub fn with_hierarchies(
+        hierarchies: &Hierarchies,
+        own: &ProcessCgroups,
+        id: &str,
+        cgroups_path: Option<&Path>,
+    ) -> Result<Self> {
+        let path = resolve_cgroups_path(id, cgroups_path)?;
+        let v1 = hierarchies
+            .v1
+            .iter()
+            .map(|h| {
+                let dir = dir_in(h, own.v1_path(&h.controllers), &path)?;
+                Ok(CgroupDir {
+                    controllers: h.controllers.clone(),
+                    mount_point: h.mount_point.clone(),
+                    dir,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let unified = match &hierarchies.unified {
+            Some(h) => Some(CgroupDir {
+                controllers: Vec::new(),
+                mount_point: h.mount_point.clone(),
+                dir: dir_in(h, own.unified.as_deref(), &path)?,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            layout: hierarchies.layout,
+            v1,
+            unified,
+        })
+    }
+
+    /// The host layout this manager works on.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The container's directory in the v1 hierarchy carrying `controller` (e.g. `memory`).
+    pub fn v1_path(&self, controller: &str) -> Option<&Path> {
+        v1_dir(&self.v1, controller)
+    }
+
+    /// The container's directory in the cgroup2 hierarchy (hybrid and unified hosts).
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.unified.as_ref().map(|d| d.dir.as_path())
+    }
+
+    /// Every directory of the container's cgroup, v1 hierarchies first.
+    pub fn dirs(&self) -> impl Iterator<Item = &CgroupDir> {
+        self.v1.iter().chain(self.unified.iter())
+    }
+
+    /// Creates the cgroup directories (and missing parents). On v1 `cpuset`, empty
+    /// `cpuset.cpus`/`cpuset.mems` along the path are copied from the parent (a task cannot
+    /// join a cpuset without them). On a unified host, the controllers available at each
+    /// parent are enabled in its `cgroup.subtree_control`. On failure, the directories this
+    /// call created are removed again.
     pub fn create(&self) -> Result<()> {
-        todo!("CgroupManager::create {}", self.root.display())
+        let mut created = Vec::new();
+        let result = self.create_inner(&mut created);
+        if result.is_err() {
+            for dir in created.iter().rev() {
+                let _ = fs::remove_dir(dir);
+            }
+        }
+        result
+    }
+
+    fn create_inner(&self, created: &mut Vec<PathBuf>) -> Result<()> {
+        for d in self.dirs() {
+            let levels = levels_below(&d.mount_point, &d.dir);
+            for (i, level) in levels.iter().enumerate() {
+                match fs::create_dir(level) {
+                    Ok(()) => created.push(level.clone()),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(Error::cgroup(level, format!("mkdir: {}", describe(&e))));
+                    }
+                }
+                if d.has("cpuset") {
+                    let parent = if i == 0 {
+                        &d.mount_point
+                    } else {
+                        &levels[i - 1]
+                    };
+                    v1::inherit_cpuset(parent, level)?;
+                }
+            }
+        }
+        if self.layout == Layout::Unified
+            && let Some(d) = &self.unified
+        {
+            v2::enable_controllers(&d.mount_point, &d.dir)?;
+        }
+        Ok(())
     }
 
     /// Writes the limits in `resources`; used at create and by Update.
     pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        let _ = resources;
-        todo!("CgroupManager::apply")
+        match self.layout {
+            Layout::Legacy | Layout::Hybrid => {
+                if resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+                    return Err(Error::invalid(
+                        "linux.resources.unified",
+                        "needs cgroup v2 controllers, but this host's controllers are on cgroup v1",
+                    ));
+                }
+                v1::apply(&self.v1, resources)
+            }
+            Layout::Unified => match &self.unified {
+                Some(d) => v2::apply(&d.dir, resources),
+                None => Err(Error::cgroup(DEFAULT_ROOT, "no cgroup2 hierarchy")),
+            },
+        }
     }
 
     /// Moves `pid` into the cgroup in every hierarchy.
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        let _ = pid;
-        todo!("CgroupManager::add_process")
+        let value = pid.to_string();
+        for d in self.dirs() {
+            write_file(&d.dir, "cgroup.procs", &value)?;
+        }
+        Ok(())
     }
 
-    /// The pids in the cgroup.
+    /// The pids in the cgroup and its sub-cgroups (from `cgroup.procs` of the v1 `pids` or
+    /// `memory` hierarchy, or of cgroup2 on a unified host). Empty when the cgroup is gone.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        todo!("CgroupManager::pids")
+        let dir = match self.layout {
+            Layout::Unified => self.unified_path(),
+            Layout::Legacy | Layout::Hybrid => self
+                .v1_path("pids")
+                .or_else(|| self.v1_path("memory"))
+                .or_else(|| self.v1.first().map(|d| d.dir.as_path()))
+                .or_else(|| self.unified_path()),
+        };
+        let mut pids = Vec::new();
+        if let Some(dir) = dir {
+            collect_pids(dir, &mut pids)?;
+        }
+        Ok(pids)
     }
 
-    /// Sends `signal` to every process in the cgroup.
+    /// Sends `signal` to every process in the cgroup. SIGKILL uses `cgroup.kill` where the
+    /// cgroup2 directory has it; otherwise each listed pid is signalled, and for SIGKILL again
+    /// until the cgroup is empty (up to about 2 s, then an error naming the survivors).
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
-        let _ = signal;
-        todo!("CgroupManager::kill_all")
+        if signal == Signal::SIGKILL
+            && let Some(dir) = self.unified_path()
+            && dir.join("cgroup.kill").exists()
+        {
+            return write_file(dir, "cgroup.kill", "1");
+        }
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                return Ok(());
+            }
+            for &pid in &pids {
+                match kill(Pid::from_raw(pid), signal) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => {
+                        return Err(Error::sys("kill", format!("pid {pid} {signal}"), e));
+                    }
+                }
+            }
+            if signal != Signal::SIGKILL {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::cgroup(
+                    self.pids_dir_for_errors(),
+                    format!("processes {pids:?} still present after SIGKILL"),
+                ));
+            }
+            sleep(SETTLE_STEP);
+        }
+    }
+
+    fn pids_dir_for_errors(&self) -> PathBuf {
+        self.dirs()
+            .next()
+            .map(|d| d.dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
     /// Removes the container's cgroup directories (not shared parents). Succeeds when they
-    /// are already gone.
+    /// are already gone. Sub-cgroups the container made are removed first. A directory still
+    /// busy after about 2 s (processes still exiting) fails naming the directory.
     pub fn destroy(&self) -> Result<()> {
-        todo!("CgroupManager::destroy")
+        let mut first_error = None;
+        for d in self.dirs() {
+            if let Err(e) = remove_tree(&d.dir)
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Freezes every process in the cgroup (v1 `freezer.state`, else cgroup2 `cgroup.freeze`)
+    /// and waits until the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    /// Thaws the cgroup frozen by [`CgroupManager::freeze`].
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        if let Some(dir) = self.v1_path("freezer") {
+            return v1::set_frozen(dir, frozen);
+        }
+        if let Some(dir) = self.unified_path() {
+            return v2::set_frozen(dir, frozen);
+        }
+        Err(Error::cgroup(
+            self.pids_dir_for_errors(),
+            "no freezer: neither a v1 freezer hierarchy nor cgroup2 is mounted",
+        ))
     }
 }
+
+/// The container's directory in hierarchy `h`.
+fn dir_in(h: &Hierarchy, own: Option<&Path>, path: &CgroupPath) -> Result<PathBuf> {
+    match path {
+        CgroupPath::Absolute(p) => Ok(h.mount_point.join(p)),
+        CgroupPath::Relative(p) => {
+            let own = own.ok_or_else(|| {
+                Error::cgroup(
+                    &h.mount_point,
+                    "relative linux.cgroupsPath: the caller's cgroup in this hierarchy is not in /proc/self/cgroup",
+                )
+            })?;
+            let inside = own.strip_prefix(&h.root).map_err(|_| {
+                Error::cgroup(
+                    &h.mount_point,
+                    format!(
+                        "relative linux.cgroupsPath: the caller's cgroup {} is outside this mount's root {}",
+                        own.display(),
+                        h.root.display()
+                    ),
+                )
+            })?;
+            Ok(h.mount_point.join(inside).join(p))
+        }
+    }
+}
+
+/// Every directory from just below `mount` down to `dir`, top first.
+fn levels_below(mount: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut levels: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|a| *a != mount && a.starts_with(mount))
+        .map(Path::to_path_buf)
+        .collect();
+    levels.reverse();
+    levels
+}
+
+/// Reads `cgroup.procs` of `dir` and of every cgroup below it.
+fn collect_pids(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
+    let text = match fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::cgroup(
+                dir,
+                format!("read cgroup.procs: {}", describe(&e)),
+            ));
+        }
+    };
+    for line in text.lines() {
+        let pid = line
+            .trim()
+            .parse()
+            .map_err(|_| Error::cgroup(dir, format!("cgroup.procs: bad pid {line:?}")))?;
+        pids.push(pid);
+    }
+    for child in sub_cgroups(dir)? {
+        collect_pids(&child, pids)?;
+    }
+    Ok(())
+}
+
+/// The sub-cgroup directories of `dir` (none when `dir` is gone).
+fn sub_cgroups(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::cgroup(dir, format!("readdir: {}", describe(&e)))),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::cgroup(dir, format!("readdir: {}", describe(&e))))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Removes `dir` and the cgroups below it, deepest first, retrying EBUSY for a while:
+/// processes that were just killed leave their cgroup only once they have exited.
+fn remove_tree(dir: &Path) -> Result<()> {
+    for child in sub_cgroups(dir)? {
+        remove_tree(&child)?;
+    }
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                sleep(SETTLE_STEP);
+            }
+            Err(e) => return Err(Error::cgroup(dir, format!("rmdir: {}", describe(&e)))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
