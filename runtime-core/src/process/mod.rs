@@ -1,2 +1,22 @@
-//! Starting the container init: the launcher (caller side), the setup helper, and the
-//! messages between them.
+//! Starting the container init.
+//!
+//! The caller (the shim daemon, or the `mini` command) may be multi-threaded, so it never
+//! forks to build a container. [`Launcher`] execs a single-threaded setup helper — this same
+//! executable, from a read-only view ([`crate::exe_guard`]), with [`HELPER_ARG`] — and talks to
+//! it over a socket ([`channel`]). The helper creates the cgroup, joins namespaces given by path
+//! and clones the container init with `CLONE_PARENT`, so the init is the caller's child. The
+//! init builds the container ([`init`]), reports ready, and execs the user's process when the
+//! caller says start.
+
+pub mod channel;
+mod helper;
+mod init;
+mod launcher;
+
+pub use channel::{HelperConfig, Message};
+pub use helper::run_helper_if_requested;
+pub use launcher::{CreatedInit, InitStdio, Launcher, PendingInit};
+
+/// argv[1] that makes a binary linking this library run as the setup helper. Every binary
+/// that uses [`Launcher`] must call [`run_helper_if_requested`] first thing in `main`.
+pub const HELPER_ARG: &str = "__mini_init";

@@ -1,0 +1,316 @@
+//! The container init, from its clone to the exec of the user's process. The order follows
+//! the runtime-spec's `create` then `start`.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Gid, Uid, chdir, execve, getcwd, setgroups, sethostname, setresgid, setresuid};
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::channel::{Channel, HelperConfig, Message};
+use crate::namespaces::Plan;
+use crate::{Error, Result, capabilities, rlimits, rootfs, seccomp};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Builds the container, reports ready, waits for start, execs. Never returns: on error it
+/// reports the error on the channel and exits.
+pub(super) fn run(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> ! {
+    let err = match setup_and_exec(config, channel, plan) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    };
+    let _ = channel.send(&Message::Error { message: err.to_string() });
+    // SAFETY: _exit ends this process without running the parent's atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+enum Never {}
+
+fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> Result<Never> {
+    let spec = &config.spec;
+    let process = spec.process().as_ref().ok_or_else(|| Error::invalid("process", "missing"))?;
+    let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+
+    if plan.creates(LinuxNamespaceType::User) {
+        setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .map_err(|e| Error::sys("setresgid", "0 in the new user namespace", e))?;
+        setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .map_err(|e| Error::sys("setresuid", "0 in the new user namespace", e))?;
+    }
+    if plan.creates(LinuxNamespaceType::Cgroup) {
+        // Now that the helper put us in the container's cgroup, it becomes our cgroup root.
+        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| Error::sys("unshare", "cgroup namespace", e))?;
+    }
+
+    rootfs::prepare(spec, &config.rootfs)?;
+    rootfs::pivot(&config.rootfs)?;
+
+    if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !plan.isolates(LinuxNamespaceType::Uts) {
+            return Err(Error::invalid("hostname", "setting a hostname needs a private UTS namespace"));
+        }
+        sethostname(hostname).map_err(|e| Error::sys("sethostname", hostname, e))?;
+    }
+    if let Some(domain) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        set_domainname(domain)?;
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for (key, value) in sysctl {
+            write_sysctl(key, value)?;
+        }
+    }
+    rootfs::finish(spec)?;
+
+    if let Some(limits) = process.rlimits() {
+        rlimits::apply(limits)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        rlimits::set_oom_score_adj(adj)?;
+    }
+    if process.terminal().unwrap_or(false) {
+        return Err(Error::invalid("process.terminal", "terminals are not supported by mini yet"));
+    }
+
+    let env = process.env().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    let program = find_executable(&args[0], &env)?;
+    enter_cwd(process.cwd())?;
+
+    let filter = match linux.seccomp() {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user may be
+    // about to lose: load it now (as runc does). With it, load as late as possible.
+    let mut late_filter = None;
+    if let Some(filter) = filter {
+        if no_new_privs {
+            late_filter = Some(filter);
+        } else {
+            filter.load()?;
+        }
+    }
+
+    set_identity(process)?;
+    if no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::sys("prctl", "PR_SET_NO_NEW_PRIVS", nix::errno::Errno::last()));
+        }
+    }
+
+    channel.send(&Message::Ready)?;
+    match channel.recv()? {
+        Some(Message::Start) => {}
+        // The caller went away or changed its mind: nothing to run.
+        // SAFETY: _exit ends this process without running the parent's atexit handlers.
+        _ => unsafe { libc::_exit(1) },
+    }
+
+    if let Some(filter) = late_filter {
+        filter.load()?;
+    }
+    close_fds_on_exec()?;
+    reset_signals()?;
+    let program_c = cstring(program.as_os_str().as_bytes(), "process.args[0]")?;
+    let args_c = args
+        .iter()
+        .map(|a| cstring(a.as_bytes(), "process.args"))
+        .collect::<Result<Vec<_>>>()?;
+    let env_c = env
+        .iter()
+        .map(|e| cstring(e.as_bytes(), "process.env"))
+        .collect::<Result<Vec<_>>>()?;
+    let err = execve(&program_c, &args_c, &env_c).unwrap_err();
+    Err(Error::sys("exec", format!("{:?}", args[0]), err))
+}
+
+fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
+    CString::new(bytes).map_err(|_| Error::invalid(field, "contains a NUL byte"))
+}
+
+fn set_domainname(domain: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `domain`'s bytes, valid for the call.
+    let rc = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
+    if rc != 0 {
+        return Err(Error::sys("setdomainname", domain, nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    if key.split(['.', '/']).any(|part| part == "..") || key.is_empty() {
+        return Err(Error::invalid("linux.sysctl", format!("bad key {key:?}")));
+    }
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    fs::write(&path, value).map_err(|e| Error::io("write sysctl", path, e))
+}
+
+/// Finds the program as execvp would, in the container's root and `PATH` (from the spec's
+/// env). Missing programs fail here, at create, with an error naming them.
+fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    let is_exec = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if arg0.contains('/') {
+        let path = PathBuf::from(arg0);
+        return match fs::metadata(&path) {
+            Ok(_) if is_exec(&path) => Ok(path),
+            Ok(_) => Err(Error::Setup(format!("exec: {arg0:?}: permission denied (not an executable file)"))),
+            Err(e) => Err(Error::Setup(format!("exec: {arg0:?}: stat {arg0}: {e}"))),
+        };
+    }
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path_var
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
+        .find(|candidate| is_exec(candidate))
+        .ok_or_else(|| Error::Setup(format!("exec: {arg0:?}: executable file not found in $PATH")))
+}
+
+/// chdir to the spec's cwd and check that it is inside the container's root: a cwd reached
+/// through an fd or path that leads outside (CVE-2024-21626) has no path from `/`, which
+/// getcwd reports as "(unreachable)…" or an error.
+pub fn enter_cwd(cwd: &Path) -> Result<()> {
+    chdir(cwd).map_err(|e| Error::sys("chdir", format!("process.cwd {}", cwd.display()), e))?;
+    match getcwd() {
+        Ok(actual) if actual.is_absolute() => Ok(()),
+        Ok(actual) => Err(Error::invalid(
+            "process.cwd",
+            format!("{} leads outside the container's root ({})", cwd.display(), actual.display()),
+        )),
+        Err(e) => Err(Error::invalid(
+            "process.cwd",
+            format!("{} is not reachable from the container's root: {e}", cwd.display()),
+        )),
+    }
+}
+
+fn set_identity(process: &Process) -> Result<()> {
+    let user = process.user();
+    // No `process.capabilities` means no capabilities at all (oci-spec's Default has some).
+    let none = no_capabilities();
+    let caps = process.capabilities().as_ref().unwrap_or(&none);
+    capabilities::drop_bounding(caps)?;
+    let gids: Vec<Gid> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&gids).map_err(|e| Error::sys("setgroups", format!("process.user.additionalGids {gids:?}"), e))?;
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).map_err(|e| Error::sys("setresgid", format!("process.user.gid {gid}"), e))?;
+    // Keep the permitted set across the uid change; capabilities::apply then sets the
+    // spec's sets.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::sys("prctl", "PR_SET_KEEPCAPS", nix::errno::Errno::last()));
+    }
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).map_err(|e| Error::sys("setresuid", format!("process.user.uid {uid}"), e))?;
+    capabilities::apply(caps)?;
+    if let Some(mask) = user.umask() {
+        umask(Mode::from_bits_truncate(mask as libc::mode_t));
+    }
+    Ok(())
+}
+
+fn no_capabilities() -> oci_spec::runtime::LinuxCapabilities {
+    let empty = std::collections::HashSet::new;
+    let mut caps = oci_spec::runtime::LinuxCapabilities::default();
+    caps.set_bounding(Some(empty()))
+        .set_effective(Some(empty()))
+        .set_permitted(Some(empty()))
+        .set_inheritable(Some(empty()))
+        .set_ambient(Some(empty()));
+    caps
+}
+
+/// Marks every fd above 2 close-on-exec: the user's process starts with only stdio
+/// (CVE-2024-21626 leaked a host directory fd this way).
+fn close_fds_on_exec() -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of this process.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        return Err(Error::sys("close_range", "3.. CLOEXEC", nix::errno::Errno::last()));
+    }
+    Ok(())
+}
+
+/// Every signal back to its default disposition and an empty mask: ignored signals and the
+/// mask survive execve, and Rust's runtime ignores SIGPIPE.
+fn reset_signals() -> Result<()> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler code.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Error::sys("sigprocmask", "clear", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn missing_program_is_named_in_the_error() {
+        let err = find_executable("/nonexistent-binary", &[]).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent-binary"), "{err}");
+        let err = find_executable("no-such-program-xyz", &["PATH=/bin".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no-such-program-xyz") && err.contains("PATH"), "{err}");
+    }
+
+    #[test]
+    fn program_is_found_on_the_spec_path() {
+        assert_eq!(find_executable("sh", &["PATH=/nope:/bin".into()]).unwrap(), PathBuf::from("/bin/sh"));
+    }
+
+    /// CVE-2024-21626: a cwd of /proc/self/fd/N, where N is a directory fd opened before the
+    /// root changed, lands outside the root. The guard must refuse it.
+    #[test]
+    fn cwd_through_a_leaked_directory_fd_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        // SAFETY: the child only makes syscalls and leaves with _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let code = (|| {
+                    let leaked = fs::File::open(outside.path()).ok()?;
+                    nix::unistd::chroot(root.path()).ok()?;
+                    chdir("/").ok()?;
+                    // What chdir("/proc/self/fd/N") does when N is a leaked directory fd.
+                    nix::unistd::fchdir(&leaked).ok()?;
+                    Some(if enter_cwd(Path::new(".")).is_err() { 0 } else { 1 })
+                })()
+                .unwrap_or(2);
+                // SAFETY: ends the forked child.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `start`: spawn the daemon in its own session with a listening socket, record the address
+//! in the bundle, and print it — nothing else — for containerd.
+
+use std::fs;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
+use protobuf::Message;
+use sha2::{Digest, Sha256};
+
+use crate::args::Args;
+
+/// Where shim sockets live (the convention of containerd's Go and Rust shims).
+const SOCKET_DIR: &str = "/run/containerd/s";
+/// The task API version announced to callers that send bootstrap parameters (containerd
+/// 2.3+). The same service is also served as v2.
+const TASK_API_VERSION: i32 = 3;
+/// The fd the listening socket has in the daemon.
+pub const LISTENER_FD: i32 = 3;
+/// The annotation CRI sets on every container of a pod: one shim serves the whole pod.
+const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+pub fn start(args: &Args) -> Result<(), String> {
+    let bundle = args.bundle_dir().map_err(|e| format!("working directory: {e}"))?;
+    let stdin = read_stdin();
+    let grouping = grouping_id(&bundle).unwrap_or_else(|| args.id.clone());
+    let socket = socket_path(&args.address, &args.namespace, &grouping);
+    let address = format!("unix://{}", socket.display());
+
+    if grouping != args.id && UnixStream::connect(&socket).is_ok() {
+        // The pod's shim is already running: it serves this container too.
+        write_address(&bundle, &address)?;
+        return reply(&address, stdin.as_deref(), args);
+    }
+
+    let listener = listen(&socket)?;
+    let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["-namespace", &args.namespace, "-id", &args.id, "-address", &args.address]);
+    if !args.publish_binary.is_empty() {
+        cmd.args(["-publish-binary", &args.publish_binary]);
+    }
+    if args.debug {
+        cmd.arg("-debug");
+    }
+    let listener_fd = listener.as_raw_fd();
+    cmd.current_dir(&bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only setsid and dup2/fcntl, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Own session: containerd's restart or a signal to its group must not reach us.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if listener_fd == LISTENER_FD {
+                if libc::fcntl(LISTENER_FD, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(listener_fd, LISTENER_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| {
+        let _ = fs::remove_file(&socket);
+        format!("spawn daemon {}: {e}", exe.display())
+    })?;
+    drop(listener);
+    write_address(&bundle, &address)?;
+    let _ = fs::write(bundle.join("shim.pid"), child.id().to_string());
+    reply(&address, stdin.as_deref(), args)
+}
+
+/// Stdin as containerd pipes it: runtime options (1.6–2.2, when set) or bootstrap parameters
+/// (2.3+). Nothing when it is a terminal (a person running `start` by hand).
+fn read_stdin() -> Option<Vec<u8>> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    stdin.read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Bootstrap parameters, only when `stdin` parses as such and names this shim: runtime
+/// options (a protobuf `Any`) also parse as `BootstrapParams`.
+pub fn bootstrap_params(stdin: &[u8], id: &str, namespace: &str) -> Option<BootstrapParams> {
+    if stdin.is_empty() {
+        return None;
+    }
+    let params = BootstrapParams::parse_from_bytes(stdin).ok()?;
+    (params.instance_id == id && params.namespace == namespace).then_some(params)
+}
+
+/// What `start` prints: a `BootstrapResult` for a caller that sent bootstrap parameters, the
+/// plain address otherwise (containerd 1.6 cannot parse more; 1.7–2.2 then use task API v2).
+pub fn reply_bytes(address: &str, stdin: Option<&[u8]>, args: &Args) -> Vec<u8> {
+    match stdin.and_then(|s| bootstrap_params(s, &args.id, &args.namespace)) {
+        Some(_) => {
+            let result = BootstrapResult {
+                version: TASK_API_VERSION,
+                address: address.to_string(),
+                protocol: "ttrpc".to_string(),
+                ..Default::default()
+            };
+            result.write_to_bytes().unwrap_or_default()
+        }
+        None => address.as_bytes().to_vec(),
+    }
+}
+
+fn reply(address: &str, stdin: Option<&[u8]>, args: &Args) -> Result<(), String> {
+    let bytes = reply_bytes(address, stdin, args);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&bytes).and_then(|()| out.flush()).map_err(|e| format!("write address: {e}"))
+}
+
+/// The socket of a shim: sha256 of containerd's address, the namespace and the grouping id,
+/// as containerd's own shims name it (82 bytes, well under the 107-byte limit).
+pub fn socket_path(address: &str, namespace: &str, grouping: &str) -> PathBuf {
+    let joined = Path::new(address).join(namespace).join(grouping);
+    let digest = Sha256::digest(joined.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Path::new(SOCKET_DIR).join(hex)
+}
+
+/// The socket recorded in `<bundle>/address`, if it is one of ours.
+pub fn recorded_socket(bundle: &Path) -> Option<PathBuf> {
+    let address = fs::read_to_string(bundle.join("address")).ok()?;
+    let path = PathBuf::from(address.trim().strip_prefix("unix://")?);
+    path.starts_with(SOCKET_DIR).then_some(path)
+}
+
+fn grouping_id(bundle: &Path) -> Option<String> {
+    let text = fs::read_to_string(bundle.join("config.json")).ok()?;
+    let spec: serde_json::Value = serde_json::from_str(&text).ok()?;
+    spec.get("annotations")?
+        .get(SANDBOX_ANNOTATION)?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A path socket (never abstract: CVE-2020-15257) in a root-only directory.
+fn listen(socket: &Path) -> Result<UnixListener, String> {
+    let dir = socket.parent().unwrap_or(Path::new(SOCKET_DIR));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    if socket.exists() {
+        if UnixStream::connect(socket).is_ok() {
+            return Err(format!("{} is in use by another shim", socket.display()));
+        }
+        // A dead shim's socket.
+        let _ = fs::remove_file(socket);
+    }
+    let listener = UnixListener::bind(socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+    let _ = fs::set_permissions(socket, fs::Permissions::from_mode(0o600));
+    Ok(listener)
+}
+
+/// `<bundle>/address`: containerd 1.6 and 1.7 reconnect through it after a restart.
+fn write_address(bundle: &Path, address: &str) -> Result<(), String> {
+    let path = bundle.join("address");
+    let tmp = bundle.join(".address.tmp");
+    fs::write(&tmp, address)
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Action;
+
+    fn args() -> Args {
+        Args {
+            namespace: "ns".into(),
+            id: "c1".into(),
+            address: "/run/containerd/containerd.sock".into(),
+            publish_binary: String::new(),
+            bundle: None,
+            debug: false,
+            action: Action::Start,
+        }
+    }
+
+    #[test]
+    fn socket_path_is_the_hash_of_address_namespace_and_id_and_fits() {
+        let p = socket_path("/run/containerd/containerd.sock", "default", "c1");
+        let s = p.to_str().unwrap();
+        assert!(s.starts_with("/run/containerd/s/"));
+        assert_eq!(s.len(), "/run/containerd/s/".len() + 64);
+        assert!(format!("unix://{s}").len() < 107);
+        assert_ne!(p, socket_path("/run/containerd/containerd.sock", "default", "c2"));
+    }
+
+    #[test]
+    fn plain_address_without_bootstrap_params() {
+        let a = args();
+        assert_eq!(reply_bytes("unix:///x", None, &a), b"unix:///x");
+        assert_eq!(reply_bytes("unix:///x", Some(b""), &a), b"unix:///x");
+    }
+
+    #[test]
+    fn runtime_options_on_stdin_are_not_taken_for_bootstrap_params() {
+        // containerd 1.6–2.2 pipe the runtime options (an Any) when set.
+        let any = protobuf::well_known_types::any::Any {
+            type_url: "runtimeoptions.v1.Options".into(),
+            value: b"\x12\x05/conf".to_vec(),
+            ..Default::default()
+        };
+        let bytes = any.write_to_bytes().unwrap();
+        assert_eq!(reply_bytes("unix:///x", Some(&bytes), &args()), b"unix:///x");
+    }
+
+    #[test]
+    fn genuine_bootstrap_params_get_a_bootstrap_result() {
+        let params = BootstrapParams {
+            instance_id: "c1".into(),
+            namespace: "ns".into(),
+            ..Default::default()
+        };
+        let out = reply_bytes("unix:///x", Some(&params.write_to_bytes().unwrap()), &args());
+        let result = BootstrapResult::parse_from_bytes(&out).unwrap();
+        assert_eq!(result.address, "unix:///x");
+        assert_eq!(result.version, 3);
+        assert_eq!(result.protocol, "ttrpc");
+    }
+}

@@ -1,0 +1,312 @@
+//! One container and its init process: created → running → stopped → deleted. Every RPC asks
+//! the state whether it is allowed; exits reach the state through one watcher task.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+use runtime_core::cgroups::CgroupManager;
+use runtime_core::process::{CreatedInit, HelperConfig, Launcher};
+use runtime_core::rootfs::{self, RootfsMount};
+use tokio::sync::{Mutex, oneshot, watch};
+
+use crate::events::Publisher;
+use crate::reaper::{Exit, ExitMonitor};
+use crate::stdio::{self, StdioCopies};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Created,
+    Running,
+    Stopped,
+}
+
+/// What containerd asked for at Create.
+pub struct CreateParams {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: Vec<RootfsMount>,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid: i32,
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+    cgroup: CgroupManager,
+    /// The rootfs we mounted (from containerd's mounts), unmounted at delete.
+    mounted_rootfs: Option<PathBuf>,
+    state: Mutex<State>,
+    exit: watch::Receiver<Option<Exit>>,
+}
+
+struct State {
+    status: Status,
+    created: Option<CreatedInit>,
+    stdio: StdioCopies,
+}
+
+/// Why an operation failed: the caller maps this to a ttrpc code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The spec or request is wrong.
+    Invalid(String),
+    /// Building the container failed.
+    Runtime(&'static str, runtime_core::Error),
+    /// Not allowed in the current state.
+    State(String),
+    Internal(String),
+}
+
+impl Container {
+    /// Builds the container and leaves its init blocked before exec.
+    pub async fn create(
+        params: CreateParams,
+        launcher: Arc<Launcher>,
+        monitor: ExitMonitor,
+        publisher: Publisher,
+        namespace: String,
+    ) -> Result<Arc<Container>, Failure> {
+        if params.terminal {
+            return Err(Failure::Invalid("terminal (tty) containers are not supported by mini yet".into()));
+        }
+        let spec = runtime_core::spec::load(&params.bundle).map_err(|e| Failure::Runtime("load spec", e))?;
+        let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+        let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref()).map_err(|e| Failure::Runtime("cgroup", e))?;
+
+        let (rootfs_path, mounted_rootfs) = if params.rootfs.is_empty() {
+            (runtime_core::spec::rootfs_path(&spec, &params.bundle), None)
+        } else {
+            let target = params.bundle.join("rootfs");
+            fs::create_dir_all(&target).map_err(|e| Failure::Internal(format!("create {}: {e}", target.display())))?;
+            rootfs::mount_rootfs(&params.rootfs, &target).map_err(|e| Failure::Runtime("mount rootfs", e))?;
+            (target.clone(), Some(target))
+        };
+        let undo_rootfs = |mounted: &Option<PathBuf>| {
+            if let Some(target) = mounted {
+                if let Err(err) = rootfs::unmount_rootfs(target) {
+                    log::warn!("unmount {}: {err}", target.display());
+                }
+            }
+        };
+
+        let (child_stdio, mut copies) = match stdio::open(&params.stdin, &params.stdout, &params.stderr) {
+            Ok(x) => x,
+            Err(err) => {
+                undo_rootfs(&mounted_rootfs);
+                return Err(Failure::Invalid(format!("stdio: {err}")));
+            }
+        };
+
+        let config = HelperConfig {
+            id: params.id.clone(),
+            bundle: params.bundle.clone(),
+            rootfs: rootfs_path,
+            spec,
+        };
+        let (pid_tx, pid_rx) = oneshot::channel();
+        let m = monitor.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let mut pending = launcher.spawn(config, child_stdio)?;
+            m.ignore(pending.helper_pid());
+            let pid = pending.wait_pid()?;
+            let _ = pid_tx.send((pid, m.subscribe(pid)));
+            pending.wait_ready()
+        })
+        .await
+        .map_err(|e| Failure::Internal(format!("setup task: {e}")))
+        .and_then(|r| r.map_err(|e| Failure::Runtime("create", e)));
+        let subscribed = pid_rx.await.ok();
+
+        let created = match built {
+            Ok(created) => created,
+            Err(err) => {
+                if let Some((pid, exit)) = subscribed {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exit).await;
+                }
+                copies.abort();
+                destroy_cgroup(cgroup).await;
+                undo_rootfs(&mounted_rootfs);
+                return Err(err);
+            }
+        };
+        let pid = created.pid();
+        let exit_rx = match subscribed {
+            Some((_, rx)) => rx,
+            None => monitor.subscribe(pid),
+        };
+        let _ = fs::write(params.bundle.join("init.pid"), pid.to_string());
+
+        let (exit_tx, exit_watch) = watch::channel(None);
+        let container = Arc::new(Container {
+            id: params.id,
+            bundle: params.bundle,
+            pid,
+            stdin: params.stdin,
+            stdout: params.stdout,
+            stderr: params.stderr,
+            terminal: params.terminal,
+            cgroup,
+            mounted_rootfs,
+            state: Mutex::new(State {
+                status: Status::Created,
+                created: Some(created),
+                stdio: copies,
+            }),
+            exit: exit_watch,
+        });
+        tokio::spawn(watch_exit(container.clone(), exit_rx, exit_tx, publisher, namespace));
+        Ok(container)
+    }
+
+    /// Lets the init exec the user's process. `on_started` runs (publishing `/tasks/start`)
+    /// before the exit watcher may publish `/tasks/exit`.
+    pub async fn start(&self, on_started: impl FnOnce()) -> Result<(), Failure> {
+        let mut state = self.state.lock().await;
+        if state.status != Status::Created {
+            return Err(Failure::State(format!("container {} is {:?}, not created", self.id, state.status)));
+        }
+        let created = state
+            .created
+            .take()
+            .ok_or_else(|| Failure::State(format!("container {} is already starting", self.id)))?;
+        tokio::task::spawn_blocking(move || created.start())
+            .await
+            .map_err(|e| Failure::Internal(format!("start task: {e}")))?
+            .map_err(|e| Failure::Runtime("start", e))?;
+        state.status = Status::Running;
+        on_started();
+        Ok(())
+    }
+
+    pub async fn status(&self) -> (Status, Option<Exit>) {
+        let state = self.state.lock().await;
+        (state.status, *self.exit.borrow())
+    }
+
+    /// Signals the init (or, with `all`, every process in the container's cgroup).
+    pub async fn kill(&self, signal: u32, all: bool) -> Result<(), Failure> {
+        let sig = Signal::try_from(signal as i32).map_err(|_| Failure::Invalid(format!("signal {signal} is not valid")))?;
+        if self.exit.borrow().is_some() {
+            return Err(Failure::State("process already finished".into()));
+        }
+        if all {
+            if let Err(err) = self.cgroup.kill_all(sig) {
+                log::warn!("kill all in {}: {err}", self.id);
+            }
+        }
+        match kill(Pid::from_raw(self.pid), sig) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::ESRCH) => Err(Failure::State("process already finished".into())),
+            Err(e) => Err(Failure::Internal(format!("kill {} {sig}: {e}", self.pid))),
+        }
+    }
+
+    /// Waits for the init's exit (output drained).
+    pub async fn wait(&self) -> Exit {
+        let mut rx = self.exit.clone();
+        let exit = rx.wait_for(|e| e.is_some()).await.map(|e| *e);
+        match exit {
+            Ok(Some(exit)) => exit,
+            _ => Exit {
+                status: 255,
+                at: std::time::SystemTime::now(),
+            },
+        }
+    }
+
+    pub async fn close_stdin(&self) {
+        self.state.lock().await.stdio.close_stdin();
+    }
+
+    /// Removes what the container left: kills a created init, removes the cgroup and
+    /// unmounts the rootfs. Refused while the init runs.
+    pub async fn delete(&self) -> Result<Exit, Failure> {
+        let status = self.state.lock().await.status;
+        match status {
+            Status::Running if self.exit.borrow().is_none() => {
+                return Err(Failure::State(format!("container {} is running; kill it first", self.id)));
+            }
+            Status::Created => {
+                let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            }
+            _ => {}
+        }
+        let exit = self.wait().await;
+        self.state.lock().await.stdio.abort();
+        destroy_cgroup(self.cgroup.clone()).await;
+        if let Some(target) = &self.mounted_rootfs {
+            rootfs::unmount_rootfs(target).map_err(|e| Failure::Runtime("unmount rootfs", e))?;
+        }
+        Ok(exit)
+    }
+}
+
+async fn destroy_cgroup(cgroup: CgroupManager) {
+    let result = tokio::task::spawn_blocking(move || {
+        let _ = cgroup.kill_all(Signal::SIGKILL);
+        cgroup.destroy()
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::warn!("remove cgroup: {err}"),
+        Err(err) => log::warn!("remove cgroup task: {err}"),
+    }
+}
+
+async fn watch_exit(
+    container: Arc<Container>,
+    exit: oneshot::Receiver<Exit>,
+    exit_tx: watch::Sender<Option<Exit>>,
+    publisher: Publisher,
+    namespace: String,
+) {
+    let Ok(exit) = exit.await else { return };
+    // Start holds the state lock until `/tasks/start` is queued: taking it here keeps
+    // `/tasks/exit` after it.
+    let mut state = container.state.lock().await;
+    state.stdio.drain().await;
+    state.status = Status::Stopped;
+    state.created = None;
+    publisher.publish(
+        &namespace,
+        "/tasks/exit",
+        &containerd_shim_protos::events::task::TaskExit {
+            container_id: container.id.clone(),
+            id: container.id.clone(),
+            pid: container.pid as u32,
+            exit_status: exit.status,
+            exited_at: protobuf::MessageField::some(crate::events::timestamp(exit.at)),
+            ..Default::default()
+        },
+    );
+    let _ = exit_tx.send(Some(exit));
+}
+
+/// The rootfs mounts of a CreateTaskRequest in runtime-core's terms.
+pub fn rootfs_mounts(mounts: &[containerd_shim_protos::types::mount::Mount]) -> Vec<RootfsMount> {
+    mounts
+        .iter()
+        .map(|m| RootfsMount {
+            typ: m.type_.clone(),
+            source: m.source.clone(),
+            options: m.options.clone(),
+        })
+        .collect()
+}
+
+pub fn spec_of(bundle: &Path) -> Option<Spec> {
+    runtime_core::spec::load(bundle).ok()
+}

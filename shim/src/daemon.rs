@@ -1,0 +1,65 @@
+//! The daemon: one tokio thread serving the Task API on the socket `start` bound, reaping
+//! children as a subreaper, publishing events, until Shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use ttrpc::r#async::Server;
+
+use crate::args::Args;
+use crate::bootstrap::LISTENER_FD;
+use crate::events::Publisher;
+use crate::logger;
+use crate::reaper::ExitMonitor;
+use crate::service::TaskService;
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let bundle = args.bundle_dir().map_err(|e| format!("working directory: {e}"))?;
+    logger::init(&bundle, args.debug);
+    // Orphans of the container (its init re-parented by CLONE_PARENT is our child anyway)
+    // come to us, not to pid 1.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        log::warn!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let result = runtime.block_on(serve(args, bundle));
+    if let Err(err) = &result {
+        log::error!("daemon: {err}");
+    }
+    result
+}
+
+async fn serve(args: &Args, bundle: PathBuf) -> Result<(), String> {
+    let monitor = ExitMonitor::start().map_err(|e| format!("SIGCHLD handler: {e}"))?;
+    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", args.address));
+    let publisher = Publisher::start(ttrpc_address);
+    let shutdown = Arc::new(Notify::new());
+    let service = Arc::new(TaskService::new(
+        args.namespace.clone(),
+        publisher.clone(),
+        monitor,
+        shutdown.clone(),
+    ));
+    // SAFETY: `start` passed us the listening socket as LISTENER_FD; the server owns it now.
+    let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }.map_err(|e| format!("listener: {e}"))?;
+    let mut server = server.register_service(service.services());
+    server.start().await.map_err(|e| format!("serve: {e}"))?;
+    log::info!("serving {} for {}", crate::RUNTIME_NAME, args.id);
+
+    shutdown.notified().await;
+    log::info!("shutdown");
+    // Let the Shutdown reply and the last events go out.
+    let _ = tokio::time::timeout(Duration::from_secs(5), publisher.flush()).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
+    if let Some(socket) = crate::bootstrap::recorded_socket(&bundle) {
+        let _ = std::fs::remove_file(socket);
+    }
+    Ok(())
+}

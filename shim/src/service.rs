@@ -1,0 +1,328 @@
+//! The Task service: what containerd asks, checked against the containers' states. Served as
+//! both `containerd.task.v2.Task` (containerd 1.6, 1.7 and 2.x given a plain address) and
+//! `containerd.task.v3.Task`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim_protos::api::{self, Empty};
+use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
+use containerd_shim_protos::shim_async::{Task, create_task};
+use containerd_shim_protos::types::task::Status as ApiStatus;
+use protobuf::{Message, MessageField};
+use runtime_core::process::Launcher;
+use tokio::sync::Notify;
+use ttrpc::r#async::{Service, TtrpcContext};
+
+use crate::container::{Container, CreateParams, Failure, Status, rootfs_mounts};
+use crate::errors;
+use crate::events::{Publisher, timestamp};
+use crate::reaper::ExitMonitor;
+
+type TtrpcResult<T> = ttrpc::Result<T>;
+
+pub struct TaskService {
+    namespace: String,
+    publisher: Publisher,
+    monitor: ExitMonitor,
+    launcher: Mutex<Option<Arc<Launcher>>>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    shutdown: Arc<Notify>,
+}
+
+impl TaskService {
+    pub fn new(namespace: String, publisher: Publisher, monitor: ExitMonitor, shutdown: Arc<Notify>) -> Self {
+        TaskService {
+            namespace,
+            publisher,
+            monitor,
+            launcher: Mutex::new(None),
+            containers: Mutex::new(HashMap::new()),
+            shutdown,
+        }
+    }
+
+    /// The service under both the v3 and the v2 name.
+    pub fn services(self: Arc<Self>) -> HashMap<String, Service> {
+        let mut map = create_task(self.clone());
+        let v2 = create_task(self)
+            .into_iter()
+            .map(|(name, svc)| (name.replace("containerd.task.v3.", "containerd.task.v2."), svc));
+        map.extend(v2);
+        map
+    }
+
+    fn launcher(&self) -> TtrpcResult<Arc<Launcher>> {
+        let mut slot = self.launcher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = slot.as_ref() {
+            return Ok(l.clone());
+        }
+        let launcher = Arc::new(Launcher::new().map_err(|e| errors::runtime("prepare setup helper", e))?);
+        *slot = Some(launcher.clone());
+        Ok(launcher)
+    }
+
+    fn get(&self, id: &str, exec_id: &str) -> TtrpcResult<Arc<Container>> {
+        if !exec_id.is_empty() {
+            return Err(errors::not_found(format!("exec {exec_id} of {id}")));
+        }
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| errors::not_found(format!("container {id}")))
+    }
+
+    fn publish<E: protobuf::MessageFull>(&self, topic: &str, event: &E) {
+        self.publisher.publish(&self.namespace, topic, event);
+    }
+}
+
+fn failure(err: Failure) -> ttrpc::Error {
+    match err {
+        Failure::Invalid(msg) => errors::invalid_argument(msg),
+        Failure::Runtime(context, e) => errors::runtime(context, e),
+        Failure::State(msg) => errors::failed_precondition(msg),
+        Failure::Internal(msg) => errors::internal(msg),
+    }
+}
+
+/// Checks the runtime options containerd sends: none, or `runtimeoptions.v1.Options`.
+fn check_options(options: &MessageField<protobuf::well_known_types::any::Any>) -> TtrpcResult<()> {
+    let Some(any) = options.as_ref() else { return Ok(()) };
+    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
+    if type_name.is_empty() && any.value.is_empty() {
+        return Ok(());
+    }
+    if type_name != mini_protos::RUNTIME_OPTIONS_TYPE_URL {
+        return Err(errors::invalid_argument(format!(
+            "runtime options of type {:?} are not understood by mini (expected {})",
+            any.type_url,
+            mini_protos::RUNTIME_OPTIONS_TYPE_URL
+        )));
+    }
+    let opts = mini_protos::RuntimeOptions::parse_from_bytes(&any.value)
+        .map_err(|e| errors::invalid_argument(format!("runtime options: {e}")))?;
+    log::debug!("runtime options: config_path={:?}", opts.config_path);
+    Ok(())
+}
+
+fn status_of(status: Status) -> ApiStatus {
+    match status {
+        Status::Created => ApiStatus::CREATED,
+        Status::Running => ApiStatus::RUNNING,
+        Status::Stopped => ApiStatus::STOPPED,
+    }
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+        log::info!("create {}", req.id);
+        if req.id.is_empty() {
+            return Err(errors::invalid_argument("create: empty container id"));
+        }
+        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&req.id) {
+            return Err(errors::already_exists(format!("container {}", req.id)));
+        }
+        check_options(&req.options)?;
+        if !req.checkpoint.is_empty() {
+            return Err(errors::unimplemented("Create from a checkpoint"));
+        }
+        let params = CreateParams {
+            id: req.id.clone(),
+            bundle: PathBuf::from(&req.bundle),
+            rootfs: rootfs_mounts(&req.rootfs),
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let container = Container::create(
+            params,
+            self.launcher()?,
+            self.monitor.clone(),
+            self.publisher.clone(),
+            self.namespace.clone(),
+        )
+        .await
+        .map_err(failure)?;
+        let pid = container.pid as u32;
+        {
+            let mut map = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+            map.insert(req.id.clone(), container);
+        }
+        self.publish(
+            "/tasks/create",
+            &TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                checkpoint: req.checkpoint.clone(),
+                pid,
+                ..Default::default()
+            },
+        );
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        let pid = container.pid as u32;
+        container
+            .start(|| {
+                self.publish(
+                    "/tasks/start",
+                    &TaskStart {
+                        container_id: req.id.clone(),
+                        pid,
+                        ..Default::default()
+                    },
+                )
+            })
+            .await
+            .map_err(failure)?;
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        let (status, exit) = container.status().await;
+        Ok(api::StateResponse {
+            id: container.id.clone(),
+            bundle: container.bundle.display().to_string(),
+            pid: container.pid as u32,
+            status: status_of(status).into(),
+            stdin: container.stdin.clone(),
+            stdout: container.stdout.clone(),
+            stderr: container.stderr.clone(),
+            terminal: container.terminal,
+            exit_status: exit.map(|e| e.status).unwrap_or_default(),
+            exited_at: exit.map(|e| timestamp(e.at)).into(),
+            exec_id: req.exec_id,
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        let exit = container.wait().await;
+        Ok(api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        match container.kill(req.signal, req.all).await {
+            Ok(()) => Ok(Empty::new()),
+            // containerd treats NotFound from Kill as "already finished".
+            Err(Failure::State(msg)) => Err(errors::not_found(msg)),
+            Err(e) => Err(failure(e)),
+        }
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        let exit = container.delete().await.map_err(failure)?;
+        self.containers.lock().unwrap_or_else(|e| e.into_inner()).remove(&req.id);
+        self.publish(
+            "/tasks/delete",
+            &TaskDelete {
+                container_id: req.id.clone(),
+                id: req.id.clone(),
+                pid: container.pid as u32,
+                exit_status: exit.status,
+                exited_at: MessageField::some(timestamp(exit.at)),
+                ..Default::default()
+            },
+        );
+        Ok(api::DeleteResponse {
+            pid: container.pid as u32,
+            exit_status: exit.status,
+            exited_at: MessageField::some(timestamp(exit.at)),
+            ..Default::default()
+        })
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
+        let container = self.get(&req.id, &req.exec_id)?;
+        if req.stdin {
+            container.close_stdin().await;
+        }
+        Ok(Empty::new())
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&req.id)
+            .map(|c| c.pid as u32)
+            .unwrap_or_default();
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: crate::info::VERSION.to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            self.shutdown.notify_one();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, _req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        Err(errors::unimplemented("Pids"))
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("Pause"))
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("Resume"))
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("Checkpoint"))
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("Exec"))
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("ResizePty"))
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(errors::unimplemented("Update"))
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, _req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        Err(errors::unimplemented("Stats"))
+    }
+}

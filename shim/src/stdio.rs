@@ -1,0 +1,161 @@
+//! The process's stdio: containerd hands us fifo paths; the process gets pipes, and the
+//! daemon copies between them, so that it knows when output has drained (Wait answers and
+//! `/tasks/exit` goes out only then) and can deliver EOF on CloseIO.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use runtime_core::process::InitStdio;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long an exited process's output may take to drain (a daemonized grandchild outside
+/// the container's pid namespace could hold the pipe open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The daemon's side of a process's stdio.
+#[derive(Default)]
+pub struct StdioCopies {
+    close_stdin: Option<oneshot::Sender<()>>,
+    outputs: Vec<JoinHandle<()>>,
+}
+
+/// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null.
+pub fn open(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(InitStdio, StdioCopies)> {
+    let mut copies = StdioCopies::default();
+    let child_stdin = if stdin.is_empty() {
+        dev_null()?
+    } else {
+        let source = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(fifo_path(stdin)?)
+            .map_err(|e| annotate(e, stdin))?;
+        let (read, write) = os_pipe()?;
+        let sink = pipe::Sender::from_owned_fd(write)?;
+        let (tx, rx) = oneshot::channel();
+        copies.close_stdin = Some(tx);
+        tokio::spawn(copy_stdin(source, sink, rx));
+        read
+    };
+    let child_stdout = output(stdout, &mut copies)?;
+    let child_stderr = output(stderr, &mut copies)?;
+    Ok((
+        InitStdio {
+            stdin: child_stdin,
+            stdout: child_stdout,
+            stderr: child_stderr,
+        },
+        copies,
+    ))
+}
+
+impl StdioCopies {
+    /// CloseIO: the process reads EOF once what containerd already wrote has been passed on.
+    pub fn close_stdin(&mut self) {
+        if let Some(tx) = self.close_stdin.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits until the process's output has been copied to containerd's fifos, which are then
+    /// closed (ctr 1.7+ waits for their EOF).
+    pub async fn drain(&mut self) {
+        for handle in self.outputs.drain(..) {
+            let abort = handle.abort_handle();
+            if tokio::time::timeout(DRAIN_TIMEOUT, handle).await.is_err() {
+                log::warn!("output still open {DRAIN_TIMEOUT:?} after exit; closing it");
+                abort.abort();
+            }
+        }
+    }
+
+    /// Stops every copy (Delete of a process whose output nobody reads).
+    pub fn abort(&mut self) {
+        self.close_stdin();
+        for handle in self.outputs.drain(..) {
+            handle.abort();
+        }
+    }
+}
+
+fn output(path: &str, copies: &mut StdioCopies) -> io::Result<OwnedFd> {
+    if path.is_empty() {
+        return dev_null();
+    }
+    let (read, write) = os_pipe()?;
+    let source = pipe::Receiver::from_owned_fd(read)?;
+    let target = fifo_path(path)?;
+    let metadata = std::fs::metadata(target).map_err(|e| annotate(e, path))?;
+    let handle = if metadata.file_type().is_file() {
+        let file = OpenOptions::new().append(true).open(target).map_err(|e| annotate(e, path))?;
+        tokio::spawn(copy_out(source, tokio::fs::File::from_std(file)))
+    } else {
+        // Read-write: never blocks on open, and writes do not fail while containerd (the
+        // reader) restarts.
+        let sink = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(target)
+            .map_err(|e| annotate(e, path))?;
+        tokio::spawn(copy_out(source, sink))
+    };
+    copies.outputs.push(handle);
+    Ok(write)
+}
+
+async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(mut source: pipe::Receiver, mut sink: W) {
+    if let Err(err) = tokio::io::copy(&mut source, &mut sink).await {
+        log::warn!("copy output: {err}");
+    }
+    let _ = sink.flush().await;
+}
+
+async fn copy_stdin(mut source: pipe::Receiver, mut sink: pipe::Sender, mut close: oneshot::Receiver<()>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        tokio::select! {
+            read = tokio::io::AsyncReadExt::read(&mut source, &mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if sink.write_all(&buf[..n]).await.is_err() { return },
+            },
+            _ = &mut close => {
+                // Pass on what is already in the fifo, then close: the process reads EOF.
+                loop {
+                    match source.try_read(&mut buf) {
+                        Ok(n) if n > 0 => if sink.write_all(&buf[..n]).await.is_err() { return },
+                        _ => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// containerd passes plain paths; `file://` URIs (ctr --log-uri) name a regular file.
+fn fifo_path(uri: &str) -> io::Result<&str> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(path);
+    }
+    if uri.contains("://") {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("stdio {uri:?}: only fifo paths and file:// URIs are supported"),
+        ));
+    }
+    Ok(uri)
+}
+
+fn os_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+fn dev_null() -> io::Result<OwnedFd> {
+    Ok(File::options().read(true).write(true).open("/dev/null")?.into())
+}
+
+fn annotate(err: io::Error, path: &str) -> io::Error {
+    io::Error::new(err.kind(), format!("open {path}: {err}"))
+}
