@@ -529,12 +529,16 @@ impl CgroupManager {
     /// Sends `signal` to every process in the cgroup. SIGKILL uses `cgroup.kill` where the
     /// cgroup2 directory has it; otherwise each listed pid is signalled, and for SIGKILL again
     /// until the cgroup is empty (up to about 2 s, then an error naming the survivors).
+    ///
+    /// Processes frozen by the v1 freezer cannot act on SIGKILL, so after a SIGKILL a frozen
+    /// v1 freezer is thawed (as runc does); cgroup2's `cgroup.kill` handles frozen tasks itself.
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
         if signal == Signal::SIGKILL
             && let Some(dir) = self.unified_path()
             && dir.join("cgroup.kill").exists()
         {
-            return write_file(dir, "cgroup.kill", "1");
+            write_file(dir, "cgroup.kill", "1")?;
+            return self.thaw_v1_after_kill();
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
@@ -553,6 +557,7 @@ impl CgroupManager {
             if signal != Signal::SIGKILL {
                 return Ok(());
             }
+            self.thaw_v1_after_kill()?;
             if Instant::now() >= deadline {
                 return Err(Error::cgroup(
                     self.pids_dir_for_errors(),
@@ -560,6 +565,16 @@ impl CgroupManager {
                 ));
             }
             sleep(SETTLE_STEP);
+        }
+    }
+
+    /// Thaws a frozen v1 freezer so that killed processes can run to their exit.
+    fn thaw_v1_after_kill(&self) -> Result<()> {
+        match self.v1_path("freezer") {
+            Some(dir) if read_file(dir, "freezer.state").is_ok_and(|s| s != "THAWED") => {
+                write_file(dir, "freezer.state", "THAWED")
+            }
+            _ => Ok(()),
         }
     }
 

@@ -258,3 +258,46 @@ fn destroy_of_a_cgroup_never_created_succeeds() {
     m.destroy().unwrap();
     assert!(guard.dirs().iter().all(|d| !d.exists()));
 }
+
+#[test]
+fn sigkill_reaches_processes_of_a_frozen_cgroup() {
+    if !is_root() {
+        return;
+    }
+    let mut guard = Guard::new();
+    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
+    m.create().unwrap();
+    let child = sleeping_child();
+    guard.child = Some(child);
+    m.add_process(child.as_raw()).unwrap();
+    m.freeze().unwrap();
+    m.kill_all(Signal::SIGKILL).unwrap();
+    assert_eq!(
+        waitpid(child, None).unwrap(),
+        WaitStatus::Signaled(child, Signal::SIGKILL, false)
+    );
+    guard.child = None;
+    m.destroy().unwrap();
+}
+
+#[test]
+fn cgroup2_freeze_reports_frozen_in_cgroup_events() {
+    if !is_root() {
+        return;
+    }
+    let mut guard = Guard::new();
+    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
+    m.create().unwrap();
+    let child = sleeping_child();
+    guard.child = Some(child);
+    m.add_process(child.as_raw()).unwrap();
+    let unified = m.unified_path().unwrap();
+    crate::cgroups::v2::set_frozen(unified, true).unwrap();
+    assert!(read(unified, "cgroup.events").contains("frozen 1"));
+    crate::cgroups::v2::set_frozen(unified, false).unwrap();
+    assert!(read(unified, "cgroup.events").contains("frozen 0"));
+    m.kill_all(Signal::SIGKILL).unwrap();
+    let _ = waitpid(child, None);
+    guard.child = None;
+    m.destroy().unwrap();
+}
