@@ -28,14 +28,14 @@ pub fn run(args: &Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
-    let result = runtime.block_on(serve(args, bundle));
+    let result = runtime.block_on(serve(args));
     if let Err(err) = &result {
         log::error!("daemon: {err}");
     }
     result
 }
 
-async fn serve(args: &Args, bundle: PathBuf) -> Result<(), String> {
+async fn serve(args: &Args) -> Result<(), String> {
     let monitor = ExitMonitor::start().map_err(|e| format!("SIGCHLD handler: {e}"))?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", args.address));
     let publisher = Publisher::start(ttrpc_address);
@@ -46,6 +46,10 @@ async fn serve(args: &Args, bundle: PathBuf) -> Result<(), String> {
         monitor,
         shutdown.clone(),
     ));
+    // Its path, removed at exit (the bundle and its `address` file may be gone by then).
+    let socket = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(LISTENER_FD)
+        .ok()
+        .and_then(|a| a.path().map(PathBuf::from));
     // SAFETY: `start` passed us the listening socket as LISTENER_FD; the server owns it now.
     let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }.map_err(|e| format!("listener: {e}"))?;
     let mut server = server.register_service(service.services());
@@ -58,7 +62,7 @@ async fn serve(args: &Args, bundle: PathBuf) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher.flush()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
-    if let Some(socket) = crate::bootstrap::recorded_socket(&bundle) {
+    if let Some(socket) = socket {
         let _ = std::fs::remove_file(socket);
     }
     Ok(())

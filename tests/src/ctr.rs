@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,11 @@ impl std::fmt::Display for CtrOutput {
             "`{}` -> code {:?}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.cmdline,
             self.code,
-            if self.timed_out { " (TIMED OUT, killed)" } else { "" },
+            if self.timed_out {
+                " (TIMED OUT, killed)"
+            } else {
+                ""
+            },
             self.stdout,
             self.stderr
         )
@@ -59,7 +64,11 @@ fn reader(mut r: impl Read + Send + 'static) -> JoinHandle<String> {
 
 fn command(ctr: &Path, address: &Path, ns: &str, args: &[&str]) -> (Command, String) {
     let mut cmd = Command::new(ctr);
-    cmd.arg("--address").arg(address).arg("-n").arg(ns).args(args);
+    cmd.arg("--address")
+        .arg(address)
+        .arg("-n")
+        .arg(ns)
+        .args(args);
     let line = format!("ctr -n {ns} {}", args.join(" "));
     (cmd, line)
 }
@@ -74,9 +83,13 @@ pub(crate) fn run(
     timeout: Duration,
 ) -> CtrOutput {
     let (mut cmd, cmdline) = command(ctr, address, ns, args);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {}: {e}", ctr.display()));
@@ -120,7 +133,8 @@ fn wait_or_kill(child: &mut Child, timeout: Duration) -> (Option<i32>, bool) {
 pub struct Background {
     child: Child,
     cmdline: String,
-    out: Option<JoinHandle<String>>,
+    out: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
     err: Option<JoinHandle<String>>,
 }
 
@@ -133,26 +147,51 @@ impl Background {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", ctr.display()));
-        let out = child.stdout.take().map(reader);
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            let out = Arc::clone(&out);
+            readers.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&buf[..n]);
+                }
+            }));
+        }
         let err = child.stderr.take().map(reader);
         Background {
             child,
             cmdline,
             out,
+            readers,
             err,
         }
+    }
+
+    /// What the command printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Kills the command (SIGKILL) and returns what it printed.
     pub fn stop(mut self) -> CtrOutput {
         let _ = self.child.kill();
         let code = self.child.wait().ok().and_then(|s| s.code());
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
         CtrOutput {
             cmdline: self.cmdline.clone(),
             code,
             timed_out: false,
-            stdout: self.out.take().and_then(|h| h.join().ok()).unwrap_or_default(),
-            stderr: self.err.take().and_then(|h| h.join().ok()).unwrap_or_default(),
+            stdout: self.stdout_so_far(),
+            stderr: self
+                .err
+                .take()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_default(),
         }
     }
 }

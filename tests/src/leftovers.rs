@@ -92,9 +92,7 @@ pub fn processes_of(id: &str) -> Vec<Proc> {
 pub fn mounts_of(dir: &Path, id: Option<&str>) -> Vec<String> {
     mount_points()
         .into_iter()
-        .filter(|m| {
-            Path::new(m).starts_with(dir) || id.is_some_and(|id| contains_token(m, id))
-        })
+        .filter(|m| Path::new(m).starts_with(dir) || id.is_some_and(|id| contains_token(m, id)))
         .collect()
 }
 
@@ -169,9 +167,18 @@ pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
 pub fn remains_of(dir: &Path, address: &Path, ns: &str, id: &str) -> Vec<String> {
     let mut out: Vec<String> = processes_of(id)
         .into_iter()
-        .map(|p| format!("process {} ({}) {} cgroup={:?}", p.pid, p.comm, p.cmdline, p.cgroup))
+        .map(|p| {
+            format!(
+                "process {} ({}) {} cgroup={:?}",
+                p.pid, p.comm, p.cmdline, p.cgroup
+            )
+        })
         .collect();
-    out.extend(mounts_of(dir, Some(id)).into_iter().map(|m| format!("mount {m}")));
+    out.extend(
+        mounts_of(dir, Some(id))
+            .into_iter()
+            .map(|m| format!("mount {m}")),
+    );
     out.extend(
         cgroups_of(ns, id)
             .into_iter()
@@ -257,7 +264,11 @@ mod tests {
 
     #[test]
     fn shim_socket_is_hash_of_address_namespace_and_id() {
-        let s = shim_socket(Path::new("/run/containerd/containerd.sock"), "default", "c1");
+        let s = shim_socket(
+            Path::new("/run/containerd/containerd.sock"),
+            "default",
+            "c1",
+        );
         assert!(s.starts_with("/run/containerd/s"));
         assert_eq!(s.file_name().map(|n| n.len()), Some(64));
     }

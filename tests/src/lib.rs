@@ -27,6 +27,12 @@ pub const RUNC: &str = "io.containerd.runc.v2";
 /// The effective capabilities ctr's default spec grants (runc/containerd default set).
 pub const DEFAULT_CAP_EFF: &str = "00000000a80425fb";
 
+/// The runtime the scenario tests drive: [`MINI`], unless `MINI_E2E_RUNTIME` names another
+/// (e.g. `io.containerd.runc.v2`, to check a scenario itself against the stock shim).
+pub fn runtime_under_test() -> String {
+    std::env::var("MINI_E2E_RUNTIME").unwrap_or_else(|_| MINI.to_string())
+}
+
 /// The workspace root (parent of this crate).
 pub fn workspace_dir() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
