@@ -177,10 +177,9 @@ impl Containerd {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .as_mut()
+                && let Ok(Some(status)) = c.try_wait()
             {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("containerd exited early ({status}):\n{}", self.log_tail(60));
-                }
+                panic!("containerd exited early ({status}):\n{}", self.log_tail(60));
             }
             ctr::run(
                 &self.ctr_path(),
