@@ -226,6 +226,21 @@ impl Container {
         }
     }
 
+    /// The processes in the container's cgroup (containerd 1.7+ keeps a shim after its own
+    /// restart only if this is not empty).
+    pub async fn pids(&self) -> Vec<i32> {
+        let cgroup = self.cgroup.clone();
+        let mut pids = tokio::task::spawn_blocking(move || cgroup.pids())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        if pids.is_empty() && self.exit.borrow().is_none() {
+            pids.push(self.pid);
+        }
+        pids
+    }
+
     pub async fn close_stdin(&self) {
         self.state.lock().await.stdio.close_stdin();
     }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
 use containerd_shim_protos::shim_async::{Task, create_task};
-use containerd_shim_protos::types::task::Status as ApiStatus;
+use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
 use protobuf::{Message, MessageField};
 use runtime_core::process::Launcher;
 use tokio::sync::Notify;
@@ -294,8 +294,21 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn pids(&self, _ctx: &TtrpcContext, _req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        Err(errors::unimplemented("Pids"))
+    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        let container = self.get(&req.id, "")?;
+        let processes = container
+            .pids()
+            .await
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid: pid as u32,
+                ..Default::default()
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<Empty> {
