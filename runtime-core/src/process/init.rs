@@ -253,14 +253,40 @@ fn close_fds_on_exec() -> Result<()> {
 }
 
 /// Every signal back to its default disposition and an empty mask: ignored signals and the
-/// mask survive execve, and Rust's runtime ignores SIGPIPE.
+/// mask survive execve, and Rust's runtime ignores SIGPIPE. The raw syscall reaches the
+/// signals glibc reserves for itself (32, 33), which its `signal()` refuses.
 fn reset_signals() -> Result<()> {
-    for sig in 1..=libc::SIGRTMAX() {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: resetting a disposition to SIG_DFL installs no handler code.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction with a valid struct installing SIG_DFL (no handler code) and no
+        // old-action pointer; the size is that of the kernel's sigset.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::sys("rt_sigaction", format!("signal {sig} SIG_DFL"), nix::errno::Errno::last()));
+        }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Error::sys("sigprocmask", "clear", e))
@@ -284,6 +310,61 @@ mod tests {
     #[test]
     fn program_is_found_on_the_spec_path() {
         assert_eq!(find_executable("sh", &["PATH=/nope:/bin".into()]).unwrap(), PathBuf::from("/bin/sh"));
+    }
+
+    /// Forks; the child runs `prepare` then execs `sh -c script` (after `close_fds_on_exec`
+    /// and `reset_signals` when `guarded`); returns the child's exit code.
+    fn exec_after(guarded: bool, prepare: impl FnOnce(), script: &str) -> i32 {
+        let sh = CString::new("/bin/sh").unwrap();
+        let args = [sh.clone(), CString::new("-c").unwrap(), CString::new(script).unwrap()];
+        // SAFETY: the child only makes syscalls, execs or leaves with _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                prepare();
+                if guarded && (close_fds_on_exec().is_err() || reset_signals().is_err()) {
+                    // SAFETY: ends the forked child.
+                    unsafe { libc::_exit(3) };
+                }
+                let _ = execve::<CString, CString>(&sh, &args, &[]);
+                // SAFETY: ends the forked child.
+                unsafe { libc::_exit(4) }
+            }
+            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
+                nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                other => panic!("child ended with {other:?}"),
+            },
+        }
+    }
+
+    fn leak_an_fd() -> i32 {
+        let file = fs::File::open("/etc/hostname").unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        // Not close-on-exec, as a careless library would leave it.
+        // SAFETY: fcntl on an fd this test owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        fd
+    }
+
+    #[test]
+    fn the_user_process_starts_with_only_stdio_open() {
+        let script = "for fd in /proc/self/fd/*; do n=${fd##*/}; [ $n -gt 2 ] && [ -e /proc/self/fd/$n ] && [ \"$(readlink $fd)\" = /etc/hostname ] && exit 1; done; exit 0";
+        assert_eq!(exec_after(true, || { leak_an_fd(); }, script), 0);
+        // The check sees a leak when the guard is not there.
+        assert_eq!(exec_after(false, || { leak_an_fd(); }, script), 1);
+    }
+
+    #[test]
+    fn ignored_and_blocked_signals_are_reset_before_exec() {
+        let prepare = || {
+            // SAFETY: setting SIG_IGN installs no handler code.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            let mut set = SigSet::empty();
+            set.add(nix::sys::signal::Signal::SIGUSR1);
+            sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).unwrap();
+        };
+        let script = "grep -q '^SigIgn:\t0000000000000000' /proc/self/status && grep -q '^SigBlk:\t0000000000000000' /proc/self/status";
+        assert_eq!(exec_after(true, prepare, script), 0);
+        assert_ne!(exec_after(false, prepare, script), 0);
     }
 
     /// CVE-2024-21626: a cwd of /proc/self/fd/N, where N is a directory fd opened before the
