@@ -25,16 +25,17 @@ pub struct ExeView {
 impl ExeView {
     /// A read-only view of `/proc/self/exe`.
     pub fn current() -> Result<Self> {
-        match readonly_bind("/proc/self/exe") {
-            Ok(fd) => Ok(Self { fd, sealed_copy: false }),
+        let (fd, sealed_copy) = match readonly_bind("/proc/self/exe") {
+            Ok(fd) => (fd, false),
             Err(err) => {
                 log::warn!("read-only view of the executable unavailable ({err}); using a sealed copy");
-                Ok(Self {
-                    fd: sealed_copy("/proc/self/exe")?,
-                    sealed_copy: true,
-                })
+                (sealed_copy("/proc/self/exe")?, true)
             }
-        }
+        };
+        Ok(Self {
+            fd: out_of_the_way(fd)?,
+            sealed_copy,
+        })
     }
 
     /// A path that execs the view (`/proc/self/fd/N`), valid in this process and in children
@@ -47,6 +48,22 @@ impl ExeView {
     pub fn is_sealed_copy(&self) -> bool {
         self.sealed_copy
     }
+}
+
+/// Moves `fd` above the low numbers a child's stdio and channel are dup2'ed to between fork
+/// and exec, so the path `/proc/self/fd/N` still names the view when exec resolves it.
+fn out_of_the_way(fd: OwnedFd) -> Result<OwnedFd> {
+    const LOWEST: i32 = 64;
+    if fd.as_raw_fd() >= LOWEST {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd or -1.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, LOWEST) };
+    if new < 0 {
+        return Err(Error::sys("fcntl", "F_DUPFD_CLOEXEC", nix::errno::Errno::last()));
+    }
+    // SAFETY: fcntl returned a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 #[repr(C)]

@@ -1,0 +1,196 @@
+//! Runtime integration (root): the runtime core builds real containers from temporary bundles
+//! with a busybox rootfs, without containerd. This binary is its own setup helper, hence
+//! `harness = false` and the call to `run_helper_if_requested` first in `main`.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, Spec};
+use runtime_core::cgroups::CgroupManager;
+use runtime_core::process::{CreatedInit, HelperConfig, InitStdio, Launcher};
+
+/// A bundle in a temp dir, and the cgroup its container gets; removed on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    id: String,
+    cgroup_parent: String,
+}
+
+impl Bundle {
+    fn new(name: &str) -> Bundle {
+        let dir = tempfile::Builder::new().prefix("mini-it-").tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("bin")).unwrap();
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        for d in ["proc", "sys", "dev", "tmp"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        Bundle {
+            dir,
+            id: format!("{name}-{}", std::process::id()),
+            cgroup_parent: format!("/mini-it-{}", std::process::id()),
+        }
+    }
+
+    fn cgroups_path(&self) -> PathBuf {
+        PathBuf::from(format!("{}/{}", self.cgroup_parent, self.id))
+    }
+
+    fn spec(&self, args: &[&str]) -> Spec {
+        let mut spec = Spec::default();
+        let process = ProcessBuilder::default()
+            .args(args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .env(vec!["PATH=/bin".to_string()])
+            .terminal(false)
+            .build()
+            .unwrap();
+        spec.set_process(Some(process));
+        let mut linux = spec.linux().clone().unwrap_or_else(|| LinuxBuilder::default().build().unwrap());
+        linux.set_cgroups_path(Some(self.cgroups_path()));
+        spec.set_linux(Some(linux));
+        spec
+    }
+
+    /// Builds the container and returns it blocked before exec.
+    fn create(&self, launcher: &Launcher, args: &[&str]) -> CreatedInit {
+        let null = || -> OwnedFd { fs::File::options().read(true).write(true).open("/dev/null").unwrap().into() };
+        let config = HelperConfig {
+            id: self.id.clone(),
+            bundle: self.dir.path().to_path_buf(),
+            rootfs: self.dir.path().join("rootfs"),
+            spec: self.spec(args),
+        };
+        let stdio = InitStdio {
+            stdin: null(),
+            stdout: null(),
+            stderr: null(),
+        };
+        let pending = launcher.spawn(config, stdio).unwrap();
+        let helper = pending.helper_pid();
+        let created = pending.wait_ready().unwrap();
+        let _ = waitpid(Pid::from_raw(helper), None);
+        created
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        if let Ok(cg) = CgroupManager::new(&self.id, Some(&self.cgroups_path())) {
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+            let _ = cg.destroy();
+        }
+        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = fs::remove_dir(hierarchy.path().join(self.cgroup_parent.trim_start_matches('/')));
+        }
+    }
+}
+
+fn exit_code(pid: i32) -> i32 {
+    match waitpid(Pid::from_raw(pid), None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("unexpected wait status {other:?}"),
+    }
+}
+
+fn init_is_the_callers_child_and_its_exit_code_comes_back(launcher: &Launcher) {
+    let bundle = Bundle::new("exit");
+    let created = bundle.create(launcher, &["sh", "-c", "exit 7"]);
+    let pid = created.pid();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let ppid: i32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(ppid, std::process::id() as i32, "the init must be the caller's child");
+    created.start().unwrap();
+    assert_eq!(exit_code(pid), 7);
+}
+
+/// CVE-2019-5736: while the init waits before exec it runs our binary. Processes of the
+/// container must not be able to open it through /proc/PID/exe (non-dumpable), and even the
+/// host's root sees it on a read-only mount, so the binary cannot be rewritten through it.
+fn created_init_is_non_dumpable_and_runs_from_a_read_only_view(launcher: &Launcher) {
+    let bundle = Bundle::new("dumpable");
+    let created = bundle.create(launcher, &["sh", "-c", "true"]);
+    let pid = created.pid();
+    let exe = format!("/proc/{pid}/exe");
+
+    let vfs = nix::sys::statvfs::statvfs(exe.as_str()).unwrap();
+    assert!(
+        vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        "{exe} is on a writable mount"
+    );
+
+    // A process with the same uid but without CAP_SYS_PTRACE, like one in the container.
+    // SAFETY: the child only makes syscalls and leaves with _exit.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let _ = caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_PTRACE);
+            let _ = caps::drop(None, caps::CapSet::Permitted, caps::Capability::CAP_SYS_PTRACE);
+            let path = CString::new(exe.clone()).unwrap();
+            let mut buf = [0u8; 256];
+            // SAFETY: readlink into a buffer of the given size.
+            let rc = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+            let denied = rc < 0 && matches!(nix::errno::Errno::last(), nix::errno::Errno::EACCES | nix::errno::Errno::EPERM);
+            // SAFETY: ends the forked child.
+            unsafe { libc::_exit(if denied { 0 } else { 1 }) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            assert_eq!(exit_code(child.as_raw()), 0, "{exe} was readable without CAP_SYS_PTRACE");
+        }
+    }
+    created.start().unwrap();
+    assert_eq!(exit_code(pid), 0);
+}
+
+fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
+    let bundle = Bundle::new("missing");
+    let null = || -> OwnedFd { fs::File::options().read(true).write(true).open("/dev/null").unwrap().into() };
+    let config = HelperConfig {
+        id: bundle.id.clone(),
+        bundle: bundle.dir.path().to_path_buf(),
+        rootfs: bundle.dir.path().join("rootfs"),
+        spec: bundle.spec(&["/no-such-program"]),
+    };
+    let pending = launcher
+        .spawn(config, InitStdio { stdin: null(), stdout: null(), stderr: null() })
+        .unwrap();
+    let err = pending.wait_ready().unwrap_err().to_string();
+    assert!(err.contains("/no-such-program"), "{err}");
+}
+
+fn main() {
+    runtime_core::process::run_helper_if_requested();
+    if !Path::new("/bin/busybox").exists() || !nix::unistd::Uid::effective().is_root() {
+        eprintln!("container tests need root and /bin/busybox (busybox-static)");
+        std::process::exit(1);
+    }
+    let launcher = Launcher::new().unwrap();
+    let tests: [(&str, fn(&Launcher)); 3] = [
+        ("init_is_the_callers_child_and_its_exit_code_comes_back", init_is_the_callers_child_and_its_exit_code_comes_back),
+        ("created_init_is_non_dumpable_and_runs_from_a_read_only_view", created_init_is_non_dumpable_and_runs_from_a_read_only_view),
+        ("a_missing_program_fails_create_naming_it", a_missing_program_fails_create_naming_it),
+    ];
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        match std::panic::catch_unwind(|| test(&launcher)) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}
