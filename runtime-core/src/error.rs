@@ -49,7 +49,11 @@ impl Error {
         }
     }
 
-    pub fn sys(syscall: &'static str, detail: impl Into<String>, source: nix::errno::Errno) -> Self {
+    pub fn sys(
+        syscall: &'static str,
+        detail: impl Into<String>,
+        source: nix::errno::Errno,
+    ) -> Self {
         Error::Sys {
             syscall,
             detail: detail.into(),

@@ -28,7 +28,9 @@ impl ExeView {
         let (fd, sealed_copy) = match readonly_bind("/proc/self/exe") {
             Ok(fd) => (fd, false),
             Err(err) => {
-                log::warn!("read-only view of the executable unavailable ({err}); using a sealed copy");
+                log::warn!(
+                    "read-only view of the executable unavailable ({err}); using a sealed copy"
+                );
                 (sealed_copy("/proc/self/exe")?, true)
             }
         };
@@ -60,7 +62,11 @@ fn out_of_the_way(fd: OwnedFd) -> Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd or -1.
     let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, LOWEST) };
     if new < 0 {
-        return Err(Error::sys("fcntl", "F_DUPFD_CLOEXEC", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "fcntl",
+            "F_DUPFD_CLOEXEC",
+            nix::errno::Errno::last(),
+        ));
     }
     // SAFETY: fcntl returned a fresh fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
@@ -105,7 +111,11 @@ fn readonly_bind(path: &str) -> Result<OwnedFd> {
         )
     };
     if rc < 0 {
-        return Err(Error::sys("mount_setattr", format!("{path} read-only"), nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "mount_setattr",
+            format!("{path} read-only"),
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(fd)
 }
@@ -114,7 +124,8 @@ fn readonly_bind(path: &str) -> Result<OwnedFd> {
 fn sealed_copy(path: &str) -> Result<OwnedFd> {
     let name = c"mini-exe";
     // SAFETY: memfd_create with a valid name; returns a new fd or -1.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(Error::sys("memfd_create", path, nix::errno::Errno::last()));
     }
@@ -125,7 +136,11 @@ fn sealed_copy(path: &str) -> Result<OwnedFd> {
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on an fd we own.
     if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(Error::sys("fcntl", "F_ADD_SEALS", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "fcntl",
+            "F_ADD_SEALS",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(copy.into())
 }
@@ -145,7 +160,11 @@ mod tests {
         let fd = readonly_bind(file.to_str().unwrap()).unwrap();
         let view = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let err = OpenOptions::new().write(true).open(&view).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "opening the view for writing gave {err}");
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EROFS),
+            "opening the view for writing gave {err}"
+        );
         assert_eq!(std::fs::read(&view).unwrap(), b"binary");
         // The original stays writable: the guard changes nothing on the host.
         OpenOptions::new().write(true).open(&file).unwrap();
@@ -154,7 +173,10 @@ mod tests {
     #[test]
     fn current_executable_view_uses_no_copy() {
         let view = ExeView::current().unwrap();
-        assert!(!view.is_sealed_copy(), "this kernel has open_tree: the copy should not be needed");
+        assert!(
+            !view.is_sealed_copy(),
+            "this kernel has open_tree: the copy should not be needed"
+        );
         assert!(std::fs::metadata(view.path()).unwrap().len() > 0);
     }
 }

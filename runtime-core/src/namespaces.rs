@@ -36,7 +36,10 @@ impl Plan {
         for ns in namespaces {
             let typ = ns.typ();
             if seen.contains(&typ) {
-                return Err(Error::invalid("linux.namespaces", format!("{typ:?} namespace listed twice")));
+                return Err(Error::invalid(
+                    "linux.namespaces",
+                    format!("{typ:?} namespace listed twice"),
+                ));
             }
             seen.push(typ);
             match ns.path() {
@@ -46,7 +49,8 @@ impl Plan {
             }
         }
         // Join the user namespace first: it decides what the others may do.
-        plan.join.sort_by_key(|(typ, _)| *typ != LinuxNamespaceType::User);
+        plan.join
+            .sort_by_key(|(typ, _)| *typ != LinuxNamespaceType::User);
         Ok(plan)
     }
 
@@ -120,7 +124,10 @@ mod tests {
             ns(LinuxNamespaceType::User, Some("/proc/1/ns/user")),
         ])
         .unwrap();
-        assert_eq!(plan.clone_flags, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
+        assert_eq!(
+            plan.clone_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS
+        );
         assert_eq!(plan.join[0].0, LinuxNamespaceType::User);
         assert_eq!(plan.join[1].0, LinuxNamespaceType::Network);
         assert!(plan.isolates(LinuxNamespaceType::Network));
@@ -130,9 +137,12 @@ mod tests {
 
     #[test]
     fn a_namespace_listed_twice_is_rejected() {
-        let err = Plan::from_spec(&[ns(LinuxNamespaceType::Pid, None), ns(LinuxNamespaceType::Pid, None)])
-            .unwrap_err()
-            .to_string();
+        let err = Plan::from_spec(&[
+            ns(LinuxNamespaceType::Pid, None),
+            ns(LinuxNamespaceType::Pid, None),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("linux.namespaces"), "{err}");
     }
 }

@@ -9,7 +9,8 @@ use crate::{Error, Result};
 /// Reads `bundle/config.json` and checks what the runtime needs before touching the kernel.
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
-    let spec = Spec::load(&path).map_err(|e| Error::invalid("config.json", format!("{}: {e}", path.display())))?;
+    let spec = Spec::load(&path)
+        .map_err(|e| Error::invalid("config.json", format!("{}: {e}", path.display())))?;
     validate(&spec)?;
     Ok(spec)
 }
@@ -34,7 +35,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
         return Err(Error::invalid("root", "missing"));
     }
     if spec.linux().is_none() {
-        return Err(Error::invalid("linux", "missing: mini runs Linux containers only"));
+        return Err(Error::invalid(
+            "linux",
+            "missing: mini runs Linux containers only",
+        ));
     }
     Ok(())
 }
@@ -42,8 +46,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
 /// The container's root filesystem on the host: `root.path`, relative to the bundle unless
 /// absolute.
 pub fn rootfs_path(spec: &Spec, bundle: &Path) -> PathBuf {
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
-    if root.is_absolute() { root } else { bundle.join(root) }
+    let root = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .unwrap_or_else(|| PathBuf::from("rootfs"));
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
 }
 
 #[cfg(test)]
@@ -58,7 +70,10 @@ mod tests {
 
     #[test]
     fn empty_args_are_rejected_naming_the_field() {
-        let process = ProcessBuilder::default().args(Vec::<String>::new()).build().unwrap();
+        let process = ProcessBuilder::default()
+            .args(Vec::<String>::new())
+            .build()
+            .unwrap();
         let spec = SpecBuilder::default().process(process).build().unwrap();
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("process.args"), "{err}");
@@ -67,6 +82,9 @@ mod tests {
     #[test]
     fn relative_root_is_inside_the_bundle() {
         let spec = Spec::default();
-        assert_eq!(rootfs_path(&spec, Path::new("/b")), PathBuf::from("/b/rootfs"));
+        assert_eq!(
+            rootfs_path(&spec, Path::new("/b")),
+            PathBuf::from("/b/rootfs")
+        );
     }
 }

@@ -22,7 +22,10 @@ struct Bundle {
 
 impl Bundle {
     fn new(name: &str) -> Bundle {
-        let dir = tempfile::Builder::new().prefix("mini-it-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mini-it-")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         fs::create_dir_all(rootfs.join("bin")).unwrap();
         fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
@@ -50,7 +53,10 @@ impl Bundle {
             .build()
             .unwrap();
         spec.set_process(Some(process));
-        let mut linux = spec.linux().clone().unwrap_or_else(|| LinuxBuilder::default().build().unwrap());
+        let mut linux = spec
+            .linux()
+            .clone()
+            .unwrap_or_else(|| LinuxBuilder::default().build().unwrap());
         linux.set_cgroups_path(Some(self.cgroups_path()));
         spec.set_linux(Some(linux));
         spec
@@ -58,7 +64,14 @@ impl Bundle {
 
     /// Builds the container and returns it blocked before exec.
     fn create(&self, launcher: &Launcher, args: &[&str]) -> CreatedInit {
-        let null = || -> OwnedFd { fs::File::options().read(true).write(true).open("/dev/null").unwrap().into() };
+        let null = || -> OwnedFd {
+            fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .unwrap()
+                .into()
+        };
         let config = HelperConfig {
             id: self.id.clone(),
             bundle: self.dir.path().to_path_buf(),
@@ -84,8 +97,16 @@ impl Drop for Bundle {
             let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
             let _ = cg.destroy();
         }
-        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = fs::remove_dir(hierarchy.path().join(self.cgroup_parent.trim_start_matches('/')));
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir(
+                hierarchy
+                    .path()
+                    .join(self.cgroup_parent.trim_start_matches('/')),
+            );
         }
     }
 }
@@ -103,8 +124,20 @@ fn init_is_the_callers_child_and_its_exit_code_comes_back(launcher: &Launcher) {
     let created = bundle.create(launcher, &["sh", "-c", "exit 7"]);
     let pid = created.pid();
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert_eq!(ppid, std::process::id() as i32, "the init must be the caller's child");
+    let ppid: i32 = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        ppid,
+        std::process::id() as i32,
+        "the init must be the caller's child"
+    );
     created.start().unwrap();
     assert_eq!(exit_code(pid), 7);
 }
@@ -128,18 +161,34 @@ fn created_init_is_non_dumpable_and_runs_from_a_read_only_view(launcher: &Launch
     // SAFETY: the child only makes syscalls and leaves with _exit.
     match unsafe { nix::unistd::fork() }.unwrap() {
         nix::unistd::ForkResult::Child => {
-            let _ = caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_PTRACE);
-            let _ = caps::drop(None, caps::CapSet::Permitted, caps::Capability::CAP_SYS_PTRACE);
+            let _ = caps::drop(
+                None,
+                caps::CapSet::Effective,
+                caps::Capability::CAP_SYS_PTRACE,
+            );
+            let _ = caps::drop(
+                None,
+                caps::CapSet::Permitted,
+                caps::Capability::CAP_SYS_PTRACE,
+            );
             let path = CString::new(exe.clone()).unwrap();
             let mut buf = [0u8; 256];
             // SAFETY: readlink into a buffer of the given size.
             let rc = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-            let denied = rc < 0 && matches!(nix::errno::Errno::last(), nix::errno::Errno::EACCES | nix::errno::Errno::EPERM);
+            let denied = rc < 0
+                && matches!(
+                    nix::errno::Errno::last(),
+                    nix::errno::Errno::EACCES | nix::errno::Errno::EPERM
+                );
             // SAFETY: ends the forked child.
             unsafe { libc::_exit(if denied { 0 } else { 1 }) };
         }
         nix::unistd::ForkResult::Parent { child } => {
-            assert_eq!(exit_code(child.as_raw()), 0, "{exe} was readable without CAP_SYS_PTRACE");
+            assert_eq!(
+                exit_code(child.as_raw()),
+                0,
+                "{exe} was readable without CAP_SYS_PTRACE"
+            );
         }
     }
     created.start().unwrap();
@@ -148,7 +197,14 @@ fn created_init_is_non_dumpable_and_runs_from_a_read_only_view(launcher: &Launch
 
 fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
     let bundle = Bundle::new("missing");
-    let null = || -> OwnedFd { fs::File::options().read(true).write(true).open("/dev/null").unwrap().into() };
+    let null = || -> OwnedFd {
+        fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .unwrap()
+            .into()
+    };
     let config = HelperConfig {
         id: bundle.id.clone(),
         bundle: bundle.dir.path().to_path_buf(),
@@ -156,11 +212,21 @@ fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
         spec: bundle.spec(&["/no-such-program"]),
     };
     let pending = launcher
-        .spawn(config, InitStdio { stdin: null(), stdout: null(), stderr: null() })
+        .spawn(
+            config,
+            InitStdio {
+                stdin: null(),
+                stdout: null(),
+                stderr: null(),
+            },
+        )
         .unwrap();
     let err = pending.wait_ready().unwrap_err().to_string();
     assert!(err.contains("/no-such-program"), "{err}");
 }
+
+/// A test: its name and its body.
+type Test = (&'static str, fn(&Launcher));
 
 fn main() {
     runtime_core::process::run_helper_if_requested();
@@ -169,10 +235,19 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [(&str, fn(&Launcher)); 3] = [
-        ("init_is_the_callers_child_and_its_exit_code_comes_back", init_is_the_callers_child_and_its_exit_code_comes_back),
-        ("created_init_is_non_dumpable_and_runs_from_a_read_only_view", created_init_is_non_dumpable_and_runs_from_a_read_only_view),
-        ("a_missing_program_fails_create_naming_it", a_missing_program_fails_create_naming_it),
+    let tests: [Test; 3] = [
+        (
+            "init_is_the_callers_child_and_its_exit_code_comes_back",
+            init_is_the_callers_child_and_its_exit_code_comes_back,
+        ),
+        (
+            "created_init_is_non_dumpable_and_runs_from_a_read_only_view",
+            created_init_is_non_dumpable_and_runs_from_a_read_only_view,
+        ),
+        (
+            "a_missing_program_fails_create_naming_it",
+            a_missing_program_fails_create_naming_it,
+        ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let (mut passed, mut failed) = (0, 0);

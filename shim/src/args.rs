@@ -57,7 +57,9 @@ impl Args {
                 "namespace" | "id" | "address" | "publish-binary" | "bundle" | "socket" => {
                     let value = match inline {
                         Some(v) => v,
-                        None => it.next().ok_or_else(|| format!("flag -{name} needs a value"))?,
+                        None => it
+                            .next()
+                            .ok_or_else(|| format!("flag -{name} needs a value"))?,
                     };
                     match name {
                         "namespace" => out.namespace = value,
@@ -121,6 +123,10 @@ mod tests {
     fn version_needs_no_id_but_start_does() {
         assert_eq!(parse("-v").unwrap().action, Action::Version);
         assert!(parse("-namespace n start").unwrap_err().contains("-id"));
-        assert!(parse("-id x -namespace n bogus").unwrap_err().contains("bogus"));
+        assert!(
+            parse("-id x -namespace n bogus")
+                .unwrap_err()
+                .contains("bogus")
+        );
     }
 }

@@ -27,7 +27,9 @@ pub const LISTENER_FD: i32 = 3;
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 
 pub fn start(args: &Args) -> Result<(), String> {
-    let bundle = args.bundle_dir().map_err(|e| format!("working directory: {e}"))?;
+    let bundle = args
+        .bundle_dir()
+        .map_err(|e| format!("working directory: {e}"))?;
     let stdin = read_stdin();
     let grouping = grouping_id(&bundle).unwrap_or_else(|| args.id.clone());
     let socket = socket_path(&args.address, &args.namespace, &grouping);
@@ -42,7 +44,14 @@ pub fn start(args: &Args) -> Result<(), String> {
     let listener = listen(&socket)?;
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let mut cmd = Command::new(&exe);
-    cmd.args(["-namespace", &args.namespace, "-id", &args.id, "-address", &args.address]);
+    cmd.args([
+        "-namespace",
+        &args.namespace,
+        "-id",
+        &args.id,
+        "-address",
+        &args.address,
+    ]);
     if !args.publish_binary.is_empty() {
         cmd.args(["-publish-binary", &args.publish_binary]);
     }
@@ -123,7 +132,9 @@ pub fn reply_bytes(address: &str, stdin: Option<&[u8]>, args: &Args) -> Vec<u8> 
 fn reply(address: &str, stdin: Option<&[u8]>, args: &Args) -> Result<(), String> {
     let bytes = reply_bytes(address, stdin, args);
     let mut out = std::io::stdout().lock();
-    out.write_all(&bytes).and_then(|()| out.flush()).map_err(|e| format!("write address: {e}"))
+    out.write_all(&bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("write address: {e}"))
 }
 
 /// The socket of a shim: sha256 of containerd's address, the namespace and the grouping id,
@@ -167,7 +178,8 @@ fn listen(socket: &Path) -> Result<UnixListener, String> {
         // A dead shim's socket.
         let _ = fs::remove_file(socket);
     }
-    let listener = UnixListener::bind(socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
+    let listener =
+        UnixListener::bind(socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
     let _ = fs::set_permissions(socket, fs::Permissions::from_mode(0o600));
     Ok(listener)
 }
@@ -205,7 +217,10 @@ mod tests {
         assert!(s.starts_with("/run/containerd/s/"));
         assert_eq!(s.len(), "/run/containerd/s/".len() + 64);
         assert!(format!("unix://{s}").len() < 107);
-        assert_ne!(p, socket_path("/run/containerd/containerd.sock", "default", "c2"));
+        assert_ne!(
+            p,
+            socket_path("/run/containerd/containerd.sock", "default", "c2")
+        );
     }
 
     #[test]
@@ -224,7 +239,10 @@ mod tests {
             ..Default::default()
         };
         let bytes = any.write_to_bytes().unwrap();
-        assert_eq!(reply_bytes("unix:///x", Some(&bytes), &args()), b"unix:///x");
+        assert_eq!(
+            reply_bytes("unix:///x", Some(&bytes), &args()),
+            b"unix:///x"
+        );
     }
 
     #[test]
@@ -234,7 +252,11 @@ mod tests {
             namespace: "ns".into(),
             ..Default::default()
         };
-        let out = reply_bytes("unix:///x", Some(&params.write_to_bytes().unwrap()), &args());
+        let out = reply_bytes(
+            "unix:///x",
+            Some(&params.write_to_bytes().unwrap()),
+            &args(),
+        );
         let result = BootstrapResult::parse_from_bytes(&out).unwrap();
         assert_eq!(result.address, "unix:///x");
         assert_eq!(result.version, 3);

@@ -17,7 +17,9 @@ use runtime_core::cgroups::CgroupManager;
 use crate::args::Args;
 
 pub fn delete(args: &Args) -> Result<(), String> {
-    let bundle = args.bundle_dir().map_err(|e| format!("working directory: {e}"))?;
+    let bundle = args
+        .bundle_dir()
+        .map_err(|e| format!("working directory: {e}"))?;
     let pid = std::fs::read_to_string(bundle.join("init.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
@@ -29,7 +31,9 @@ pub fn delete(args: &Args) -> Result<(), String> {
         exited_at: protobuf::MessageField::some(crate::events::timestamp(SystemTime::now())),
         ..Default::default()
     };
-    let bytes = response.write_to_bytes().map_err(|e| format!("encode DeleteResponse: {e}"))?;
+    let bytes = response
+        .write_to_bytes()
+        .map_err(|e| format!("encode DeleteResponse: {e}"))?;
     std::io::stdout()
         .write_all(&bytes)
         .map_err(|e| format!("write DeleteResponse: {e}"))
@@ -64,15 +68,15 @@ fn clean(bundle: &Path, id: &str, pid: i32) {
     if let Err(err) = runtime_core::rootfs::unmount_rootfs(&rootfs) {
         eprintln!("unmount {}: {err}", rootfs.display());
     }
-    if let Some(cgroup) = &cgroup {
-        if let Err(err) = cgroup.destroy() {
-            eprintln!("remove cgroup: {err}");
-        }
+    if let Some(cgroup) = &cgroup
+        && let Err(err) = cgroup.destroy()
+    {
+        eprintln!("remove cgroup: {err}");
     }
-    if let Some(socket) = crate::bootstrap::recorded_socket(bundle) {
-        if UnixStream::connect(&socket).is_err() {
-            let _ = std::fs::remove_file(&socket);
-        }
+    if let Some(socket) = crate::bootstrap::recorded_socket(bundle)
+        && UnixStream::connect(&socket).is_err()
+    {
+        let _ = std::fs::remove_file(&socket);
     }
 }
 
@@ -87,5 +91,6 @@ fn init_is_ours(pid: i32, cgroups_path: Option<&Path>, id: &str) -> bool {
         None => format!("/{id}"),
     };
     let wanted = wanted.trim_end_matches('/');
-    text.lines().any(|line| line.rsplit(':').next().is_some_and(|p| p.ends_with(wanted)))
+    text.lines()
+        .any(|line| line.rsplit(':').next().is_some_and(|p| p.ends_with(wanted)))
 }

@@ -78,35 +78,42 @@ impl Container {
         namespace: String,
     ) -> Result<Arc<Container>, Failure> {
         if params.terminal {
-            return Err(Failure::Invalid("terminal (tty) containers are not supported by mini yet".into()));
+            return Err(Failure::Invalid(
+                "terminal (tty) containers are not supported by mini yet".into(),
+            ));
         }
-        let spec = runtime_core::spec::load(&params.bundle).map_err(|e| Failure::Runtime("load spec", e))?;
+        let spec = runtime_core::spec::load(&params.bundle)
+            .map_err(|e| Failure::Runtime("load spec", e))?;
         let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-        let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref()).map_err(|e| Failure::Runtime("cgroup", e))?;
+        let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref())
+            .map_err(|e| Failure::Runtime("cgroup", e))?;
 
         let (rootfs_path, mounted_rootfs) = if params.rootfs.is_empty() {
             (runtime_core::spec::rootfs_path(&spec, &params.bundle), None)
         } else {
             let target = params.bundle.join("rootfs");
-            fs::create_dir_all(&target).map_err(|e| Failure::Internal(format!("create {}: {e}", target.display())))?;
-            rootfs::mount_rootfs(&params.rootfs, &target).map_err(|e| Failure::Runtime("mount rootfs", e))?;
+            fs::create_dir_all(&target)
+                .map_err(|e| Failure::Internal(format!("create {}: {e}", target.display())))?;
+            rootfs::mount_rootfs(&params.rootfs, &target)
+                .map_err(|e| Failure::Runtime("mount rootfs", e))?;
             (target.clone(), Some(target))
         };
         let undo_rootfs = |mounted: &Option<PathBuf>| {
-            if let Some(target) = mounted {
-                if let Err(err) = rootfs::unmount_rootfs(target) {
-                    log::warn!("unmount {}: {err}", target.display());
-                }
+            if let Some(target) = mounted
+                && let Err(err) = rootfs::unmount_rootfs(target)
+            {
+                log::warn!("unmount {}: {err}", target.display());
             }
         };
 
-        let (child_stdio, mut copies) = match stdio::open(&params.stdin, &params.stdout, &params.stderr) {
-            Ok(x) => x,
-            Err(err) => {
-                undo_rootfs(&mounted_rootfs);
-                return Err(Failure::Invalid(format!("stdio: {err}")));
-            }
-        };
+        let (child_stdio, mut copies) =
+            match stdio::open(&params.stdin, &params.stdout, &params.stderr) {
+                Ok(x) => x,
+                Err(err) => {
+                    undo_rootfs(&mounted_rootfs);
+                    return Err(Failure::Invalid(format!("stdio: {err}")));
+                }
+            };
 
         let config = HelperConfig {
             id: params.id.clone(),
@@ -166,7 +173,13 @@ impl Container {
             }),
             exit: exit_watch,
         });
-        tokio::spawn(watch_exit(container.clone(), exit_rx, exit_tx, publisher, namespace));
+        tokio::spawn(watch_exit(
+            container.clone(),
+            exit_rx,
+            exit_tx,
+            publisher,
+            namespace,
+        ));
         Ok(container)
     }
 
@@ -175,7 +188,10 @@ impl Container {
     pub async fn start(&self, on_started: impl FnOnce()) -> Result<(), Failure> {
         let mut state = self.state.lock().await;
         if state.status != Status::Created {
-            return Err(Failure::State(format!("container {} is {:?}, not created", self.id, state.status)));
+            return Err(Failure::State(format!(
+                "container {} is {:?}, not created",
+                self.id, state.status
+            )));
         }
         let created = state
             .created
@@ -197,14 +213,13 @@ impl Container {
 
     /// Signals the init (or, with `all`, every process in the container's cgroup).
     pub async fn kill(&self, signal: u32, all: bool) -> Result<(), Failure> {
-        let sig = Signal::try_from(signal as i32).map_err(|_| Failure::Invalid(format!("signal {signal} is not valid")))?;
+        let sig = Signal::try_from(signal as i32)
+            .map_err(|_| Failure::Invalid(format!("signal {signal} is not valid")))?;
         if self.exit.borrow().is_some() {
             return Err(Failure::State("process already finished".into()));
         }
-        if all {
-            if let Err(err) = self.cgroup.kill_all(sig) {
-                log::warn!("kill all in {}: {err}", self.id);
-            }
+        if all && let Err(err) = self.cgroup.kill_all(sig) {
+            log::warn!("kill all in {}: {err}", self.id);
         }
         match kill(Pid::from_raw(self.pid), sig) {
             Ok(()) => Ok(()),
@@ -251,7 +266,10 @@ impl Container {
         let status = self.state.lock().await.status;
         match status {
             Status::Running if self.exit.borrow().is_none() => {
-                return Err(Failure::State(format!("container {} is running; kill it first", self.id)));
+                return Err(Failure::State(format!(
+                    "container {} is running; kill it first",
+                    self.id
+                )));
             }
             Status::Created => {
                 let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);

@@ -16,13 +16,18 @@ use crate::reaper::ExitMonitor;
 use crate::service::TaskService;
 
 pub fn run(args: &Args) -> Result<(), String> {
-    let bundle = args.bundle_dir().map_err(|e| format!("working directory: {e}"))?;
+    let bundle = args
+        .bundle_dir()
+        .map_err(|e| format!("working directory: {e}"))?;
     logger::init(&bundle, args.debug);
     // Orphans of the container (its init re-parented by CLONE_PARENT is our child anyway)
     // come to us, not to pid 1.
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        log::warn!("PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
+        log::warn!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,7 +42,8 @@ pub fn run(args: &Args) -> Result<(), String> {
 
 async fn serve(args: &Args) -> Result<(), String> {
     let monitor = ExitMonitor::start().map_err(|e| format!("SIGCHLD handler: {e}"))?;
-    let ttrpc_address = std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", args.address));
+    let ttrpc_address =
+        std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", args.address));
     let publisher = Publisher::start(ttrpc_address);
     let shutdown = Arc::new(Notify::new());
     let service = Arc::new(TaskService::new(
@@ -51,7 +57,8 @@ async fn serve(args: &Args) -> Result<(), String> {
         .ok()
         .and_then(|a| a.path().map(PathBuf::from));
     // SAFETY: `start` passed us the listening socket as LISTENER_FD; the server owns it now.
-    let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }.map_err(|e| format!("listener: {e}"))?;
+    let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }
+        .map_err(|e| format!("listener: {e}"))?;
     let mut server = server.register_service(service.services());
     server.start().await.map_err(|e| format!("serve: {e}"))?;
     log::info!("serving {} for {}", crate::RUNTIME_NAME, args.id);

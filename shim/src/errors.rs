@@ -28,7 +28,10 @@ pub fn internal(msg: impl ToString) -> TtrpcError {
 }
 
 pub fn unimplemented(method: &str) -> TtrpcError {
-    status(Code::UNIMPLEMENTED, format!("{method} is not implemented by mini yet"))
+    status(
+        Code::UNIMPLEMENTED,
+        format!("{method} is not implemented by mini yet"),
+    )
 }
 
 /// A runtime-core error, prefixed with what the shim was doing.
@@ -55,8 +58,20 @@ mod tests {
 
     #[test]
     fn spec_errors_are_invalid_argument_and_setup_errors_failed_precondition() {
-        assert_eq!(code(runtime("create", runtime_core::Error::invalid("process.args", "empty"))), Code::INVALID_ARGUMENT);
-        assert_eq!(code(runtime("create", runtime_core::Error::Setup("exec: x".into()))), Code::FAILED_PRECONDITION);
+        assert_eq!(
+            code(runtime(
+                "create",
+                runtime_core::Error::invalid("process.args", "empty")
+            )),
+            Code::INVALID_ARGUMENT
+        );
+        assert_eq!(
+            code(runtime(
+                "create",
+                runtime_core::Error::Setup("exec: x".into())
+            )),
+            Code::FAILED_PRECONDITION
+        );
         assert_eq!(code(unimplemented("Pause")), Code::UNIMPLEMENTED);
     }
 }

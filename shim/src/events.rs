@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
 use containerd_shim_protos::shim_async::{Client, EventsClient};
+use protobuf::MessageFull;
 use protobuf::well_known_types::any::Any;
 use protobuf::well_known_types::timestamp::Timestamp;
-use protobuf::MessageFull;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long one event is retried while containerd is unreachable.
@@ -33,7 +33,6 @@ impl Publisher {
         tokio::spawn(forward_all(rx, ttrpc_address));
         Publisher { tx }
     }
-
 
     /// Queues `event` under `topic` (e.g. `/tasks/exit`).
     pub fn publish<E: MessageFull>(&self, namespace: &str, topic: &str, event: &E) {
@@ -81,7 +80,11 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 async fn forward_all(mut rx: mpsc::UnboundedReceiver<Item>, address: String) {
-    let address = if address.contains("://") { address } else { format!("unix://{address}") };
+    let address = if address.contains("://") {
+        address
+    } else {
+        format!("unix://{address}")
+    };
     let mut client: Option<EventsClient> = None;
     while let Some(item) = rx.recv().await {
         let envelope = match item {

@@ -24,6 +24,10 @@ pub fn print_runtime_info() -> Result<(), String> {
         }),
         ..Default::default()
     };
-    let bytes = info.write_to_bytes().map_err(|e| format!("encode runtime info: {e}"))?;
-    std::io::stdout().write_all(&bytes).map_err(|e| format!("write runtime info: {e}"))
+    let bytes = info
+        .write_to_bytes()
+        .map_err(|e| format!("encode runtime info: {e}"))?;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(|e| format!("write runtime info: {e}"))
 }

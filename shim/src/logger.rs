@@ -47,7 +47,11 @@ impl Log for FifoLogger {
 /// Logs into `bundle/log`. Opened read-write so that it never blocks and survives
 /// containerd reopening its end after a restart. Without the fifo, logs are dropped.
 pub fn init(bundle: &Path, debug: bool) {
-    let level = if debug { LevelFilter::Debug } else { LevelFilter::Info };
+    let level = if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
     let Ok(out) = OpenOptions::new()
         .read(true)
         .write(true)

@@ -24,8 +24,20 @@ impl Exit {
     pub fn from_wait(status: WaitStatus) -> Option<(i32, Exit)> {
         let at = SystemTime::now();
         match status {
-            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), Exit { status: code as u32, at })),
-            WaitStatus::Signaled(pid, sig, _) => Some((pid.as_raw(), Exit { status: 128 + sig as u32, at })),
+            WaitStatus::Exited(pid, code) => Some((
+                pid.as_raw(),
+                Exit {
+                    status: code as u32,
+                    at,
+                },
+            )),
+            WaitStatus::Signaled(pid, sig, _) => Some((
+                pid.as_raw(),
+                Exit {
+                    status: 128 + sig as u32,
+                    at,
+                },
+            )),
             _ => None,
         }
     }
@@ -121,7 +133,10 @@ mod tests {
     #[test]
     fn an_exit_before_the_subscription_is_kept() {
         let m = ExitMonitor::default();
-        let exit = Exit { status: 7, at: SystemTime::now() };
+        let exit = Exit {
+            status: 7,
+            at: SystemTime::now(),
+        };
         m.record(42, exit);
         let mut rx = m.subscribe(42);
         assert_eq!(rx.try_recv().unwrap(), exit);
@@ -129,7 +144,12 @@ mod tests {
 
     #[test]
     fn killed_process_status_is_128_plus_signal() {
-        let (_, exit) = Exit::from_wait(WaitStatus::Signaled(Pid::from_raw(5), nix::sys::signal::Signal::SIGKILL, false)).unwrap();
+        let (_, exit) = Exit::from_wait(WaitStatus::Signaled(
+            Pid::from_raw(5),
+            nix::sys::signal::Signal::SIGKILL,
+            false,
+        ))
+        .unwrap();
         assert_eq!(exit.status, 137);
     }
 
@@ -137,8 +157,20 @@ mod tests {
     fn an_ignored_pid_leaves_nothing_behind() {
         let m = ExitMonitor::default();
         m.ignore(9);
-        m.record(9, Exit { status: 0, at: SystemTime::now() });
-        m.record(10, Exit { status: 0, at: SystemTime::now() });
+        m.record(
+            9,
+            Exit {
+                status: 0,
+                at: SystemTime::now(),
+            },
+        );
+        m.record(
+            10,
+            Exit {
+                status: 0,
+                at: SystemTime::now(),
+            },
+        );
         m.ignore(10);
         let t = m.table.lock().unwrap();
         assert!(t.early.is_empty() && t.waiting.is_empty());

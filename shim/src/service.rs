@@ -33,7 +33,12 @@ pub struct TaskService {
 }
 
 impl TaskService {
-    pub fn new(namespace: String, publisher: Publisher, monitor: ExitMonitor, shutdown: Arc<Notify>) -> Self {
+    pub fn new(
+        namespace: String,
+        publisher: Publisher,
+        monitor: ExitMonitor,
+        shutdown: Arc<Notify>,
+    ) -> Self {
         TaskService {
             namespace,
             publisher,
@@ -47,9 +52,12 @@ impl TaskService {
     /// The service under both the v3 and the v2 name.
     pub fn services(self: Arc<Self>) -> HashMap<String, Service> {
         let mut map = create_task(self.clone());
-        let v2 = create_task(self)
-            .into_iter()
-            .map(|(name, svc)| (name.replace("containerd.task.v3.", "containerd.task.v2."), svc));
+        let v2 = create_task(self).into_iter().map(|(name, svc)| {
+            (
+                name.replace("containerd.task.v3.", "containerd.task.v2."),
+                svc,
+            )
+        });
         map.extend(v2);
         map
     }
@@ -59,7 +67,8 @@ impl TaskService {
         if let Some(l) = slot.as_ref() {
             return Ok(l.clone());
         }
-        let launcher = Arc::new(Launcher::new().map_err(|e| errors::runtime("prepare setup helper", e))?);
+        let launcher =
+            Arc::new(Launcher::new().map_err(|e| errors::runtime("prepare setup helper", e))?);
         *slot = Some(launcher.clone());
         Ok(launcher)
     }
@@ -92,7 +101,9 @@ fn failure(err: Failure) -> ttrpc::Error {
 
 /// Checks the runtime options containerd sends: none, or `runtimeoptions.v1.Options`.
 fn check_options(options: &MessageField<protobuf::well_known_types::any::Any>) -> TtrpcResult<()> {
-    let Some(any) = options.as_ref() else { return Ok(()) };
+    let Some(any) = options.as_ref() else {
+        return Ok(());
+    };
     let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
     if type_name.is_empty() && any.value.is_empty() {
         return Ok(());
@@ -120,12 +131,21 @@ fn status_of(status: Status) -> ApiStatus {
 
 #[async_trait]
 impl Task for TaskService {
-    async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
         log::info!("create {}", req.id);
         if req.id.is_empty() {
             return Err(errors::invalid_argument("create: empty container id"));
         }
-        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&req.id) {
+        if self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&req.id)
+        {
             return Err(errors::already_exists(format!("container {}", req.id)));
         }
         check_options(&req.options)?;
@@ -179,7 +199,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         let container = self.get(&req.id, &req.exec_id)?;
         let pid = container.pid as u32;
         container
@@ -201,7 +225,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         let container = self.get(&req.id, &req.exec_id)?;
         let (status, exit) = container.status().await;
         Ok(api::StateResponse {
@@ -220,7 +248,11 @@ impl Task for TaskService {
         })
     }
 
-    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
         let container = self.get(&req.id, &req.exec_id)?;
         let exit = container.wait().await;
         Ok(api::WaitResponse {
@@ -240,10 +272,17 @@ impl Task for TaskService {
         }
     }
 
-    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
         let container = self.get(&req.id, &req.exec_id)?;
         let exit = container.delete().await.map_err(failure)?;
-        self.containers.lock().unwrap_or_else(|e| e.into_inner()).remove(&req.id);
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req.id);
         self.publish(
             "/tasks/delete",
             &TaskDelete {
@@ -271,7 +310,11 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         let task_pid = self
             .containers
             .lock()
@@ -287,14 +330,27 @@ impl Task for TaskService {
         })
     }
 
-    async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<Empty> {
-        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+    async fn shutdown(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ShutdownRequest,
+    ) -> TtrpcResult<Empty> {
+        if self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
             self.shutdown.notify_one();
         }
         Ok(Empty::new())
     }
 
-    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
         let container = self.get(&req.id, "")?;
         let processes = container
             .pids()
@@ -319,7 +375,11 @@ impl Task for TaskService {
         Err(errors::unimplemented("Resume"))
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<Empty> {
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
         Err(errors::unimplemented("Checkpoint"))
     }
 
@@ -327,15 +387,27 @@ impl Task for TaskService {
         Err(errors::unimplemented("Exec"))
     }
 
-    async fn resize_pty(&self, _ctx: &TtrpcContext, _req: api::ResizePtyRequest) -> TtrpcResult<Empty> {
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::ResizePtyRequest,
+    ) -> TtrpcResult<Empty> {
         Err(errors::unimplemented("ResizePty"))
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+    async fn update(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::UpdateTaskRequest,
+    ) -> TtrpcResult<Empty> {
         Err(errors::unimplemented("Update"))
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, _req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         Err(errors::unimplemented("Stats"))
     }
 }

@@ -91,7 +91,10 @@ fn output(path: &str, copies: &mut StdioCopies) -> io::Result<OwnedFd> {
     let target = fifo_path(path)?;
     let metadata = std::fs::metadata(target).map_err(|e| annotate(e, path))?;
     let handle = if metadata.file_type().is_file() {
-        let file = OpenOptions::new().append(true).open(target).map_err(|e| annotate(e, path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(target)
+            .map_err(|e| annotate(e, path))?;
         tokio::spawn(copy_out(source, tokio::fs::File::from_std(file)))
     } else {
         // Read-write: never blocks on open, and writes do not fail while containerd (the
@@ -113,7 +116,11 @@ async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(mut source: pipe::Receiver, 
     let _ = sink.flush().await;
 }
 
-async fn copy_stdin(mut source: pipe::Receiver, mut sink: pipe::Sender, mut close: oneshot::Receiver<()>) {
+async fn copy_stdin(
+    mut source: pipe::Receiver,
+    mut sink: pipe::Sender,
+    mut close: oneshot::Receiver<()>,
+) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         tokio::select! {
@@ -153,7 +160,11 @@ fn os_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 fn dev_null() -> io::Result<OwnedFd> {
-    Ok(File::options().read(true).write(true).open("/dev/null")?.into())
+    Ok(File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?
+        .into())
 }
 
 fn annotate(err: io::Error, path: &str) -> io::Error {

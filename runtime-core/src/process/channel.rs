@@ -58,7 +58,8 @@ impl Channel {
     }
 
     pub fn send(&mut self, msg: &Message) -> Result<()> {
-        let body = serde_json::to_vec(msg).map_err(|e| Error::Setup(format!("encode message: {e}")))?;
+        let body =
+            serde_json::to_vec(msg).map_err(|e| Error::Setup(format!("encode message: {e}")))?;
         let mut frame = Vec::with_capacity(4 + body.len());
         frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
         frame.extend_from_slice(&body);
@@ -79,7 +80,9 @@ impl Channel {
         }
         let len = u32::from_be_bytes(len) as usize;
         if len > MAX_MESSAGE {
-            return Err(Error::Setup(format!("setup channel: message of {len} bytes")));
+            return Err(Error::Setup(format!(
+                "setup channel: message of {len} bytes"
+            )));
         }
         let mut body = vec![0u8; len];
         self.stream
@@ -100,10 +103,15 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let (mut a, mut b) = (Channel::new(a), Channel::new(b));
         a.send(&Message::Pid { pid: 42 }).unwrap();
-        a.send(&Message::Error { message: "mount /x: ENOENT".into() }).unwrap();
+        a.send(&Message::Error {
+            message: "mount /x: ENOENT".into(),
+        })
+        .unwrap();
         drop(a);
         assert!(matches!(b.recv().unwrap(), Some(Message::Pid { pid: 42 })));
-        assert!(matches!(b.recv().unwrap(), Some(Message::Error { message }) if message.contains("/x")));
+        assert!(
+            matches!(b.recv().unwrap(), Some(Message::Error { message }) if message.contains("/x"))
+        );
         assert!(b.recv().unwrap().is_none());
     }
 }

@@ -44,7 +44,9 @@ fn helper_main() -> i32 {
     match build(&config, &mut channel) {
         Ok(()) => 0,
         Err(err) => {
-            let _ = channel.send(&Message::Error { message: err.to_string() });
+            let _ = channel.send(&Message::Error {
+                message: err.to_string(),
+            });
             1
         }
     }
@@ -52,7 +54,10 @@ fn helper_main() -> i32 {
 
 fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let spec = &config.spec;
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux", "missing"))?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
     if !plan.creates(LinuxNamespaceType::Mount) {
         return Err(Error::invalid(
@@ -90,7 +95,11 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             let result = (|| {
                 cgroup.add_process(pid.as_raw())?;
                 if plan.creates(LinuxNamespaceType::User) {
-                    write_id_maps(pid, linux.uid_mappings().as_deref(), linux.gid_mappings().as_deref())?;
+                    write_id_maps(
+                        pid,
+                        linux.uid_mappings().as_deref(),
+                        linux.gid_mappings().as_deref(),
+                    )?;
                 }
                 channel.send(&Message::Pid { pid: pid.as_raw() })
             })();
@@ -107,7 +116,8 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", "init start pipe", e))
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe2", "init start pipe", e))
 }
 
 /// clone(2) with fork semantics and CLONE_PARENT: the child is our parent's child. `None` in
@@ -116,15 +126,32 @@ fn clone_sibling(flags: CloneFlags) -> Result<Option<Pid>> {
     let all = flags.bits() | libc::CLONE_PARENT | libc::SIGCHLD;
     // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(); this
     // process is single-threaded (a fresh exec), so the child may run any code.
-    let rc = unsafe { libc::syscall(libc::SYS_clone, all as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            all as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
     match rc {
-        -1 => Err(Error::sys("clone", format!("{flags:?}"), nix::errno::Errno::last())),
+        -1 => Err(Error::sys(
+            "clone",
+            format!("{flags:?}"),
+            nix::errno::Errno::last(),
+        )),
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
 
-fn write_id_maps(pid: Pid, uids: Option<&[LinuxIdMapping]>, gids: Option<&[LinuxIdMapping]>) -> Result<()> {
+fn write_id_maps(
+    pid: Pid,
+    uids: Option<&[LinuxIdMapping]>,
+    gids: Option<&[LinuxIdMapping]>,
+) -> Result<()> {
     let format = |maps: &[LinuxIdMapping]| {
         maps.iter()
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))

@@ -26,7 +26,9 @@ pub(super) fn run(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
         Ok(never) => match never {},
         Err(err) => err,
     };
-    let _ = channel.send(&Message::Error { message: err.to_string() });
+    let _ = channel.send(&Message::Error {
+        message: err.to_string(),
+    });
     // SAFETY: _exit ends this process without running the parent's atexit handlers.
     unsafe { libc::_exit(127) }
 }
@@ -35,8 +37,14 @@ enum Never {}
 
 fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> Result<Never> {
     let spec = &config.spec;
-    let process = spec.process().as_ref().ok_or_else(|| Error::invalid("process", "missing"))?;
-    let linux = spec.linux().as_ref().ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux", "missing"))?;
 
     if plan.creates(LinuxNamespaceType::User) {
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
@@ -46,7 +54,8 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
     }
     if plan.creates(LinuxNamespaceType::Cgroup) {
         // Now that the helper put us in the container's cgroup, it becomes our cgroup root.
-        unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| Error::sys("unshare", "cgroup namespace", e))?;
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| Error::sys("unshare", "cgroup namespace", e))?;
     }
 
     rootfs::prepare(spec, &config.rootfs)?;
@@ -54,7 +63,10 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
 
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.isolates(LinuxNamespaceType::Uts) {
-            return Err(Error::invalid("hostname", "setting a hostname needs a private UTS namespace"));
+            return Err(Error::invalid(
+                "hostname",
+                "setting a hostname needs a private UTS namespace",
+            ));
         }
         sethostname(hostname).map_err(|e| Error::sys("sethostname", hostname, e))?;
     }
@@ -75,7 +87,10 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
         rlimits::set_oom_score_adj(adj)?;
     }
     if process.terminal().unwrap_or(false) {
-        return Err(Error::invalid("process.terminal", "terminals are not supported by mini yet"));
+        return Err(Error::invalid(
+            "process.terminal",
+            "terminals are not supported by mini yet",
+        ));
     }
 
     let env = process.env().clone().unwrap_or_default();
@@ -103,7 +118,11 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
     if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(Error::sys("prctl", "PR_SET_NO_NEW_PRIVS", nix::errno::Errno::last()));
+            return Err(Error::sys(
+                "prctl",
+                "PR_SET_NO_NEW_PRIVS",
+                nix::errno::Errno::last(),
+            ));
         }
     }
 
@@ -141,7 +160,11 @@ fn set_domainname(domain: &str) -> Result<()> {
     // SAFETY: the pointer and length describe `domain`'s bytes, valid for the call.
     let rc = unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) };
     if rc != 0 {
-        return Err(Error::sys("setdomainname", domain, nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "setdomainname",
+            domain,
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -166,7 +189,9 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
         let path = PathBuf::from(arg0);
         return match fs::metadata(&path) {
             Ok(_) if is_exec(&path) => Ok(path),
-            Ok(_) => Err(Error::Setup(format!("exec: {arg0:?}: permission denied (not an executable file)"))),
+            Ok(_) => Err(Error::Setup(format!(
+                "exec: {arg0:?}: permission denied (not an executable file)"
+            ))),
             Err(e) => Err(Error::Setup(format!("exec: {arg0:?}: stat {arg0}: {e}"))),
         };
     }
@@ -178,7 +203,11 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
         .split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(arg0))
         .find(|candidate| is_exec(candidate))
-        .ok_or_else(|| Error::Setup(format!("exec: {arg0:?}: executable file not found in $PATH")))
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "exec: {arg0:?}: executable file not found in $PATH"
+            ))
+        })
 }
 
 /// chdir to the spec's cwd and check that it is inside the container's root: a cwd reached
@@ -190,11 +219,18 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
         Ok(actual) if actual.is_absolute() => Ok(()),
         Ok(actual) => Err(Error::invalid(
             "process.cwd",
-            format!("{} leads outside the container's root ({})", cwd.display(), actual.display()),
+            format!(
+                "{} leads outside the container's root ({})",
+                cwd.display(),
+                actual.display()
+            ),
         )),
         Err(e) => Err(Error::invalid(
             "process.cwd",
-            format!("{} is not reachable from the container's root: {e}", cwd.display()),
+            format!(
+                "{} is not reachable from the container's root: {e}",
+                cwd.display()
+            ),
         )),
     }
 }
@@ -212,17 +248,29 @@ fn set_identity(process: &Process) -> Result<()> {
         .iter()
         .map(|g| Gid::from_raw(*g))
         .collect();
-    setgroups(&gids).map_err(|e| Error::sys("setgroups", format!("process.user.additionalGids {gids:?}"), e))?;
+    setgroups(&gids).map_err(|e| {
+        Error::sys(
+            "setgroups",
+            format!("process.user.additionalGids {gids:?}"),
+            e,
+        )
+    })?;
     let gid = Gid::from_raw(user.gid());
-    setresgid(gid, gid, gid).map_err(|e| Error::sys("setresgid", format!("process.user.gid {gid}"), e))?;
+    setresgid(gid, gid, gid)
+        .map_err(|e| Error::sys("setresgid", format!("process.user.gid {gid}"), e))?;
     // Keep the permitted set across the uid change; capabilities::apply then sets the
     // spec's sets.
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(Error::sys("prctl", "PR_SET_KEEPCAPS", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "prctl",
+            "PR_SET_KEEPCAPS",
+            nix::errno::Errno::last(),
+        ));
     }
     let uid = Uid::from_raw(user.uid());
-    setresuid(uid, uid, uid).map_err(|e| Error::sys("setresuid", format!("process.user.uid {uid}"), e))?;
+    setresuid(uid, uid, uid)
+        .map_err(|e| Error::sys("setresuid", format!("process.user.uid {uid}"), e))?;
     capabilities::apply(caps)?;
     if let Some(mask) = user.umask() {
         umask(Mode::from_bits_truncate(mask as libc::mode_t));
@@ -245,9 +293,20 @@ fn no_capabilities() -> oci_spec::runtime::LinuxCapabilities {
 /// (CVE-2024-21626 leaked a host directory fd this way).
 fn close_fds_on_exec() -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of this process.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if rc != 0 {
-        return Err(Error::sys("close_range", "3.. CLOEXEC", nix::errno::Errno::last()));
+        return Err(Error::sys(
+            "close_range",
+            "3.. CLOEXEC",
+            nix::errno::Errno::last(),
+        ));
     }
     Ok(())
 }
@@ -285,7 +344,11 @@ fn reset_signals() -> Result<()> {
             )
         };
         if rc != 0 {
-            return Err(Error::sys("rt_sigaction", format!("signal {sig} SIG_DFL"), nix::errno::Errno::last()));
+            return Err(Error::sys(
+                "rt_sigaction",
+                format!("signal {sig} SIG_DFL"),
+                nix::errno::Errno::last(),
+            ));
         }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
@@ -295,28 +358,39 @@ fn reset_signals() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn missing_program_is_named_in_the_error() {
-        let err = find_executable("/nonexistent-binary", &[]).unwrap_err().to_string();
+        let err = find_executable("/nonexistent-binary", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent-binary"), "{err}");
         let err = find_executable("no-such-program-xyz", &["PATH=/bin".into()])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no-such-program-xyz") && err.contains("PATH"), "{err}");
+        assert!(
+            err.contains("no-such-program-xyz") && err.contains("PATH"),
+            "{err}"
+        );
     }
 
     #[test]
     fn program_is_found_on_the_spec_path() {
-        assert_eq!(find_executable("sh", &["PATH=/nope:/bin".into()]).unwrap(), PathBuf::from("/bin/sh"));
+        assert_eq!(
+            find_executable("sh", &["PATH=/nope:/bin".into()]).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
     }
 
     /// Forks; the child runs `prepare` then execs `sh -c script` (after `close_fds_on_exec`
     /// and `reset_signals` when `guarded`); returns the child's exit code.
     fn exec_after(guarded: bool, prepare: impl FnOnce(), script: &str) -> i32 {
         let sh = CString::new("/bin/sh").unwrap();
-        let args = [sh.clone(), CString::new("-c").unwrap(), CString::new(script).unwrap()];
+        let args = [
+            sh.clone(),
+            CString::new("-c").unwrap(),
+            CString::new(script).unwrap(),
+        ];
         // SAFETY: the child only makes syscalls, execs or leaves with _exit.
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
@@ -329,10 +403,12 @@ mod tests {
                 // SAFETY: ends the forked child.
                 unsafe { libc::_exit(4) }
             }
-            nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None).unwrap() {
-                nix::sys::wait::WaitStatus::Exited(_, code) => code,
-                other => panic!("child ended with {other:?}"),
-            },
+            nix::unistd::ForkResult::Parent { child } => {
+                match nix::sys::wait::waitpid(child, None).unwrap() {
+                    nix::sys::wait::WaitStatus::Exited(_, code) => code,
+                    other => panic!("child ended with {other:?}"),
+                }
+            }
         }
     }
 
@@ -348,9 +424,27 @@ mod tests {
     #[test]
     fn the_user_process_starts_with_only_stdio_open() {
         let script = "for fd in /proc/self/fd/*; do n=${fd##*/}; [ $n -gt 2 ] && [ -e /proc/self/fd/$n ] && [ \"$(readlink $fd)\" = /etc/hostname ] && exit 1; done; exit 0";
-        assert_eq!(exec_after(true, || { leak_an_fd(); }, script), 0);
+        assert_eq!(
+            exec_after(
+                true,
+                || {
+                    leak_an_fd();
+                },
+                script
+            ),
+            0
+        );
         // The check sees a leak when the guard is not there.
-        assert_eq!(exec_after(false, || { leak_an_fd(); }, script), 1);
+        assert_eq!(
+            exec_after(
+                false,
+                || {
+                    leak_an_fd();
+                },
+                script
+            ),
+            1
+        );
     }
 
     #[test]
@@ -382,7 +476,11 @@ mod tests {
                     chdir("/").ok()?;
                     // What chdir("/proc/self/fd/N") does when N is a leaked directory fd.
                     nix::unistd::fchdir(&leaked).ok()?;
-                    Some(if enter_cwd(Path::new(".")).is_err() { 0 } else { 1 })
+                    Some(if enter_cwd(Path::new(".")).is_err() {
+                        0
+                    } else {
+                        1
+                    })
                 })()
                 .unwrap_or(2);
                 // SAFETY: ends the forked child.

@@ -33,13 +33,16 @@ pub struct InitStdio {
 
 impl Launcher {
     pub fn new() -> Result<Self> {
-        Ok(Self { exe: ExeView::current()? })
+        Ok(Self {
+            exe: ExeView::current()?,
+        })
     }
 
     /// Execs the helper and hands it `config`. The helper clones the init, which builds the
     /// container; call [`PendingInit::wait_pid`] then [`PendingInit::wait_ready`].
     pub fn spawn(&self, config: HelperConfig, stdio: InitStdio) -> Result<PendingInit> {
-        let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
         let theirs_fd = theirs.as_raw_fd();
         let mut cmd = Command::new(self.exe.path());
         cmd.arg0("mini-init")
@@ -55,7 +58,9 @@ impl Launcher {
             cmd.pre_exec(move || {
                 if theirs_fd == CHANNEL_FD {
                     let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    if flags < 0
+                        || libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                 } else if libc::dup2(theirs_fd, CHANNEL_FD) < 0 {
@@ -105,8 +110,12 @@ impl PendingInit {
                 Ok(pid)
             }
             Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!("setup helper sent {other:?} before the init's pid"))),
-            None => Err(Error::Setup("setup helper exited before creating the container init".into())),
+            Some(other) => Err(Error::Setup(format!(
+                "setup helper sent {other:?} before the init's pid"
+            ))),
+            None => Err(Error::Setup(
+                "setup helper exited before creating the container init".into(),
+            )),
         }
     }
 
@@ -119,7 +128,9 @@ impl PendingInit {
                 pid,
             }),
             Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!("container init sent {other:?} instead of ready"))),
+            Some(other) => Err(Error::Setup(format!(
+                "container init sent {other:?} instead of ready"
+            ))),
             None => Err(Error::Setup("container init exited during setup".into())),
         }
     }
@@ -144,7 +155,9 @@ impl CreatedInit {
         match self.channel.recv()? {
             None => Ok(()),
             Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!("container init sent {other:?} after start"))),
+            Some(other) => Err(Error::Setup(format!(
+                "container init sent {other:?} after start"
+            ))),
         }
     }
 }
