@@ -262,4 +262,21 @@ mod tests {
         assert_eq!(result.version, 3);
         assert_eq!(result.protocol, "ttrpc");
     }
+
+    #[test]
+    fn listening_socket_is_a_path_in_a_root_only_directory() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s").join("abc");
+        let _listener = listen(&socket).unwrap();
+        // A path socket (not abstract: CVE-2020-15257) that only root may reach.
+        assert!(fs::metadata(&socket).unwrap().file_type().is_socket());
+        let mode = fs::metadata(socket.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // A second shim on the same socket is refused; a dead one's socket is replaced.
+        assert!(listen(&socket).unwrap_err().contains("in use"));
+    }
 }
