@@ -26,11 +26,13 @@ cleanup() {
     for p in $(pgrep -f -- "-address $dir/c.sock" || true); do
         kill -KILL "$p" 2>/dev/null || true
     done
-    grep -o " $dir/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do
+    { grep -o " $dir/[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
-    for c in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/unified/"$ns"; do
-        [[ -d $c ]] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    for c in /sys/fs/cgroup/*/"$ns"; do
+        if [[ -d $c ]]; then
+            find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        fi
     done
     rm -rf "/run/containerd/runc/$ns"
     if ! grep -q " $dir/" /proc/self/mountinfo; then
