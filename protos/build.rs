@@ -3,6 +3,8 @@ fn main() {
         .pure()
         .include("proto")
         .input("proto/runtimeoptions.proto")
+        .input("proto/runc_options.proto")
+        .input("proto/runc_v1_options.proto")
         .cargo_out_dir("protos")
         .run_from_script();
 }

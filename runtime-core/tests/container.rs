@@ -77,6 +77,7 @@ impl Bundle {
             bundle: self.dir.path().to_path_buf(),
             rootfs: self.dir.path().join("rootfs"),
             spec: self.spec(args),
+            no_new_keyring: false,
         };
         let stdio = InitStdio {
             stdin: null(),
@@ -210,6 +211,7 @@ fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
         bundle: bundle.dir.path().to_path_buf(),
         rootfs: bundle.dir.path().join("rootfs"),
         spec: bundle.spec(&["/no-such-program"]),
+        no_new_keyring: false,
     };
     let pending = launcher
         .spawn(

@@ -33,6 +33,9 @@ pub struct CreateParams {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+    /// Owner of the process's stdio pipes (uid, gid): a user namespace's root.
+    pub io_owner: (u32, u32),
+    pub no_new_keyring: bool,
 }
 
 pub struct Container {
@@ -107,7 +110,7 @@ impl Container {
         };
 
         let (child_stdio, mut copies) =
-            match stdio::open(&params.stdin, &params.stdout, &params.stderr) {
+            match stdio::open(&params.stdin, &params.stdout, &params.stderr, params.io_owner) {
                 Ok(x) => x,
                 Err(err) => {
                     undo_rootfs(&mounted_rootfs);
@@ -120,6 +123,7 @@ impl Container {
             bundle: params.bundle.clone(),
             rootfs: rootfs_path,
             spec,
+            no_new_keyring: params.no_new_keyring,
         };
         let (pid_tx, pid_rx) = oneshot::channel();
         let m = monitor.clone();

@@ -11,7 +11,7 @@ use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
 use containerd_shim_protos::shim_async::{Task, create_task};
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
-use protobuf::{Message, MessageField};
+use protobuf::MessageField;
 use runtime_core::process::Launcher;
 use tokio::sync::Notify;
 use ttrpc::r#async::{Service, TtrpcContext};
@@ -99,28 +99,6 @@ fn failure(err: Failure) -> ttrpc::Error {
     }
 }
 
-/// Checks the runtime options containerd sends: none, or `runtimeoptions.v1.Options`.
-fn check_options(options: &MessageField<protobuf::well_known_types::any::Any>) -> TtrpcResult<()> {
-    let Some(any) = options.as_ref() else {
-        return Ok(());
-    };
-    let type_name = any.type_url.rsplit('/').next().unwrap_or_default();
-    if type_name.is_empty() && any.value.is_empty() {
-        return Ok(());
-    }
-    if type_name != mini_protos::RUNTIME_OPTIONS_TYPE_URL {
-        return Err(errors::invalid_argument(format!(
-            "runtime options of type {:?} are not understood by mini (expected {})",
-            any.type_url,
-            mini_protos::RUNTIME_OPTIONS_TYPE_URL
-        )));
-    }
-    let opts = mini_protos::RuntimeOptions::parse_from_bytes(&any.value)
-        .map_err(|e| errors::invalid_argument(format!("runtime options: {e}")))?;
-    log::debug!("runtime options: config_path={:?}", opts.config_path);
-    Ok(())
-}
-
 fn status_of(status: Status) -> ApiStatus {
     match status {
         Status::Created => ApiStatus::CREATED,
@@ -148,7 +126,10 @@ impl Task for TaskService {
         {
             return Err(errors::already_exists(format!("container {}", req.id)));
         }
-        check_options(&req.options)?;
+        let options = mini_protos::decode_task_options(req.options.as_ref()).map_err(errors::invalid_argument)?;
+        if options.no_pivot_root {
+            return Err(errors::invalid_argument("no_pivot_root is not supported by mini"));
+        }
         if !req.checkpoint.is_empty() {
             return Err(errors::unimplemented("Create from a checkpoint"));
         }
@@ -160,6 +141,8 @@ impl Task for TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
+            io_owner: (options.io_uid, options.io_gid),
+            no_new_keyring: options.no_new_keyring,
         };
         let container = Container::create(
             params,

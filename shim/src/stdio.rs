@@ -25,7 +25,7 @@ pub struct StdioCopies {
 }
 
 /// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null.
-pub fn open(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(InitStdio, StdioCopies)> {
+pub fn open(stdin: &str, stdout: &str, stderr: &str, owner: (u32, u32)) -> io::Result<(InitStdio, StdioCopies)> {
     let mut copies = StdioCopies::default();
     let child_stdin = if stdin.is_empty() {
         dev_null()?
@@ -43,6 +43,14 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> io::Result<(InitStdio, S
     };
     let child_stdout = output(stdout, &mut copies)?;
     let child_stderr = output(stderr, &mut copies)?;
+    if owner != (0, 0) {
+        // The pipes belong to the user namespace's root, as the stock shim makes them.
+        for fd in [&child_stdin, &child_stdout, &child_stderr] {
+            let uid = Some(nix::unistd::Uid::from_raw(owner.0));
+            let gid = Some(nix::unistd::Gid::from_raw(owner.1));
+            nix::unistd::fchown(fd, uid, gid).map_err(io::Error::from)?;
+        }
+    }
     Ok((
         InitStdio {
             stdin: child_stdin,

@@ -22,6 +22,10 @@ pub struct HelperConfig {
     pub rootfs: PathBuf,
     /// The container's spec.
     pub spec: Spec,
+    /// Keep the caller's session keyring instead of joining a new one (runc's
+    /// `--no-new-keyring`).
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -52,6 +52,9 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(|e| Error::sys("setresuid", "0 in the new user namespace", e))?;
     }
+    if !config.no_new_keyring {
+        join_new_session_keyring()?;
+    }
     if plan.creates(LinuxNamespaceType::Cgroup) {
         // Now that the helper put us in the container's cgroup, it becomes our cgroup root.
         unshare(CloneFlags::CLONE_NEWCGROUP)
@@ -150,6 +153,20 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
         .collect::<Result<Vec<_>>>()?;
     let err = execve(&program_c, &args_c, &env_c).unwrap_err();
     Err(Error::sys("exec", format!("{:?}", args[0]), err))
+}
+
+/// A new anonymous session keyring, so the container cannot see the keys of the caller's
+/// session (the kernel keyring is not namespaced).
+fn join_new_session_keyring() -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
+    match rc {
+        r if r >= 0 => Ok(()),
+        // Kernels without keyrings.
+        _ if nix::errno::Errno::last() == nix::errno::Errno::ENOSYS => Ok(()),
+        _ => Err(Error::sys("keyctl", "join a new session keyring", nix::errno::Errno::last())),
+    }
 }
 
 fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
