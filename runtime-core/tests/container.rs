@@ -139,6 +139,14 @@ fn init_is_the_callers_child_and_its_exit_code_comes_back(launcher: &Launcher) {
         std::process::id() as i32,
         "the init must be the caller's child"
     );
+    // Born in its cgroup2 directory, moved itself into every v1 hierarchy: in its cgroup
+    // everywhere before it runs the user's program.
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = bundle.cgroups_path();
+    for line in cgroups.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap();
+        assert_eq!(Path::new(path), want, "cgroup line {line:?} of the init");
+    }
     created.start().unwrap();
     assert_eq!(exit_code(pid), 7);
 }

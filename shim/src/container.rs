@@ -109,14 +109,18 @@ impl Container {
             }
         };
 
-        let (child_stdio, mut copies) =
-            match stdio::open(&params.stdin, &params.stdout, &params.stderr, params.io_owner) {
-                Ok(x) => x,
-                Err(err) => {
-                    undo_rootfs(&mounted_rootfs);
-                    return Err(Failure::Invalid(format!("stdio: {err}")));
-                }
-            };
+        let (child_stdio, mut copies) = match stdio::open(
+            &params.stdin,
+            &params.stdout,
+            &params.stderr,
+            params.io_owner,
+        ) {
+            Ok(x) => x,
+            Err(err) => {
+                undo_rootfs(&mounted_rootfs);
+                return Err(Failure::Invalid(format!("stdio: {err}")));
+            }
+        };
 
         let config = HelperConfig {
             id: params.id.clone(),

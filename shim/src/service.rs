@@ -126,9 +126,12 @@ impl Task for TaskService {
         {
             return Err(errors::already_exists(format!("container {}", req.id)));
         }
-        let options = mini_protos::decode_task_options(req.options.as_ref()).map_err(errors::invalid_argument)?;
+        let options = mini_protos::decode_task_options(req.options.as_ref())
+            .map_err(errors::invalid_argument)?;
         if options.no_pivot_root {
-            return Err(errors::invalid_argument("no_pivot_root is not supported by mini"));
+            return Err(errors::invalid_argument(
+                "no_pivot_root is not supported by mini",
+            ));
         }
         if !req.checkpoint.is_empty() {
             return Err(errors::unimplemented("Create from a checkpoint"));

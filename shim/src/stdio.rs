@@ -25,7 +25,12 @@ pub struct StdioCopies {
 }
 
 /// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null.
-pub fn open(stdin: &str, stdout: &str, stderr: &str, owner: (u32, u32)) -> io::Result<(InitStdio, StdioCopies)> {
+pub fn open(
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    owner: (u32, u32),
+) -> io::Result<(InitStdio, StdioCopies)> {
     let mut copies = StdioCopies::default();
     let child_stdin = if stdin.is_empty() {
         dev_null()?

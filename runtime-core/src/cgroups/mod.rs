@@ -12,6 +12,7 @@ pub mod v2;
 
 use std::fs;
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -500,12 +501,42 @@ impl CgroupManager {
     }
 
     /// Moves `pid` into the cgroup in every hierarchy.
+    /// Moves `pid` into one cgroup directory.
+    pub fn add_to(dir: &Path, pid: i32) -> Result<()> {
+        write_file(dir, "cgroup.procs", &pid.to_string())
+    }
+
     pub fn add_process(&self, pid: i32) -> Result<()> {
         let value = pid.to_string();
         for d in self.dirs() {
             write_file(&d.dir, "cgroup.procs", &value)?;
         }
         Ok(())
+    }
+
+    /// Moves the calling thread into the container's cgroup in every v1 hierarchy by writing
+    /// `0` to each `tasks` file. For a single-threaded caller that moves the process; the
+    /// kernel then skips the global threadgroup lock whose first writer waits for an RCU grace
+    /// period (5–15 ms here) — a write of another pid to `cgroup.procs` pays that wait.
+    pub fn join_v1_self(&self) -> Result<()> {
+        for d in &self.v1 {
+            write_file(&d.dir, "tasks", "0")?;
+        }
+        Ok(())
+    }
+
+    /// The container's cgroup2 directory, opened for `clone3(CLONE_INTO_CGROUP)`, which places
+    /// a child at birth without a migration.
+    pub fn open_unified(&self) -> Result<Option<std::fs::File>> {
+        let Some(d) = &self.unified else {
+            return Ok(None);
+        };
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&d.dir)
+            .map(Some)
+            .map_err(|e| Error::io("open cgroup", &d.dir, e))
     }
 
     /// The pids in the cgroup and its sub-cgroups (from `cgroup.procs` of the v1 `pids` or

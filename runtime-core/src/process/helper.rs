@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::sched::CloneFlags;
@@ -72,12 +72,15 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     }
     plan.enter()?;
 
-    // The init waits on this pipe until it is in its cgroup (and has its id maps), so that a
-    // new cgroup namespace, which the init unshares itself, is rooted at the container's
-    // cgroup.
+    // The init waits on this pipe until the helper has written its id maps and reported its
+    // pid. It is born in the container's cgroup2 directory (CLONE_INTO_CGROUP) and moves
+    // itself into the v1 hierarchies: neither waits for the RCU grace period that moving
+    // another process costs.
     let (go_read, go_write) = pipe()?;
     let flags = plan.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
-    match clone_sibling(flags)? {
+    let unified = cgroup.open_unified()?;
+    let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())?;
+    match child {
         None => {
             drop(go_write);
             let mut byte = [0u8; 1];
@@ -88,12 +91,17 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
                 unsafe { libc::_exit(1) };
             }
             drop(go);
-            init::run(config, channel, &plan)
+            init::run(config, channel, &plan, &cgroup)
         }
         Some(pid) => {
             drop(go_read);
             let result = (|| {
-                cgroup.add_process(pid.as_raw())?;
+                if plan.creates(LinuxNamespaceType::User) {
+                    // Born in a user namespace, the init cannot write the host's cgroup files.
+                    cgroup.add_process(pid.as_raw())?;
+                } else if !placed_in_unified && let Some(dir) = cgroup.unified_path() {
+                    crate::cgroups::CgroupManager::add_to(dir, pid.as_raw())?;
+                }
                 if plan.creates(LinuxNamespaceType::User) {
                     write_id_maps(
                         pid,
@@ -120,10 +128,65 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| Error::sys("pipe2", "init start pipe", e))
 }
 
-/// clone(2) with fork semantics and CLONE_PARENT: the child is our parent's child. `None` in
-/// the child.
-fn clone_sibling(flags: CloneFlags) -> Result<Option<Pid>> {
-    let all = flags.bits() | libc::CLONE_PARENT | libc::SIGCHLD;
+/// The kernel's `struct clone_args` (version 2, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks with CLONE_PARENT (the child is our parent's child) and `flags`, into the cgroup2
+/// directory `cgroup` when given. `None` in the child; the bool says whether the child was
+/// born in `cgroup` (false on kernels without clone3, where the caller moves it).
+fn clone_sibling(flags: CloneFlags, cgroup: Option<&fs::File>) -> Result<(Option<Pid>, bool)> {
+    let base = flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    if let Some(dir) = cgroup {
+        let args = CloneArgs {
+            flags: base | CLONE_INTO_CGROUP,
+            // With CLONE_PARENT the child inherits our exit signal (SIGCHLD to our parent);
+            // clone3 refuses another.
+            exit_signal: 0,
+            cgroup: dir.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: clone3 without CLONE_VM and with no stack behaves like fork(); `args`
+        // outlives the call and its size is passed. This process is single-threaded (a fresh
+        // exec), so the child may run any code.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match rc {
+            0 => return Ok((None, true)),
+            pid if pid > 0 => return Ok((Some(Pid::from_raw(pid as i32)), true)),
+            _ => {
+                let errno = nix::errno::Errno::last();
+                if !matches!(errno, nix::errno::Errno::ENOSYS | nix::errno::Errno::E2BIG) {
+                    return Err(Error::sys(
+                        "clone3",
+                        format!("{flags:?} into its cgroup"),
+                        errno,
+                    ));
+                }
+            }
+        }
+    }
+    let all = base | libc::SIGCHLD as u64;
     // SAFETY: a raw clone without CLONE_VM and with a NULL stack behaves like fork(); this
     // process is single-threaded (a fresh exec), so the child may run any code.
     let rc = unsafe {
@@ -142,8 +205,8 @@ fn clone_sibling(flags: CloneFlags) -> Result<Option<Pid>> {
             format!("{flags:?}"),
             nix::errno::Errno::last(),
         )),
-        0 => Ok(None),
-        pid => Ok(Some(Pid::from_raw(pid as i32))),
+        0 => Ok((None, false)),
+        pid => Ok((Some(Pid::from_raw(pid as i32)), false)),
     }
 }
 

@@ -14,6 +14,7 @@ use nix::unistd::{Gid, Uid, chdir, execve, getcwd, setgroups, sethostname, setre
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::channel::{Channel, HelperConfig, Message};
+use crate::cgroups::CgroupManager;
 use crate::namespaces::Plan;
 use crate::{Error, Result, capabilities, rlimits, rootfs, seccomp};
 
@@ -21,8 +22,13 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 
 /// Builds the container, reports ready, waits for start, execs. Never returns: on error it
 /// reports the error on the channel and exits.
-pub(super) fn run(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> ! {
-    let err = match setup_and_exec(config, channel, plan) {
+pub(super) fn run(
+    config: &HelperConfig,
+    channel: &mut Channel,
+    plan: &Plan,
+    cgroup: &CgroupManager,
+) -> ! {
+    let err = match setup_and_exec(config, channel, plan, cgroup) {
         Ok(never) => match never {},
         Err(err) => err,
     };
@@ -35,7 +41,12 @@ pub(super) fn run(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
 
 enum Never {}
 
-fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> Result<Never> {
+fn setup_and_exec(
+    config: &HelperConfig,
+    channel: &mut Channel,
+    plan: &Plan,
+    cgroup: &CgroupManager,
+) -> Result<Never> {
     let spec = &config.spec;
     let process = spec
         .process()
@@ -46,6 +57,11 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
         .as_ref()
         .ok_or_else(|| Error::invalid("linux", "missing"))?;
 
+    // Into the container's v1 cgroups before anything else (the cgroup2 one we were born in).
+    // In a new user namespace the helper has moved us.
+    if !plan.creates(LinuxNamespaceType::User) {
+        cgroup.join_v1_self()?;
+    }
     if plan.creates(LinuxNamespaceType::User) {
         setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .map_err(|e| Error::sys("setresgid", "0 in the new user namespace", e))?;
@@ -160,12 +176,22 @@ fn setup_and_exec(config: &HelperConfig, channel: &mut Channel, plan: &Plan) -> 
 fn join_new_session_keyring() -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own.
-    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
     match rc {
         r if r >= 0 => Ok(()),
         // Kernels without keyrings.
         _ if nix::errno::Errno::last() == nix::errno::Errno::ENOSYS => Ok(()),
-        _ => Err(Error::sys("keyctl", "join a new session keyring", nix::errno::Errno::last())),
+        _ => Err(Error::sys(
+            "keyctl",
+            "join a new session keyring",
+            nix::errno::Errno::last(),
+        )),
     }
 }
 
