@@ -29,8 +29,15 @@ pub fn run(args: &Args) -> Result<(), String> {
             std::io::Error::last_os_error()
         );
     }
+    // One malloc arena: the few short-lived blocking threads would each get their own,
+    // which stays after they exit.
+    // SAFETY: mallopt with integer arguments, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Blocking work (building a container, removing a cgroup) is rare: do not keep an
+        // idle thread and its stack around for long.
+        .thread_keep_alive(Duration::from_millis(100))
         .build()
         .map_err(|e| format!("tokio runtime: {e}"))?;
     let result = runtime.block_on(serve(args));

@@ -85,7 +85,7 @@ impl TaskService {
             .ok_or_else(|| errors::not_found(format!("container {id}")))
     }
 
-    fn publish<E: protobuf::MessageFull>(&self, topic: &str, event: &E) {
+    fn publish<E: protobuf::Message>(&self, topic: &str, event: &E) {
         self.publisher.publish(&self.namespace, topic, event);
     }
 }
