@@ -29,8 +29,8 @@ release:
 install: release
 	install -D -m 0755 $(RELEASE)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
 
-## test: unit tests and the end-to-end tests (needs root and `make deps`)
-test: build image
+## test: unit tests and the end-to-end tests (needs root; installs what is missing first)
+test: deps build
 	$(CARGO) test --workspace
 
 unit: build
