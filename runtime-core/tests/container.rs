@@ -11,7 +11,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, Spec};
 use runtime_core::cgroups::CgroupManager;
-use runtime_core::process::{CreatedInit, HelperConfig, InitStdio, Launcher};
+use runtime_core::process::{CreatedInit, HelperConfig, InitStdio, Launcher, PendingInit};
 
 /// A bundle in a temp dir, and the cgroup its container gets; removed on drop.
 struct Bundle {
@@ -62,8 +62,8 @@ impl Bundle {
         spec
     }
 
-    /// Builds the container and returns it blocked before exec.
-    fn create(&self, launcher: &Launcher, args: &[&str]) -> CreatedInit {
+    /// Starts building a container that runs `args`, with /dev/null as stdio.
+    fn spawn(&self, launcher: &Launcher, args: &[&str]) -> PendingInit {
         let null = || -> OwnedFd {
             fs::File::options()
                 .read(true)
@@ -84,7 +84,12 @@ impl Bundle {
             stdout: null(),
             stderr: null(),
         };
-        let pending = launcher.spawn(config, stdio).unwrap();
+        launcher.spawn(config, stdio).unwrap()
+    }
+
+    /// Builds the container and returns it blocked before exec.
+    fn create(&self, launcher: &Launcher, args: &[&str]) -> CreatedInit {
+        let pending = self.spawn(launcher, args);
         let helper = pending.helper_pid();
         let created = pending.wait_ready().unwrap();
         let _ = waitpid(Pid::from_raw(helper), None);
@@ -206,32 +211,11 @@ fn created_init_is_non_dumpable_and_runs_from_a_read_only_view(launcher: &Launch
 
 fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
     let bundle = Bundle::new("missing");
-    let null = || -> OwnedFd {
-        fs::File::options()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .unwrap()
-            .into()
-    };
-    let config = HelperConfig {
-        id: bundle.id.clone(),
-        bundle: bundle.dir.path().to_path_buf(),
-        rootfs: bundle.dir.path().join("rootfs"),
-        spec: bundle.spec(&["/no-such-program"]),
-        no_new_keyring: false,
-    };
-    let pending = launcher
-        .spawn(
-            config,
-            InitStdio {
-                stdin: null(),
-                stdout: null(),
-                stderr: null(),
-            },
-        )
-        .unwrap();
-    let err = pending.wait_ready().unwrap_err().to_string();
+    let err = bundle
+        .spawn(launcher, &["/no-such-program"])
+        .wait_ready()
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("/no-such-program"), "{err}");
 }
 

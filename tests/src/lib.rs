@@ -18,6 +18,22 @@ pub use ctr::{Background, CtrOutput};
 pub use daemon::{Containerd, Namespace, Version};
 pub use image::busybox_image_tar;
 
+/// Generates, for each scenario `fn name(version: Version)`, a module `name` with one
+/// `#[test]` per containerd version: `name::containerd_1_6`, `containerd_1_7`, `containerd_2`.
+#[macro_export]
+macro_rules! on_every_version {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn containerd_1_6() { super::$scenario($crate::Version::V1_6) }
+            #[test]
+            fn containerd_1_7() { super::$scenario($crate::Version::V1_7) }
+            #[test]
+            fn containerd_2() { super::$scenario($crate::Version::V2) }
+        }
+    )*};
+}
+
 /// The reference the busybox test image is imported under.
 pub const IMAGE: &str = "localhost/busybox:latest";
 /// Runtime type of the shim under test.

@@ -7,22 +7,7 @@ use std::time::Duration;
 
 use mini_e2e::{Containerd, DEFAULT_CAP_EFF, Namespace, Version, leftovers, runtime_under_test};
 
-/// Generates one `#[test]` per containerd version for each scenario function.
-macro_rules! on_every_version {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn containerd_1_6() { super::$scenario(Version::V1_6) }
-            #[test]
-            fn containerd_1_7() { super::$scenario(Version::V1_7) }
-            #[test]
-            fn containerd_2() { super::$scenario(Version::V2) }
-        }
-    )*};
-}
-
-on_every_version!(
+mini_e2e::on_every_version!(
     stdout_stderr_and_exit_code_are_forwarded,
     stdin_reaches_the_container,
     killed_detached_task_stops_with_137_and_leaves_nothing,

@@ -24,22 +24,7 @@ use containerd_shim_protos::types::task::Status;
 use mini_e2e::{Containerd, MINI, Namespace, Version, wait_until};
 use ttrpc::Code;
 
-/// Generates one `#[test]` per containerd version for each scenario function.
-macro_rules! on_every_version {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn containerd_1_6() { super::$scenario(Version::V1_6) }
-            #[test]
-            fn containerd_1_7() { super::$scenario(Version::V1_7) }
-            #[test]
-            fn containerd_2() { super::$scenario(Version::V2) }
-        }
-    )*};
-}
-
-on_every_version!(
+mini_e2e::on_every_version!(
     close_io_v2_ends_cat_while_the_client_holds_stdin_open,
     close_io_v3_ends_cat_while_the_client_holds_stdin_open,
     state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3,

@@ -9,21 +9,7 @@ use std::time::Duration;
 
 use mini_e2e::{Containerd, Namespace, Version, runtime_under_test};
 
-macro_rules! on_every_version {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            use super::*;
-            #[test]
-            fn containerd_1_6() { super::$scenario(Version::V1_6) }
-            #[test]
-            fn containerd_1_7() { super::$scenario(Version::V1_7) }
-            #[test]
-            fn containerd_2() { super::$scenario(Version::V2) }
-        }
-    )*};
-}
-
-on_every_version!(
+mini_e2e::on_every_version!(
     process_settings_reach_the_process,
     seccomp_profile_is_enforced,
     user_namespace_maps_root,
