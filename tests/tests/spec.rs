@@ -17,6 +17,7 @@ mini_e2e::on_every_version!(
     bind_mount_options_and_read_only_root_are_applied,
     rootfs_by_path_runs_without_snapshot_mounts,
     cpu_limits_are_written_to_the_host_cgroup,
+    task_ps_lists_the_container_processes_and_kill_all_stops_them,
 );
 
 fn ns<'a>(cd: &'a Containerd, test: &str) -> Namespace<'a> {
@@ -237,6 +238,45 @@ fn cpu_limits_are_written_to_the_host_cgroup(version: Version) {
         .expect_success();
     assert!(ns.wait_status(&id, "STOPPED", Duration::from_secs(10)));
     ns.ctr(&["task", "delete", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(&id);
+}
+
+fn task_ps_lists_the_container_processes_and_kill_all_stops_them(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = ns(&cd, "killall");
+    let id = ns.new_id("killall");
+    ns.run(
+        &runtime_under_test(),
+        &["-d"],
+        &id,
+        &["sh", "-c", "sleep 300 & sleep 301; exit 0"],
+    )
+    .expect_success();
+    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    let (pid, _) = ns.task(&id).expect("task listed");
+    // The init (sh) and its two sleeps, from the container's cgroup.
+    let mut listed = Vec::new();
+    let three = mini_e2e::wait_until(Duration::from_secs(10), || {
+        let out = ns.ctr(&["task", "ps", &id]);
+        listed = out
+            .stdout
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse::<i32>().ok())
+            .collect();
+        listed.len() == 3
+    });
+    assert!(three, "ctr task ps {id}: {listed:?}");
+    assert!(listed.contains(&pid), "{listed:?} lacks the init {pid}");
+    ns.ctr(&["task", "kill", "--all", "-s", "SIGKILL", &id])
+        .expect_success();
+    assert!(ns.wait_status(&id, "STOPPED", Duration::from_secs(10)));
+    let out = ns.ctr(&["task", "delete", &id]);
+    assert!(
+        out.stderr.contains("137") || out.stdout.contains("137"),
+        "{out}"
+    );
     ns.ctr(&["container", "delete", &id]).expect_success();
     ns.assert_nothing_left(&id);
 }
