@@ -17,7 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{
-    CloseIORequest, Empty, PauseRequest, StateRequest, StateResponse,
+    CloseIORequest, CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, Empty,
+    KillRequest, PauseRequest, StartRequest, StartResponse, StateRequest, StateResponse,
 };
 use containerd_shim_protos::shim_async::Client;
 use containerd_shim_protos::types::task::Status;
@@ -96,6 +97,30 @@ impl ShimTask {
         let ctx = ctx();
         let mut cres = StateResponse::new();
         ttrpc::async_client_request!(self, ctx, req, self.service, "State", cres);
+    }
+
+    async fn create(&self, req: &CreateTaskRequest) -> ttrpc::Result<CreateTaskResponse> {
+        let ctx = ctx();
+        let mut cres = CreateTaskResponse::new();
+        ttrpc::async_client_request!(self, ctx, req, self.service, "Create", cres);
+    }
+
+    async fn start(&self, req: &StartRequest) -> ttrpc::Result<StartResponse> {
+        let ctx = ctx();
+        let mut cres = StartResponse::new();
+        ttrpc::async_client_request!(self, ctx, req, self.service, "Start", cres);
+    }
+
+    async fn kill(&self, req: &KillRequest) -> ttrpc::Result<Empty> {
+        let ctx = ctx();
+        let mut cres = Empty::new();
+        ttrpc::async_client_request!(self, ctx, req, self.service, "Kill", cres);
+    }
+
+    async fn delete(&self, req: &DeleteRequest) -> ttrpc::Result<DeleteResponse> {
+        let ctx = ctx();
+        let mut cres = DeleteResponse::new();
+        ttrpc::async_client_request!(self, ctx, req, self.service, "Delete", cres);
     }
 
     async fn pause(&self, req: &PauseRequest) -> ttrpc::Result<Empty> {
@@ -384,6 +409,66 @@ fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version)
     // Pause did nothing: the task still runs.
     assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
 
+    // Each error comes back with its code.
+    let (unknown, duplicate, restart, bad_signal, delete_running) =
+        with_task_client(&address, TASK_V2, async |task| {
+            let unknown = task
+                .state(&StateRequest {
+                    id: "no-such-container".into(),
+                    ..Default::default()
+                })
+                .await;
+            let duplicate = task
+                .create(&CreateTaskRequest {
+                    id: id.clone(),
+                    bundle: "/nonexistent".into(),
+                    ..Default::default()
+                })
+                .await;
+            let restart = task
+                .start(&StartRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                })
+                .await;
+            let bad_signal = task
+                .kill(&KillRequest {
+                    id: id.clone(),
+                    signal: 4242,
+                    ..Default::default()
+                })
+                .await;
+            let delete_running = task
+                .delete(&DeleteRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                })
+                .await;
+            (unknown, duplicate, restart, bad_signal, delete_running)
+        });
+    assert_code(unknown.map(drop), Code::NOT_FOUND, "State of an unknown id");
+    assert_code(
+        duplicate.map(drop),
+        Code::ALREADY_EXISTS,
+        "Create of an existing id",
+    );
+    assert_code(
+        restart.map(drop),
+        Code::FAILED_PRECONDITION,
+        "Start of a running task",
+    );
+    assert_code(
+        bad_signal.map(drop),
+        Code::INVALID_ARGUMENT,
+        "Kill with signal 4242",
+    );
+    assert_code(
+        delete_running.map(drop),
+        Code::FAILED_PRECONDITION,
+        "Delete of a running task",
+    );
+    assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
+
     ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
         .expect_success();
     assert!(
@@ -394,4 +479,12 @@ fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version)
     ns.ctr(&["task", "delete", &id]).expect_success();
     ns.ctr(&["container", "delete", &id]).expect_success();
     ns.assert_nothing_left(&id);
+}
+
+#[track_caller]
+fn assert_code(result: ttrpc::Result<()>, code: Code, what: &str) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(s)) => assert_eq!(s.code(), code, "{what}: {s:?}"),
+        other => panic!("{what} must fail with {code:?}, got {other:?}"),
+    }
 }
