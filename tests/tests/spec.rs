@@ -71,7 +71,8 @@ fn process_settings_reach_the_process(version: Version) {
          echo nofile=$(ulimit -n); echo nofile_hard=$(ulimit -Hn); echo umask=$(umask); \
          echo nnp=$(awk '/^NoNewPrivs/ {print $2}' /proc/self/status); \
          echo capbnd=$(awk '/^CapBnd/ {print $2}' /proc/self/status); \
-         echo fds=$(ls /proc/self/fd | wc -l)",
+         echo fds=$(ls /proc/self/fd | wc -l); \
+         mknod /tmp/sda b 8 0 2>/dev/null; echo mknod=$?; echo null=$(head -c 3 /dev/zero | wc -c)",
     );
     assert_eq!(get(&got, "cwd"), "/tmp");
     assert_eq!(get(&got, "greeting"), "hello");
@@ -82,6 +83,15 @@ fn process_settings_reach_the_process(version: Version) {
     assert_eq!(get(&got, "umask"), "0022");
     // CAP_SYS_ADMIN (bit 21) added to the default bounding set.
     assert_eq!(get(&got, "capbnd"), "00000000a82425fb");
+    // The device cgroup allows the default devices only (CAP_MKNOD alone is not enough).
+    if version == Version::V1_6 {
+        assert_ne!(
+            get(&got, "mknod"),
+            "0",
+            "mknod of a block device must be denied"
+        );
+    }
+    assert_eq!(get(&got, "null"), "3");
     // ls sees stdio and its own directory fd: nothing leaked into the process.
     assert_eq!(get(&got, "fds"), "4");
     if version != Version::V1_6 {
