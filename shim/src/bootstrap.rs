@@ -85,9 +85,18 @@ pub fn start(args: &Args) -> Result<(), String> {
         format!("spawn daemon {}: {e}", exe.display())
     })?;
     drop(listener);
-    write_address(&bundle, &address)?;
     let _ = fs::write(bundle.join("shim.pid"), child.id().to_string());
-    reply(&address, stdin.as_deref(), args)
+    let result =
+        write_address(&bundle, &address).and_then(|()| reply(&address, stdin.as_deref(), args));
+    if result.is_err() {
+        // containerd will not know this daemon: it must not outlive the failed start.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = fs::remove_file(&socket);
+    }
+    result
 }
 
 /// Stdin as containerd pipes it: runtime options (1.6–2.2, when set) or bootstrap parameters

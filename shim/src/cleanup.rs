@@ -47,7 +47,13 @@ fn clean(bundle: &Path, id: &str, pid: i32) {
         .as_ref()
         .and_then(|s| s.linux().as_ref())
         .and_then(|l| l.cgroups_path().clone());
-    let cgroup = CgroupManager::new(id, cgroups_path.as_deref()).ok();
+    // The cgroup is ours to empty and remove only if our init was created in it (its pid was
+    // recorded): a Create that failed may have found it holding others' processes.
+    let cgroup = if pid > 0 {
+        CgroupManager::new(id, cgroups_path.as_deref()).ok()
+    } else {
+        None
+    };
 
     if pid > 0 && init_is_ours(pid, cgroups_path.as_deref(), id) {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -47,8 +48,14 @@ pub struct Container {
     pub stderr: String,
     pub terminal: bool,
     cgroup: CgroupManager,
+    /// Whether the container has a pid namespace of its own: then the kernel kills the rest of
+    /// it when the init exits; otherwise the shim does.
+    private_pid_ns: bool,
     /// The rootfs we mounted (from containerd's mounts), unmounted at delete.
     mounted_rootfs: Option<PathBuf>,
+    /// Set as soon as the init is reaped (before its output has drained): its pid may be
+    /// reused from then on, so nothing may signal it.
+    reaped: AtomicBool,
     state: Mutex<State>,
     exit: watch::Receiver<Option<Exit>>,
 }
@@ -91,14 +98,34 @@ impl Container {
         let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref())
             .map_err(|e| Failure::Runtime("cgroup", e))?;
 
+        let private_pid_ns = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|nss| {
+                nss.iter().any(|ns| {
+                    ns.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && ns.path().is_none()
+                })
+            });
+
         let (rootfs_path, mounted_rootfs) = if params.rootfs.is_empty() {
             (runtime_core::spec::rootfs_path(&spec, &params.bundle), None)
         } else {
             let target = params.bundle.join("rootfs");
-            fs::create_dir_all(&target)
-                .map_err(|e| Failure::Internal(format!("create {}: {e}", target.display())))?;
-            rootfs::mount_rootfs(&params.rootfs, &target)
-                .map_err(|e| Failure::Runtime("mount rootfs", e))?;
+            let mounts = params.rootfs.clone();
+            let t = target.clone();
+            // Mounting an overlay takes milliseconds: not on the daemon's only thread.
+            tokio::task::spawn_blocking(move || {
+                fs::create_dir_all(&t)
+                    .map_err(|e| Failure::Internal(format!("create {}: {e}", t.display())))?;
+                rootfs::mount_rootfs(&mounts, &t).map_err(|e| {
+                    // Whatever part of it did get mounted goes too.
+                    let _ = rootfs::unmount_rootfs(&t);
+                    Failure::Runtime("mount rootfs", e)
+                })
+            })
+            .await
+            .map_err(|e| Failure::Internal(format!("mount task: {e}")))??;
             (target.clone(), Some(target))
         };
         let undo_rootfs = |mounted: &Option<PathBuf>| {
@@ -131,8 +158,20 @@ impl Container {
         };
         let (pid_tx, pid_rx) = oneshot::channel();
         let m = monitor.clone();
+        // Exits of unknown pids are kept until the init's pid is subscribed: it may die
+        // before we learn it.
+        let window = monitor.spawn_window();
         let built = tokio::task::spawn_blocking(move || {
-            let mut pending = launcher.spawn(config, child_stdio)?;
+            // std's spawn panics if our reaper took the status of a child whose exec failed.
+            let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                launcher.spawn(config, child_stdio)
+            }))
+            .unwrap_or_else(|_| {
+                Err(runtime_core::Error::Setup(
+                    "the setup helper could not be executed".into(),
+                ))
+            });
+            let mut pending = spawned?;
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
             let _ = pid_tx.send((pid, m.subscribe(pid)));
@@ -142,6 +181,7 @@ impl Container {
         .map_err(|e| Failure::Internal(format!("setup task: {e}")))
         .and_then(|r| r.map_err(|e| Failure::Runtime("create", e)));
         let subscribed = pid_rx.await.ok();
+        drop(window);
 
         let created = match built {
             Ok(created) => created,
@@ -151,7 +191,9 @@ impl Container {
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exit).await;
                 }
                 copies.abort();
-                destroy_cgroup(cgroup).await;
+                // Only remove it: the init (which cannot have forked yet) is gone, and a cgroup
+                // that already held others' processes must keep them.
+                remove_cgroup(cgroup, false).await;
                 undo_rootfs(&mounted_rootfs);
                 return Err(err);
             }
@@ -173,7 +215,9 @@ impl Container {
             stderr: params.stderr,
             terminal: params.terminal,
             cgroup,
+            private_pid_ns,
             mounted_rootfs,
+            reaped: AtomicBool::new(false),
             state: Mutex::new(State {
                 status: Status::Created,
                 created: Some(created),
@@ -196,6 +240,12 @@ impl Container {
     /// before the exit watcher may publish `/tasks/exit`.
     pub async fn start(&self, on_started: impl FnOnce()) -> Result<(), Failure> {
         let mut state = self.state.lock().await;
+        if self.reaped.load(Ordering::SeqCst) {
+            return Err(Failure::State(format!(
+                "container {} exited before it was started",
+                self.id
+            )));
+        }
         if state.status != Status::Created {
             return Err(Failure::State(format!(
                 "container {} is {:?}, not created",
@@ -224,11 +274,20 @@ impl Container {
     pub async fn kill(&self, signal: u32, all: bool) -> Result<(), Failure> {
         let sig = Signal::try_from(signal as i32)
             .map_err(|_| Failure::Invalid(format!("signal {signal} is not valid")))?;
-        if self.exit.borrow().is_some() {
+        if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
-        if all && let Err(err) = self.cgroup.kill_all(sig) {
-            log::warn!("kill all in {}: {err}", self.id);
+        if all {
+            let cgroup = self.cgroup.clone();
+            // SIGKILL of a v1 cgroup may poll for a while: not on the daemon's only thread.
+            let result = tokio::task::spawn_blocking(move || cgroup.kill_all(sig)).await;
+            if let Ok(Err(err)) = result {
+                log::warn!("kill all in {}: {err}", self.id);
+            }
+        }
+        // Checked again after the await above: a reaped pid may belong to someone else now.
+        if self.reaped.load(Ordering::SeqCst) {
+            return Err(Failure::State("process already finished".into()));
         }
         match kill(Pid::from_raw(self.pid), sig) {
             Ok(()) => Ok(()),
@@ -287,9 +346,12 @@ impl Container {
         }
         let exit = self.wait().await;
         self.state.lock().await.stdio.abort();
-        destroy_cgroup(self.cgroup.clone()).await;
-        if let Some(target) = &self.mounted_rootfs {
-            rootfs::unmount_rootfs(target).map_err(|e| Failure::Runtime("unmount rootfs", e))?;
+        remove_cgroup(self.cgroup.clone(), true).await;
+        if let Some(target) = self.mounted_rootfs.clone() {
+            tokio::task::spawn_blocking(move || rootfs::unmount_rootfs(&target))
+                .await
+                .map_err(|e| Failure::Internal(format!("unmount task: {e}")))?
+                .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
         Ok(exit)
     }
@@ -302,9 +364,15 @@ fn release_free_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
-async fn destroy_cgroup(cgroup: CgroupManager) {
+/// Removes the container's cgroup, first killing what is left in it when `kill_first`;
+/// otherwise a cgroup that still holds processes (not ours) is left alone.
+async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
     let result = tokio::task::spawn_blocking(move || {
-        let _ = cgroup.kill_all(Signal::SIGKILL);
+        if kill_first {
+            let _ = cgroup.kill_all(Signal::SIGKILL);
+        } else if cgroup.pids().is_ok_and(|pids| !pids.is_empty()) {
+            return Ok(());
+        }
         cgroup.destroy()
     })
     .await;
@@ -323,10 +391,18 @@ async fn watch_exit(
     namespace: String,
 ) {
     let Ok(exit) = exit.await else { return };
+    container.reaped.store(true, Ordering::SeqCst);
+    if !container.private_pid_ns {
+        // Sharing a pid namespace, the container's other processes outlive its init unless
+        // we end them (the stock shim does too); they would also hold its output open.
+        let cgroup = container.cgroup.clone();
+        let _ = tokio::task::spawn_blocking(move || cgroup.kill_all(Signal::SIGKILL)).await;
+    }
     // Start holds the state lock until `/tasks/start` is queued: taking it here keeps
-    // `/tasks/exit` after it.
+    // `/tasks/exit` after it. The drain runs without it, so State and the rest answer.
+    let outputs = container.state.lock().await.stdio.take_outputs();
+    stdio::drain(outputs).await;
     let mut state = container.state.lock().await;
-    state.stdio.drain().await;
     state.status = Status::Stopped;
     state.created = None;
     publisher.publish(

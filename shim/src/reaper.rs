@@ -46,7 +46,26 @@ impl Exit {
 #[derive(Default)]
 struct Table {
     waiting: HashMap<i32, oneshot::Sender<Exit>>,
+    /// Exits nobody waited for, kept only while a process is being spawned (its pid not yet
+    /// known to the caller). Other unclaimed exits (orphans re-parented to us) are dropped:
+    /// kept, they would pile up and could be handed to a later process that reuses the pid.
     early: HashMap<i32, Exit>,
+    spawning: usize,
+}
+
+/// While alive, exits of unknown pids are kept for [`ExitMonitor::subscribe`].
+pub struct SpawnWindow {
+    table: Arc<Mutex<Table>>,
+}
+
+impl Drop for SpawnWindow {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.spawning -= 1;
+        if table.spawning == 0 {
+            table.early.clear();
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -71,7 +90,17 @@ impl ExitMonitor {
         Ok(monitor)
     }
 
-    /// The exit of `pid`, whenever it happens (or already happened).
+    /// Opens a window in which unclaimed exits are kept: hold it from before a process is
+    /// spawned until its pid is subscribed.
+    pub fn spawn_window(&self) -> SpawnWindow {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.spawning += 1;
+        SpawnWindow {
+            table: self.table.clone(),
+        }
+    }
+
+    /// The exit of `pid`, whenever it happens (or already happened inside a spawn window).
     pub fn subscribe(&self, pid: i32) -> oneshot::Receiver<Exit> {
         let (tx, rx) = oneshot::channel();
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,9 +148,13 @@ impl ExitMonitor {
             Some(tx) => {
                 let _ = tx.send(exit);
             }
-            None => {
+            None if table.spawning > 0 => {
                 table.early.insert(pid, exit);
             }
+            None => log::debug!(
+                "reaped {pid} (exit {}), which nobody waits for",
+                exit.status
+            ),
         }
     }
 }
@@ -131,15 +164,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_exit_before_the_subscription_is_kept() {
+    fn an_exit_before_the_subscription_is_kept_during_a_spawn() {
         let m = ExitMonitor::default();
+        let window = m.spawn_window();
         let exit = Exit {
             status: 7,
             at: SystemTime::now(),
         };
         m.record(42, exit);
         let mut rx = m.subscribe(42);
+        drop(window);
         assert_eq!(rx.try_recv().unwrap(), exit);
+    }
+
+    #[test]
+    fn unclaimed_exits_are_not_kept_for_a_later_process_with_the_same_pid() {
+        let m = ExitMonitor::default();
+        let at = SystemTime::now();
+        // An orphan reaped outside any spawn, and one left over from a finished spawn.
+        m.record(42, Exit { status: 1, at });
+        let window = m.spawn_window();
+        m.record(43, Exit { status: 2, at });
+        drop(window);
+        let _window = m.spawn_window();
+        assert!(m.subscribe(42).try_recv().is_err());
+        assert!(m.subscribe(43).try_recv().is_err());
     }
 
     #[test]
@@ -155,24 +204,16 @@ mod tests {
 
     #[test]
     fn an_ignored_pid_leaves_nothing_behind() {
+        // The setup helper's pid is ignored inside the spawn window, before or after it exits.
         let m = ExitMonitor::default();
+        let window = m.spawn_window();
+        let at = SystemTime::now();
         m.ignore(9);
-        m.record(
-            9,
-            Exit {
-                status: 0,
-                at: SystemTime::now(),
-            },
-        );
-        m.record(
-            10,
-            Exit {
-                status: 0,
-                at: SystemTime::now(),
-            },
-        );
+        m.record(9, Exit { status: 0, at });
+        m.record(10, Exit { status: 0, at });
         m.ignore(10);
+        drop(window);
         let t = m.table.lock().unwrap();
-        assert!(t.early.is_empty() && t.waiting.is_empty());
+        assert!(t.early.is_empty() && t.waiting.is_empty() && t.spawning == 0);
     }
 }

@@ -2,7 +2,7 @@
 //! both `containerd.task.v2.Task` (containerd 1.6, 1.7 and 2.x given a plain address) and
 //! `containerd.task.v3.Task`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +29,25 @@ pub struct TaskService {
     monitor: ExitMonitor,
     launcher: Mutex<Option<Arc<Launcher>>>,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Ids whose Create is under way: a second Create of the same id is refused, and
+    /// Shutdown does not end the daemon under it.
+    creating: Mutex<HashSet<String>>,
     shutdown: Arc<Notify>,
+}
+
+/// Releases an id reserved for a Create when the Create ends, however it ends.
+struct Reservation<'a> {
+    creating: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl TaskService {
@@ -45,6 +63,7 @@ impl TaskService {
             monitor,
             launcher: Mutex::new(None),
             containers: Mutex::new(HashMap::new()),
+            creating: Mutex::new(HashSet::new()),
             shutdown,
         }
     }
@@ -85,6 +104,23 @@ impl TaskService {
             .ok_or_else(|| errors::not_found(format!("container {id}")))
     }
 
+    /// Reserves `id` for a Create; AlreadyExists if it is taken or being created.
+    fn reserve(&self, id: &str) -> TtrpcResult<Reservation<'_>> {
+        let exists = self
+            .containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id);
+        let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        if exists || !creating.insert(id.to_string()) {
+            return Err(errors::already_exists(format!("container {id}")));
+        }
+        Ok(Reservation {
+            creating: &self.creating,
+            id: id.to_string(),
+        })
+    }
+
     fn publish<E: protobuf::Message>(&self, topic: &str, event: &E) {
         self.publisher.publish(&self.namespace, topic, event);
     }
@@ -118,14 +154,7 @@ impl Task for TaskService {
         if req.id.is_empty() {
             return Err(errors::invalid_argument("create: empty container id"));
         }
-        if self
-            .containers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&req.id)
-        {
-            return Err(errors::already_exists(format!("container {}", req.id)));
-        }
+        let _reservation = self.reserve(&req.id)?;
         let options = mini_protos::decode_task_options(req.options.as_ref())
             .map_err(errors::invalid_argument)?;
         if options.no_pivot_root {
@@ -321,12 +350,17 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<Empty> {
-        if self
+        let idle = self
             .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
-        {
+            && self
+                .creating
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+        if idle {
             self.shutdown.notify_one();
         }
         Ok(Empty::new())

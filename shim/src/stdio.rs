@@ -74,16 +74,9 @@ impl StdioCopies {
         }
     }
 
-    /// Waits until the process's output has been copied to containerd's fifos, which are then
-    /// closed (ctr 1.7+ waits for their EOF).
-    pub async fn drain(&mut self) {
-        for handle in self.outputs.drain(..) {
-            let abort = handle.abort_handle();
-            if tokio::time::timeout(DRAIN_TIMEOUT, handle).await.is_err() {
-                log::warn!("output still open {DRAIN_TIMEOUT:?} after exit; closing it");
-                abort.abort();
-            }
-        }
+    /// The copies of the process's output, to [`drain`] without holding the process's state.
+    pub fn take_outputs(&mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.outputs)
     }
 
     /// Stops every copy (Delete of a process whose output nobody reads).
@@ -95,28 +88,48 @@ impl StdioCopies {
     }
 }
 
+/// Waits until the process's output has been copied to containerd's fifos, which are then
+/// closed (ctr 1.7+ waits for their EOF). A process left outside the container's pid
+/// namespace may hold the pipes open: after [`DRAIN_TIMEOUT`] in all, the copies stop.
+pub async fn drain(outputs: Vec<JoinHandle<()>>) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    for handle in outputs {
+        let abort = handle.abort_handle();
+        if tokio::time::timeout_at(deadline, handle).await.is_err() {
+            log::warn!("output still open {DRAIN_TIMEOUT:?} after exit; closing it");
+            abort.abort();
+        }
+    }
+}
+
 fn output(path: &str, copies: &mut StdioCopies) -> io::Result<OwnedFd> {
     if path.is_empty() {
         return dev_null();
     }
     let (read, write) = os_pipe()?;
     let source = pipe::Receiver::from_owned_fd(read)?;
-    let target = fifo_path(path)?;
-    let metadata = std::fs::metadata(target).map_err(|e| annotate(e, path))?;
-    let handle = if metadata.file_type().is_file() {
-        let file = OpenOptions::new()
-            .append(true)
-            .open(target)
-            .map_err(|e| annotate(e, path))?;
-        tokio::spawn(copy_out(source, tokio::fs::File::from_std(file)))
-    } else {
-        // Read-write: never blocks on open, and writes do not fail while containerd (the
-        // reader) restarts.
-        let sink = pipe::OpenOptions::new()
-            .read_write(true)
-            .open_sender(target)
-            .map_err(|e| annotate(e, path))?;
-        tokio::spawn(copy_out(source, sink))
+    let handle = match path.strip_prefix("file://") {
+        // ctr --log-uri file:///x: a log file, created as needed.
+        Some(file) => {
+            if let Some(dir) = std::path::Path::new(file).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| annotate(e, path))?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .map_err(|e| annotate(e, path))?;
+            tokio::spawn(copy_out(source, tokio::fs::File::from_std(file)))
+        }
+        None => {
+            // Read-write: never blocks on open, and writes do not fail while containerd (the
+            // reader) restarts.
+            let sink = pipe::OpenOptions::new()
+                .read_write(true)
+                .open_sender(fifo_path(path)?)
+                .map_err(|e| annotate(e, path))?;
+            tokio::spawn(copy_out(source, sink))
+        }
     };
     copies.outputs.push(handle);
     Ok(write)
@@ -154,11 +167,8 @@ async fn copy_stdin(
     }
 }
 
-/// containerd passes plain paths; `file://` URIs (ctr --log-uri) name a regular file.
+/// containerd passes fifo paths (and `file://` URIs, handled by the caller).
 fn fifo_path(uri: &str) -> io::Result<&str> {
-    if let Some(path) = uri.strip_prefix("file://") {
-        return Ok(path);
-    }
     if uri.contains("://") {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,

@@ -18,6 +18,9 @@ mini_e2e::on_every_version!(
     rootfs_by_path_runs_without_snapshot_mounts,
     cpu_limits_are_written_to_the_host_cgroup,
     task_ps_lists_the_container_processes_and_kill_all_stops_them,
+    without_its_own_pid_namespace_the_rest_dies_with_the_init,
+    log_uri_file_is_created_and_receives_the_output,
+    a_cgroup_in_use_is_refused_and_its_processes_survive,
 );
 
 fn ns<'a>(cd: &'a Containerd, test: &str) -> Namespace<'a> {
@@ -289,4 +292,88 @@ fn task_ps_lists_the_container_processes_and_kill_all_stops_them(version: Versio
     );
     ns.ctr(&["container", "delete", &id]).expect_success();
     ns.assert_nothing_left(&id);
+}
+
+fn without_its_own_pid_namespace_the_rest_dies_with_the_init(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = ns(&cd, "hostpid");
+    let id = ns.new_id("hostpid");
+    // In the host's pid namespace the background sleep would outlive sh and hold stdout
+    // open; the shim ends it when the init exits, as the stock shim does.
+    // The host's pid namespace, through a process the helper may open (not pid 1 here, which
+    // holds capabilities the shim lacks).
+    let host_pid = format!("pid:/proc/{}/ns/pid", std::process::id());
+    let started = std::time::Instant::now();
+    let out = ns.run(
+        &runtime_under_test(),
+        &["--rm", "--with-ns", &host_pid],
+        &id,
+        &["sh", "-c", "sleep 300 & echo started"],
+    );
+    out.expect_success();
+    assert_eq!(out.stdout.trim(), "started", "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "ctr waited {:?}: the init's exit did not end the background process",
+        started.elapsed()
+    );
+    ns.assert_nothing_left(&id);
+}
+
+fn log_uri_file_is_created_and_receives_the_output(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = ns(&cd, "loguri");
+    let id = ns.new_id("loguri");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/c.log");
+    let uri = format!("file://{}", log.display());
+    ns.run(
+        &runtime_under_test(),
+        &["--rm", "--log-uri", &uri],
+        &id,
+        &["sh", "-c", "echo to-the-log"],
+    )
+    .expect_success();
+    let text = fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    assert!(text.contains("to-the-log"), "{text:?}");
+    ns.assert_nothing_left(&id);
+}
+
+fn a_cgroup_in_use_is_refused_and_its_processes_survive(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = ns(&cd, "cgshare");
+    let cgroup = format!("/{}/shared", ns.name());
+    let first = ns.new_id("cgowner");
+    ns.run(
+        &runtime_under_test(),
+        &["-d", "--cgroup", &cgroup],
+        &first,
+        &["sleep", "300"],
+    )
+    .expect_success();
+    assert!(ns.wait_status(&first, "RUNNING", Duration::from_secs(10)));
+    let second = ns.new_id("cgintruder");
+    let out = ns.run(
+        &runtime_under_test(),
+        &["--rm", "--cgroup", &cgroup],
+        &second,
+        &["true"],
+    );
+    assert!(
+        !out.success(),
+        "a second container in a cgroup in use must fail: {out}"
+    );
+    assert!(out.stderr.contains("cgroup"), "{out}");
+    assert_eq!(
+        ns.task_status(&first).as_deref(),
+        Some("RUNNING"),
+        "the refused container must not touch the running one"
+    );
+    ns.ctr(&["task", "kill", "-s", "SIGKILL", &first])
+        .expect_success();
+    assert!(ns.wait_status(&first, "STOPPED", Duration::from_secs(10)));
+    ns.ctr(&["task", "delete", &first]).expect_success();
+    ns.ctr(&["container", "delete", &first]).expect_success();
+    ns.assert_nothing_left(&first);
+    ns.assert_nothing_left(&second);
 }

@@ -67,6 +67,18 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     }
     let cgroup = CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?;
     cgroup.create()?;
+    // A cgroup that already holds processes belongs to something else (a container with
+    // the same id in another namespace, a leftover): sharing it would let our Kill and
+    // Delete reach those processes.
+    if !cgroup.pids()?.is_empty() {
+        return Err(Error::invalid(
+            "linux.cgroupsPath",
+            format!(
+                "the cgroup {} already holds processes",
+                cgroup_display(&cgroup)
+            ),
+        ));
+    }
     if let Some(resources) = linux.resources() {
         cgroup.apply(resources)?;
     }
@@ -121,6 +133,14 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn cgroup_display(cgroup: &CgroupManager) -> String {
+    cgroup
+        .dirs()
+        .next()
+        .map(|d| d.dir.display().to_string())
+        .unwrap_or_default()
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

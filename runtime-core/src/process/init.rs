@@ -153,11 +153,12 @@ fn setup_and_exec(
         _ => unsafe { libc::_exit(1) },
     }
 
+    // Before the filter: a profile need not allow what these use.
+    close_fds_on_exec()?;
+    reset_signals()?;
     if let Some(filter) = late_filter {
         filter.load()?;
     }
-    close_fds_on_exec()?;
-    reset_signals()?;
     let program_c = cstring(program.as_os_str().as_bytes(), "process.args[0]")?;
     let args_c = args
         .iter()
@@ -344,12 +345,19 @@ fn close_fds_on_exec() -> Result<()> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc != 0 {
-        return Err(Error::sys(
-            "close_range",
-            "3.. CLOEXEC",
-            nix::errno::Errno::last(),
-        ));
+    if rc == 0 {
+        return Ok(());
+    }
+    // Kernels before 5.11 lack CLOSE_RANGE_CLOEXEC: mark each open fd.
+    let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map_err(|e| Error::io("read", "/proc/self/fd", e))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on an fd number; a stale one (the directory's own) fails harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }
