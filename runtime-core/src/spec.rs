@@ -40,6 +40,51 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "missing: mini runs Linux containers only",
         ));
     }
+    refuse_unsupported(spec)
+}
+
+/// What mini cannot do yet fails here, by name, rather than being silently ignored.
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    if let Some(hooks) = spec.hooks() {
+        let any =
+            |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
+        #[allow(deprecated)]
+        let prestart = any(hooks.prestart());
+        if prestart
+            || any(hooks.create_runtime())
+            || any(hooks.create_container())
+            || any(hooks.start_container())
+            || any(hooks.poststart())
+            || any(hooks.poststop())
+        {
+            return Err(Error::invalid(
+                "hooks",
+                "OCI hooks are not supported by mini yet",
+            ));
+        }
+    }
+    if let Some(process) = spec.process() {
+        if process
+            .apparmor_profile()
+            .as_deref()
+            .is_some_and(|p| !p.is_empty())
+        {
+            return Err(Error::invalid(
+                "process.apparmorProfile",
+                "AppArmor profiles are not supported by mini yet",
+            ));
+        }
+        if process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|l| !l.is_empty())
+        {
+            return Err(Error::invalid(
+                "process.selinuxLabel",
+                "SELinux labels are not supported by mini yet",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -77,6 +122,32 @@ mod tests {
         let spec = SpecBuilder::default().process(process).build().unwrap();
         let err = validate(&spec).unwrap_err().to_string();
         assert!(err.contains("process.args"), "{err}");
+    }
+
+    #[test]
+    fn hooks_and_lsm_labels_are_refused_by_name() {
+        let hook = oci_spec::runtime::HookBuilder::default()
+            .path("/bin/true")
+            .build()
+            .unwrap();
+        let hooks = oci_spec::runtime::HooksBuilder::default()
+            .create_runtime(vec![hook])
+            .build()
+            .unwrap();
+        let spec = SpecBuilder::default().hooks(hooks).build().unwrap();
+        assert!(validate(&spec).unwrap_err().to_string().contains("hooks"));
+
+        let process = ProcessBuilder::default()
+            .apparmor_profile("docker-default")
+            .build()
+            .unwrap();
+        let spec = SpecBuilder::default().process(process).build().unwrap();
+        assert!(
+            validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .contains("process.apparmorProfile")
+        );
     }
 
     #[test]
