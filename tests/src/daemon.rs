@@ -260,6 +260,14 @@ impl Containerd {
         Namespace { cd: self, name }
     }
 
+    /// A fresh namespace for `test` (its name tagged with the daemon's version) holding the
+    /// busybox image.
+    pub fn busybox_namespace(&self, test: &str) -> Namespace<'_> {
+        let ns = self.namespace(&format!("{test}-{}", self.version().tag()));
+        ns.import_busybox();
+        ns
+    }
+
     fn cleanup(&self) {
         self.stop_daemon();
         let dir = self.dir.to_string_lossy().into_owned();
@@ -397,6 +405,39 @@ impl Namespace<'_> {
         args.push(id);
         args.extend_from_slice(cmd);
         self.ctr(&args)
+    }
+
+    /// `ctr run -d` of `cmd` with `runtime`, then waits until the task is RUNNING.
+    #[track_caller]
+    pub fn run_detached(&self, runtime: &str, opts: &[&str], id: &str, cmd: &[&str]) {
+        let mut all = vec!["-d"];
+        all.extend_from_slice(opts);
+        self.run(runtime, &all, id, cmd).expect_success();
+        assert!(
+            self.wait_status(id, "RUNNING", Duration::from_secs(10)),
+            "task {id} not RUNNING: {:?}",
+            self.task_status(id)
+        );
+    }
+
+    /// SIGKILLs the task, waits for STOPPED, deletes it — checking that `ctr task delete`
+    /// reports exit status 137 (as a warning on stderr) — and deletes the container.
+    #[track_caller]
+    pub fn kill_and_delete(&self, id: &str) {
+        self.ctr(&["task", "kill", "-s", "SIGKILL", id])
+            .expect_success();
+        assert!(
+            self.wait_status(id, "STOPPED", Duration::from_secs(10)),
+            "task {id} not STOPPED after SIGKILL: {:?}",
+            self.task_status(id)
+        );
+        let del = self.ctr(&["task", "delete", id]);
+        del.expect_success();
+        assert!(
+            del.stderr.contains("exit code 137"),
+            "exit status of a SIGKILLed task must be 137: {del}"
+        );
+        self.ctr(&["container", "delete", id]).expect_success();
     }
 
     /// [`Namespace::run`] with the mini runtime.

@@ -19,13 +19,6 @@ mini_e2e::on_every_version!(
     killing_the_shim_leaves_nothing_after_delete,
 );
 
-/// A fresh namespace on `cd` holding the busybox image.
-fn ns<'a>(cd: &'a Containerd, test: &str) -> Namespace<'a> {
-    let ns = cd.namespace(&format!("{test}-{}", cd.version().tag()));
-    ns.import_busybox();
-    ns
-}
-
 /// `ctr run --rm --runtime <mini> [opts] busybox <id> cmd…`.
 fn run_rm(ns: &Namespace<'_>, opts: &[&str], id: &str, cmd: &[&str]) -> mini_e2e::CtrOutput {
     let mut all = vec!["--rm"];
@@ -33,41 +26,9 @@ fn run_rm(ns: &Namespace<'_>, opts: &[&str], id: &str, cmd: &[&str]) -> mini_e2e
     ns.run(&runtime_under_test(), &all, id, cmd)
 }
 
-/// Starts `sleep 300` detached and waits until it is RUNNING.
-fn run_sleeper(ns: &Namespace<'_>, opts: &[&str], id: &str) {
-    let mut all = vec!["-d"];
-    all.extend_from_slice(opts);
-    ns.run(&runtime_under_test(), &all, id, &["sleep", "300"])
-        .expect_success();
-    assert!(
-        ns.wait_status(id, "RUNNING", Duration::from_secs(10)),
-        "task {id} not RUNNING: {:?}",
-        ns.task_status(id)
-    );
-}
-
-/// SIGKILLs the task, waits for STOPPED, and checks `ctr task delete` reports status 137.
-fn kill_and_expect_137(ns: &Namespace<'_>, id: &str) {
-    ns.ctr(&["task", "kill", "-s", "SIGKILL", id])
-        .expect_success();
-    assert!(
-        ns.wait_status(id, "STOPPED", Duration::from_secs(10)),
-        "task {id} not STOPPED after SIGKILL: {:?}",
-        ns.task_status(id)
-    );
-    // ctr task delete reports a non-zero exit status as a warning on stderr:
-    // `task <id> exit with non-zero exit code 137`.
-    let del = ns.ctr(&["task", "delete", id]);
-    del.expect_success();
-    assert!(
-        del.stderr.contains("exit code 137"),
-        "exit status of a SIGKILLed task must be 137: {del}"
-    );
-}
-
 fn stdout_stderr_and_exit_code_are_forwarded(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "stdio");
+    let ns = cd.busybox_namespace("stdio");
     let id = ns.new_id("stdio");
     let out = run_rm(
         &ns,
@@ -83,7 +44,7 @@ fn stdout_stderr_and_exit_code_are_forwarded(version: Version) {
 
 fn stdin_reaches_the_container(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "stdin");
+    let ns = cd.busybox_namespace("stdin");
     let id = ns.new_id("stdin");
     let mut args = vec!["run", "--rm", "--runtime"];
     let rt = runtime_under_test();
@@ -97,17 +58,16 @@ fn stdin_reaches_the_container(version: Version) {
 
 fn killed_detached_task_stops_with_137_and_leaves_nothing(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "kill");
+    let ns = cd.busybox_namespace("kill");
     let id = ns.new_id("kill");
-    run_sleeper(&ns, &[], &id);
-    kill_and_expect_137(&ns, &id);
-    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.run_detached(&runtime_under_test(), &[], &id, &["sleep", "300"]);
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }
 
 fn events_are_published_once_each_in_order(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "events");
+    let ns = cd.busybox_namespace("events");
     let id = ns.new_id("events");
     let events = ns.spawn_ctr(&["events"]);
     // `ctr events` subscribes asynchronously: label the namespace until the resulting
@@ -165,7 +125,7 @@ fn inside(ns: &Namespace<'_>, opts: &[&str], script: &str) -> Vec<(String, Strin
 
 fn container_sees_its_own_process_proc_and_masked_paths(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "inside");
+    let ns = cd.busybox_namespace("inside");
 
     // The process itself is pid 1 of the container.
     let id = ns.new_id("cmdline");
@@ -204,23 +164,27 @@ fn container_sees_its_own_process_proc_and_masked_paths(version: Version) {
 
 fn memory_limit_is_written_to_the_host_cgroup(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "memory");
+    let ns = cd.busybox_namespace("memory");
     let id = ns.new_id("memory");
-    run_sleeper(&ns, &["--memory-limit", "67108864"], &id);
+    ns.run_detached(
+        &runtime_under_test(),
+        &["--memory-limit", "67108864"],
+        &id,
+        &["sleep", "300"],
+    );
     let file = format!(
         "/sys/fs/cgroup/memory/{}/{id}/memory.limit_in_bytes",
         ns.name()
     );
     let limit = fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {file}: {e}"));
     assert_eq!(limit.trim(), "67108864", "{file}");
-    kill_and_expect_137(&ns, &id);
-    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }
 
 fn bad_input_fails_naming_the_culprit_and_leaves_nothing(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "badinput");
+    let ns = cd.busybox_namespace("badinput");
 
     let id = ns.new_id("nobin");
     let out = run_rm(&ns, &[], &id, &["/nonexistent-binary"]);
@@ -254,9 +218,9 @@ fn bad_input_fails_naming_the_culprit_and_leaves_nothing(version: Version) {
 
 fn task_survives_containerd_restart(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "restart");
+    let ns = cd.busybox_namespace("restart");
     let id = ns.new_id("restart");
-    run_sleeper(&ns, &[], &id);
+    ns.run_detached(&runtime_under_test(), &[], &id, &["sleep", "300"]);
     cd.restart();
     assert!(
         ns.wait_status(&id, "RUNNING", Duration::from_secs(15)),
@@ -264,16 +228,15 @@ fn task_survives_containerd_restart(version: Version) {
         ns.task_status(&id),
         cd.log_tail(40)
     );
-    kill_and_expect_137(&ns, &id);
-    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }
 
 fn killing_the_shim_leaves_nothing_after_delete(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "shimkill");
+    let ns = cd.busybox_namespace("shimkill");
     let id = ns.new_id("shimkill");
-    run_sleeper(&ns, &[], &id);
+    ns.run_detached(&runtime_under_test(), &[], &id, &["sleep", "300"]);
     let (pid, _) = ns.task(&id).expect("task listed");
     let shim = leftovers::processes()
         .into_iter()

@@ -34,13 +34,6 @@ mini_e2e::on_every_version!(
 /// Deadline of every ttrpc call: 5 s, in nanoseconds.
 const CALL_TIMEOUT_NS: i64 = 5_000_000_000;
 
-/// A fresh namespace on `cd` holding the busybox image.
-fn ns<'a>(cd: &'a Containerd, test: &str) -> Namespace<'a> {
-    let ns = cd.namespace(&format!("{test}-{}", cd.version().tag()));
-    ns.import_busybox();
-    ns
-}
-
 /// The shim's ttrpc address for container `id` (`unix:///run/containerd/s/<hash>`), as the
 /// daemon keeps it in the task's bundle below its state directory: `bootstrap.json`
 /// (containerd 2.x) or `address` (written by the shim; what containerd 1.x reads).
@@ -292,7 +285,7 @@ fn close_io_v3_ends_cat_while_the_client_holds_stdin_open(version: Version) {
 /// running; after it cat exits 0 having echoed hello.
 fn close_io_ends_cat(version: Version, service: &'static str) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "closeio");
+    let ns = cd.busybox_namespace("closeio");
     let id = ns.new_id("closeio");
     let mut ctr = AttachedCtr::spawn(
         &ns,
@@ -352,7 +345,7 @@ fn close_io_ends_cat(version: Version, service: &'static str) {
 
 fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "state");
+    let ns = cd.busybox_namespace("state");
     let id = ns.new_id("state");
     ns.run_mini(&["-d"], &id, &["sleep", "300"])
         .expect_success();
@@ -469,15 +462,7 @@ fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version)
     );
     assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
 
-    ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
-        .expect_success();
-    assert!(
-        ns.wait_status(&id, "STOPPED", Duration::from_secs(10)),
-        "task {id} not STOPPED after SIGKILL: {:?}",
-        ns.task_status(&id)
-    );
-    ns.ctr(&["task", "delete", &id]).expect_success();
-    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }
 

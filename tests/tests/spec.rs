@@ -23,12 +23,6 @@ mini_e2e::on_every_version!(
     a_cgroup_in_use_is_refused_and_its_processes_survive,
 );
 
-fn ns<'a>(cd: &'a Containerd, test: &str) -> Namespace<'a> {
-    let ns = cd.namespace(&format!("{test}-{}", cd.version().tag()));
-    ns.import_busybox();
-    ns
-}
-
 /// Runs `sh -c script` with `ctr run --rm [opts]`; returns its `key=value` lines. Checks that
 /// nothing of the container is left.
 fn inside(ns: &Namespace<'_>, opts: &[&str], script: &str) -> HashMap<String, String> {
@@ -54,7 +48,7 @@ fn get<'a>(got: &'a HashMap<String, String>, key: &str) -> &'a str {
 
 fn process_settings_reach_the_process(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "process");
+    let ns = cd.busybox_namespace("process");
     let mut opts = vec![
         "--cwd",
         "/tmp",
@@ -105,7 +99,7 @@ fn process_settings_reach_the_process(version: Version) {
 
 fn seccomp_profile_is_enforced(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "seccomp");
+    let ns = cd.busybox_namespace("seccomp");
     let got = inside(
         &ns,
         &["--seccomp"],
@@ -125,7 +119,7 @@ fn seccomp_profile_is_enforced(version: Version) {
 
 fn user_namespace_maps_root(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "userns");
+    let ns = cd.busybox_namespace("userns");
     let got = inside(
         &ns,
         &["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"],
@@ -143,11 +137,9 @@ fn user_namespace_maps_root(version: Version) {
 
 fn namespace_given_by_path_is_joined(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "joinns");
+    let ns = cd.busybox_namespace("joinns");
     let first = ns.new_id("netowner");
-    ns.run(&runtime_under_test(), &["-d"], &first, &["sleep", "300"])
-        .expect_success();
-    assert!(ns.wait_status(&first, "RUNNING", Duration::from_secs(10)));
+    ns.run_detached(&runtime_under_test(), &[], &first, &["sleep", "300"]);
     let (pid, _) = ns.task(&first).expect("task listed");
     let net = fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let with = format!("network:/proc/{pid}/ns/net");
@@ -160,18 +152,14 @@ fn namespace_given_by_path_is_joined(version: Version) {
     );
     out.expect_success();
     assert_eq!(out.stdout.trim(), net.to_string_lossy(), "{out}");
-    ns.ctr(&["task", "kill", "-s", "SIGKILL", &first])
-        .expect_success();
-    assert!(ns.wait_status(&first, "STOPPED", Duration::from_secs(10)));
-    ns.ctr(&["task", "delete", &first]).expect_success();
-    ns.ctr(&["container", "delete", &first]).expect_success();
+    ns.kill_and_delete(&first);
     ns.assert_nothing_left(&first);
     ns.assert_nothing_left(&second);
 }
 
 fn bind_mount_options_and_read_only_root_are_applied(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "binds");
+    let ns = cd.busybox_namespace("binds");
     let src = tempfile::tempdir().unwrap();
     fs::write(src.path().join("file"), "from-host").unwrap();
     let mount = format!(
@@ -196,7 +184,7 @@ fn bind_mount_options_and_read_only_root_are_applied(version: Version) {
 
 fn rootfs_by_path_runs_without_snapshot_mounts(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "rootfs");
+    let ns = cd.busybox_namespace("rootfs");
     let rootfs = tempfile::Builder::new()
         .prefix("mini-rootfs-")
         .tempdir()
@@ -230,16 +218,14 @@ fn rootfs_by_path_runs_without_snapshot_mounts(version: Version) {
 
 fn cpu_limits_are_written_to_the_host_cgroup(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "cpu");
+    let ns = cd.busybox_namespace("cpu");
     let id = ns.new_id("cpu");
-    ns.run(
+    ns.run_detached(
         &runtime_under_test(),
-        &["-d", "--cpus", "0.5", "--cpu-shares", "512"],
+        &["--cpus", "0.5", "--cpu-shares", "512"],
         &id,
         &["sleep", "300"],
-    )
-    .expect_success();
-    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    );
     let dir = format!("/sys/fs/cgroup/cpu/{}/{id}", ns.name());
     let read = |f: &str| {
         fs::read_to_string(format!("{dir}/{f}")).unwrap_or_else(|e| panic!("{dir}/{f}: {e}"))
@@ -247,26 +233,20 @@ fn cpu_limits_are_written_to_the_host_cgroup(version: Version) {
     assert_eq!(read("cpu.shares").trim(), "512");
     assert_eq!(read("cpu.cfs_period_us").trim(), "100000");
     assert_eq!(read("cpu.cfs_quota_us").trim(), "50000");
-    ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
-        .expect_success();
-    assert!(ns.wait_status(&id, "STOPPED", Duration::from_secs(10)));
-    ns.ctr(&["task", "delete", &id]).expect_success();
-    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }
 
 fn task_ps_lists_the_container_processes_and_kill_all_stops_them(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "killall");
+    let ns = cd.busybox_namespace("killall");
     let id = ns.new_id("killall");
-    ns.run(
+    ns.run_detached(
         &runtime_under_test(),
-        &["-d"],
+        &[],
         &id,
         &["sh", "-c", "sleep 300 & sleep 301; exit 0"],
-    )
-    .expect_success();
-    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    );
     let (pid, _) = ns.task(&id).expect("task listed");
     // The init (sh) and its two sleeps, from the container's cgroup.
     let mut listed = Vec::new();
@@ -296,7 +276,7 @@ fn task_ps_lists_the_container_processes_and_kill_all_stops_them(version: Versio
 
 fn without_its_own_pid_namespace_the_rest_dies_with_the_init(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "hostpid");
+    let ns = cd.busybox_namespace("hostpid");
     let id = ns.new_id("hostpid");
     // In the host's pid namespace the background sleep would outlive sh and hold stdout
     // open; the shim ends it when the init exits, as the stock shim does.
@@ -322,7 +302,7 @@ fn without_its_own_pid_namespace_the_rest_dies_with_the_init(version: Version) {
 
 fn log_uri_file_is_created_and_receives_the_output(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "loguri");
+    let ns = cd.busybox_namespace("loguri");
     let id = ns.new_id("loguri");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/c.log");
@@ -341,17 +321,15 @@ fn log_uri_file_is_created_and_receives_the_output(version: Version) {
 
 fn a_cgroup_in_use_is_refused_and_its_processes_survive(version: Version) {
     let cd = Containerd::start(version);
-    let ns = ns(&cd, "cgshare");
+    let ns = cd.busybox_namespace("cgshare");
     let cgroup = format!("/{}/shared", ns.name());
     let first = ns.new_id("cgowner");
-    ns.run(
+    ns.run_detached(
         &runtime_under_test(),
-        &["-d", "--cgroup", &cgroup],
+        &["--cgroup", &cgroup],
         &first,
         &["sleep", "300"],
-    )
-    .expect_success();
-    assert!(ns.wait_status(&first, "RUNNING", Duration::from_secs(10)));
+    );
     let second = ns.new_id("cgintruder");
     let out = ns.run(
         &runtime_under_test(),
@@ -369,11 +347,7 @@ fn a_cgroup_in_use_is_refused_and_its_processes_survive(version: Version) {
         Some("RUNNING"),
         "the refused container must not touch the running one"
     );
-    ns.ctr(&["task", "kill", "-s", "SIGKILL", &first])
-        .expect_success();
-    assert!(ns.wait_status(&first, "STOPPED", Duration::from_secs(10)));
-    ns.ctr(&["task", "delete", &first]).expect_success();
-    ns.ctr(&["container", "delete", &first]).expect_success();
+    ns.kill_and_delete(&first);
     ns.assert_nothing_left(&first);
     ns.assert_nothing_left(&second);
 }
