@@ -31,7 +31,7 @@ install: release
 
 ## test: unit tests and the end-to-end tests (needs root; installs what is missing first)
 test: deps build
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --lib --bins --tests
 
 unit: build
 	$(CARGO) test --workspace --exclude mini-e2e
