@@ -64,6 +64,11 @@ impl Bundle {
 
     /// Starts building a container that runs `args`, with /dev/null as stdio.
     fn spawn(&self, launcher: &Launcher, args: &[&str]) -> PendingInit {
+        self.spawn_spec(launcher, self.spec(args))
+    }
+
+    /// Starts building a container from `spec`, with /dev/null as stdio.
+    fn spawn_spec(&self, launcher: &Launcher, spec: Spec) -> PendingInit {
         let null = || -> OwnedFd {
             fs::File::options()
                 .read(true)
@@ -76,7 +81,7 @@ impl Bundle {
             id: self.id.clone(),
             bundle: self.dir.path().to_path_buf(),
             rootfs: self.dir.path().join("rootfs"),
-            spec: self.spec(args),
+            spec,
             no_new_keyring: false,
         };
         let stdio = InitStdio {
@@ -89,7 +94,11 @@ impl Bundle {
 
     /// Builds the container and returns it blocked before exec.
     fn create(&self, launcher: &Launcher, args: &[&str]) -> CreatedInit {
-        let pending = self.spawn(launcher, args);
+        self.create_spec(launcher, self.spec(args))
+    }
+
+    fn create_spec(&self, launcher: &Launcher, spec: Spec) -> CreatedInit {
+        let pending = self.spawn_spec(launcher, spec);
         let helper = pending.helper_pid();
         let created = pending.wait_ready().unwrap();
         let _ = waitpid(Pid::from_raw(helper), None);
@@ -219,6 +228,28 @@ fn a_missing_program_fails_create_naming_it(launcher: &Launcher) {
     assert!(err.contains("/no-such-program"), "{err}");
 }
 
+/// A CRI spec denies every device and lists none: the default devices stay usable (the
+/// device cgroup gets runc's default allow rules after the spec's).
+fn default_devices_are_usable_under_a_deny_all_device_rule(launcher: &Launcher) {
+    let bundle = Bundle::new("devices");
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        "echo x > /dev/null && head -c 1 /dev/zero > /dev/null && exit 3",
+    ]);
+    let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+    deny_all.set_allow(false).set_access(Some("rwm".into()));
+    let mut linux = spec.linux().clone().unwrap();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_devices(Some(vec![deny_all]));
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    let created = bundle.create_spec(launcher, spec);
+    let pid = created.pid();
+    created.start().unwrap();
+    assert_eq!(exit_code(pid), 3);
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -229,7 +260,7 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 3] = [
+    let tests: [Test; 4] = [
         (
             "init_is_the_callers_child_and_its_exit_code_comes_back",
             init_is_the_callers_child_and_its_exit_code_comes_back,
@@ -237,6 +268,10 @@ fn main() {
         (
             "created_init_is_non_dumpable_and_runs_from_a_read_only_view",
             created_init_is_non_dumpable_and_runs_from_a_read_only_view,
+        ),
+        (
+            "default_devices_are_usable_under_a_deny_all_device_rule",
+            default_devices_are_usable_under_a_deny_all_device_rule,
         ),
         (
             "a_missing_program_fails_create_naming_it",

@@ -356,6 +356,57 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
+/// The device rules a container gets after its spec's `linux.resources.devices`, as runc
+/// adds them: mknod of any node, the standard character devices, ptys and tun, and rwm on each
+/// of the spec's `linux.devices`. CRI's specs deny everything and rely on these (`ctr` lists
+/// them itself). Nothing is added when the spec has no device rules at all.
+pub fn with_default_devices(
+    resources: &LinuxResources,
+    devices: &[oci_spec::runtime::LinuxDevice],
+) -> LinuxResources {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
+    let Some(rules) = resources.devices().as_ref().filter(|r| !r.is_empty()) else {
+        return resources.clone();
+    };
+    let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true)
+            .set_typ(Some(typ))
+            .set_major(major)
+            .set_minor(minor)
+            .set_access(Some(access.to_string()));
+        r
+    };
+    let mut all = rules.clone();
+    all.push(rule(T::C, None, None, "m"));
+    all.push(rule(T::B, None, None, "m"));
+    for (major, minor) in [
+        (1, 3),
+        (1, 8),
+        (1, 7),
+        (5, 0),
+        (1, 5),
+        (1, 9),
+        (5, 2),
+        (10, 200),
+    ] {
+        all.push(rule(T::C, Some(major), Some(minor), "rwm"));
+    }
+    all.push(rule(T::C, Some(136), None, "rwm"));
+    for d in devices {
+        let typ = match d.typ() {
+            T::B => T::B,
+            T::C | T::U => T::C,
+            // FIFOs are not covered by the device cgroup.
+            T::P | T::A => continue,
+        };
+        all.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    let mut out = resources.clone();
+    out.set_devices(Some(all));
+    out
+}
+
 /// One container's cgroup, in every hierarchy the host has.
 #[derive(Debug, Clone)]
 pub struct CgroupManager {

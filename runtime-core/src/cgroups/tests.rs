@@ -867,3 +867,37 @@ fn v2_device_rules_are_skipped_with_a_warning_not_an_error() {
     ))
     .unwrap();
 }
+
+#[test]
+fn default_device_rules_follow_the_spec_rules_and_cover_spec_devices() {
+    use oci_spec::runtime::{
+        LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources,
+    };
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all.set_allow(false).set_access(Some("rwm".into()));
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(vec![deny_all]));
+    let fuse = LinuxDeviceBuilder::default()
+        .path("/dev/fuse")
+        .typ(LinuxDeviceType::C)
+        .major(10)
+        .minor(229)
+        .build()
+        .unwrap();
+    let out = super::with_default_devices(&resources, &[fuse]);
+    let lines: Vec<String> = out
+        .devices()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| format!("{} {}", r.allow(), super::v1::device_rule(i, r).unwrap()))
+        .collect();
+    assert_eq!(lines[0], "false a *:* rwm");
+    assert!(lines.contains(&"true c 1:3 rwm".to_string()), "{lines:?}");
+    assert!(lines.contains(&"true c 136:* rwm".to_string()), "{lines:?}");
+    assert_eq!(lines.last().unwrap(), "true c 10:229 rwm");
+    // No device rules in the spec: nothing is added (the parent's access stays).
+    let none = super::with_default_devices(&LinuxResources::default(), &[]);
+    assert!(none.devices().is_none());
+}

@@ -217,11 +217,15 @@ fn write_optional(dir: &Path, file: &str, value: &str, field: &str) -> Result<()
 }
 
 fn pids(dirs: &[CgroupDir], p: &LinuxPids) -> Result<()> {
+    // 0 means "not set" (as runc reads it): an Update with 0 leaves the limit alone.
+    if p.limit() == 0 {
+        return Ok(());
+    }
     let dir = require(dirs, "pids", "linux.resources.pids")?;
     write_file(dir, "pids.max", &pids_max(p.limit()))
 }
 
-/// `pids.max` for a spec limit: 0 or below means no limit.
+/// `pids.max` for a spec limit: below 0 means no limit.
 pub fn pids_max(limit: i64) -> String {
     if limit <= 0 {
         "max".to_string()

@@ -21,7 +21,9 @@ pub(crate) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(c) = r.cpu() {
         cpu(dir, c)?;
     }
-    if let Some(p) = r.pids() {
+    if let Some(p) = r.pids()
+        && p.limit() != 0
+    {
         write_file(dir, "pids.max", &v1::pids_max(p.limit()))?;
     }
     if let Some(b) = r.block_io() {
@@ -157,7 +159,10 @@ fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(max) = cpu_max(c.quota(), c.period()) {
         write_file(dir, "cpu.max", &max)?;
     }
-    if let Some(burst) = c.burst() {
+    // cpu.max.burst arrived in Linux 5.14.
+    if let Some(burst) = c.burst()
+        && dir.join("cpu.max.burst").exists()
+    {
         write_file(dir, "cpu.max.burst", &burst.to_string())?;
     }
     if let Some(idle) = c.idle() {

@@ -80,7 +80,8 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         ));
     }
     if let Some(resources) = linux.resources() {
-        cgroup.apply(resources)?;
+        let devices = linux.devices().as_deref().unwrap_or_default();
+        cgroup.apply(&crate::cgroups::with_default_devices(resources, devices))?;
     }
     plan.enter()?;
 

@@ -115,6 +115,13 @@ fn setup_and_exec(
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     let program = find_executable(&args[0], &env)?;
+    // As runc does, a working directory missing from the image is created (as root, inside
+    // the new root); enter_cwd then checks where it really is.
+    if let Err(e) = fs::create_dir_all(process.cwd())
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(Error::io("create process.cwd", process.cwd(), e));
+    }
     enter_cwd(process.cwd())?;
 
     let filter = match linux.seccomp() {

@@ -207,7 +207,7 @@ pub(crate) fn dev_is_bind_mounted(spec_mounts: &[Mount]) -> bool {
         let opts = options::parse(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().as_deref().unwrap_or_default();
         super::resolve::relative(m.destination()) == Path::new("dev")
-            && (opts.is_bind || typ == "bind")
+            && (opts.is_bind || typ == "bind" || typ == "rbind")
     })
 }
 

@@ -467,3 +467,22 @@ fn unknown_rootfs_propagation_is_rejected_naming_the_field() {
         Ok(())
     });
 }
+
+#[test]
+fn a_dev_mount_of_type_rbind_counts_as_a_bind_of_the_hosts_dev() {
+    // Else the runtime would create (and replace) device nodes in the host's /dev.
+    let rbind = MountBuilder::default()
+        .destination("/dev")
+        .typ("rbind")
+        .source("/dev")
+        .build()
+        .unwrap();
+    assert!(mounts::dev_is_bind_mounted(&[rbind]));
+    let tmpfs = MountBuilder::default()
+        .destination("/dev")
+        .typ("tmpfs")
+        .source("tmpfs")
+        .build()
+        .unwrap();
+    assert!(!mounts::dev_is_bind_mounted(&[tmpfs]));
+}
