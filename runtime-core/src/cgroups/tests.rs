@@ -530,9 +530,10 @@ fn v1_pids_limit_zero_or_below_means_max() {
     let m = f.manager("/c1");
     m.apply(&resources(r#"{"pids": {"limit": 32}}"#)).unwrap();
     assert_eq!(read(m.v1_path("pids"), "pids.max"), "32");
-    m.apply(&resources(r#"{"pids": {"limit": -1}}"#)).unwrap();
-    assert_eq!(read(m.v1_path("pids"), "pids.max"), "max");
+    // 0 means "not set": the limit stays (an Update with 0 must not lift it).
     m.apply(&resources(r#"{"pids": {"limit": 0}}"#)).unwrap();
+    assert_eq!(read(m.v1_path("pids"), "pids.max"), "32");
+    m.apply(&resources(r#"{"pids": {"limit": -1}}"#)).unwrap();
     assert_eq!(read(m.v1_path("pids"), "pids.max"), "max");
 }
 
@@ -802,7 +803,7 @@ fn v2_cpu_pids_io_hugetlb_map_to_v2_files() {
     m.apply(&resources(
         r#"{"cpu": {"shares": 1024, "quota": 50000, "period": 100000, "burst": 1000,
                     "idle": 1, "cpus": "0-1", "mems": "0"},
-            "pids": {"limit": 0},
+            "pids": {"limit": -1},
             "blockIO": {"weight": 500,
                         "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 200}]},
             "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}"#,
