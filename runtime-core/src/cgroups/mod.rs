@@ -7,6 +7,7 @@
 //! files ([`v2`]) on unified hosts. Only the container's own path is created or removed; parents
 //! may be shared with other containers and are left in place.
 
+pub mod devices_bpf;
 pub mod v1;
 pub mod v2;
 

@@ -860,13 +860,18 @@ fn v2_unified_values_are_written_as_given_and_bad_keys_rejected() {
 }
 
 #[test]
-fn v2_device_rules_are_skipped_with_a_warning_not_an_error() {
+fn v2_device_rules_are_enforced_not_skipped() {
+    // A fixture directory is no cgroup: attaching the device program must fail loudly
+    // rather than leave the container with every device.
     let f = Fixture::v2();
     let m = f.manager("/c1");
-    m.apply(&resources(
-        r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
-    ))
-    .unwrap();
+    let err = m
+        .apply(&resources(
+            r#"{"devices": [{"allow": false, "access": "rwm"}]}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bpf"), "{err}");
 }
 
 #[test]

@@ -33,14 +33,8 @@ pub(crate) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
         let size = v1::checked_page_size(limit.page_size())?;
         write_file(dir, &format!("hugetlb.{size}.max"), &max_or(limit.limit()))?;
     }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        // Device access on cgroup2 is an eBPF program attached to the cgroup; mini does not
-        // build one yet. The device nodes the container gets are still limited by the mounts.
-        log::warn!(
-            "linux.resources.devices ignored on cgroup v2 ({}): device rules need eBPF, \
-             which mini does not implement",
-            dir.display()
-        );
+    if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+        super::devices_bpf::attach(dir, rules)?;
     }
     if let Some(n) = r.network()
         && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))
