@@ -56,30 +56,39 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
         }
         RUNC_CREATE_OPTIONS_TYPE_URL => {
             let o = RuncCreateOptions::parse_from_bytes(&any.value).map_err(bad)?;
-            Ok(TaskOptions {
-                io_uid: o.io_uid,
-                io_gid: o.io_gid,
-                no_pivot_root: o.no_pivot_root,
-                no_new_keyring: o.no_new_keyring,
-                ..Default::default()
-            })
+            Ok(runc_fields(
+                o.io_uid,
+                o.io_gid,
+                o.no_pivot_root,
+                o.no_new_keyring,
+            ))
         }
         RUNC_OPTIONS_TYPE_URL => {
             let o = RuncOptions::parse_from_bytes(&any.value).map_err(bad)?;
             if o.systemd_cgroup {
                 return Err("SystemdCgroup = true needs the systemd cgroup driver, which mini does not have".into());
             }
-            Ok(TaskOptions {
-                io_uid: o.io_uid,
-                io_gid: o.io_gid,
-                no_pivot_root: o.no_pivot_root,
-                no_new_keyring: o.no_new_keyring,
-                ..Default::default()
-            })
+            Ok(runc_fields(
+                o.io_uid,
+                o.io_gid,
+                o.no_pivot_root,
+                o.no_new_keyring,
+            ))
         }
         other => Err(format!(
             "runtime options of type {other:?} are not understood by mini (it takes {RUNTIME_OPTIONS_TYPE_URL}, {RUNC_CREATE_OPTIONS_TYPE_URL} or {RUNC_OPTIONS_TYPE_URL})"
         )),
+    }
+}
+
+/// The fields both runc option messages carry, as mini takes them.
+fn runc_fields(io_uid: u32, io_gid: u32, no_pivot_root: bool, no_new_keyring: bool) -> TaskOptions {
+    TaskOptions {
+        io_uid,
+        io_gid,
+        no_pivot_root,
+        no_new_keyring,
+        ..Default::default()
     }
 }
 

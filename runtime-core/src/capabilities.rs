@@ -258,6 +258,17 @@ pub(crate) mod tests {
     }
 
     /// The hex mask of a `/proc/self/status` line such as `CapEff:`.
+    /// Checks each `/proc/self/status` capability line against its expected mask.
+    fn expect_masks(want: &[(&str, u64)]) -> Result<(), String> {
+        for &(key, expected) in want {
+            let mask = status_mask(key)?;
+            if mask != expected {
+                return Err(format!("{key} {mask:#x}, want {expected:#x}"));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn status_mask(key: &str) -> std::result::Result<u64, String> {
         let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
         let line = status
@@ -354,13 +365,7 @@ pub(crate) mod tests {
                 ("CapEff:", kill | 1),
                 ("CapBnd:", kill | 1),
             ];
-            for (key, expected) in want {
-                let mask = status_mask(key)?;
-                if mask != expected {
-                    return Err(format!("{key} {mask:#x}, want {expected:#x}"));
-                }
-            }
-            Ok(())
+            expect_masks(&want)
         });
     }
 
@@ -389,13 +394,7 @@ pub(crate) mod tests {
                 ("CapInh:", 1u64 << 5),
                 ("CapAmb:", 0),
             ];
-            for (key, expected) in want {
-                let mask = status_mask(key)?;
-                if mask != expected {
-                    return Err(format!("{key} {mask:#x}, want {expected:#x}"));
-                }
-            }
-            Ok(())
+            expect_masks(&want)
         });
     }
 

@@ -95,6 +95,18 @@ impl Drop for Guard {
 }
 
 /// A child that sleeps until killed. Only async-signal-safe calls after fork.
+/// A created cgroup `c` below the guard's path, holding a sleeping child (which the guard
+/// kills if the test fails).
+fn created_with_sleeping_child() -> (Guard, CgroupManager, Pid) {
+    let mut guard = Guard::new();
+    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
+    m.create().unwrap();
+    let child = sleeping_child();
+    guard.child = Some(child);
+    m.add_process(child.as_raw()).unwrap();
+    (guard, m, child)
+}
+
 fn sleeping_child() -> Pid {
     // SAFETY: the child calls only pause() and _exit(), both async-signal-safe, so forking
     // this multi-threaded test process is sound.
@@ -189,12 +201,7 @@ fn kill_all_with_sigterm_signals_each_process_in_the_cgroup() {
     if !is_root() {
         return;
     }
-    let mut guard = Guard::new();
-    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
-    m.create().unwrap();
-    let child = sleeping_child();
-    guard.child = Some(child);
-    m.add_process(child.as_raw()).unwrap();
+    let (mut guard, m, child) = created_with_sleeping_child();
     m.kill_all(Signal::SIGTERM).unwrap();
     assert_eq!(
         waitpid(child, None).unwrap(),
@@ -209,12 +216,7 @@ fn freeze_stops_the_cgroup_and_thaw_resumes_it() {
     if !is_root() {
         return;
     }
-    let mut guard = Guard::new();
-    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
-    m.create().unwrap();
-    let child = sleeping_child();
-    guard.child = Some(child);
-    m.add_process(child.as_raw()).unwrap();
+    let (mut guard, m, child) = created_with_sleeping_child();
     let freezer = m.v1_path("freezer").unwrap();
     m.freeze().unwrap();
     assert_eq!(read(freezer, "freezer.state"), "FROZEN");
@@ -264,12 +266,7 @@ fn sigkill_reaches_processes_of_a_frozen_cgroup() {
     if !is_root() {
         return;
     }
-    let mut guard = Guard::new();
-    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
-    m.create().unwrap();
-    let child = sleeping_child();
-    guard.child = Some(child);
-    m.add_process(child.as_raw()).unwrap();
+    let (mut guard, m, child) = created_with_sleeping_child();
     m.freeze().unwrap();
     m.kill_all(Signal::SIGKILL).unwrap();
     assert_eq!(
@@ -285,12 +282,7 @@ fn cgroup2_freeze_reports_frozen_in_cgroup_events() {
     if !is_root() {
         return;
     }
-    let mut guard = Guard::new();
-    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
-    m.create().unwrap();
-    let child = sleeping_child();
-    guard.child = Some(child);
-    m.add_process(child.as_raw()).unwrap();
+    let (mut guard, m, child) = created_with_sleeping_child();
     let unified = m.unified_path().unwrap();
     crate::cgroups::v2::set_frozen(unified, true).unwrap();
     assert!(read(unified, "cgroup.events").contains("frozen 1"));
