@@ -82,6 +82,7 @@ impl Bundle {
             bundle: self.dir.path().to_path_buf(),
             rootfs: self.dir.path().join("rootfs"),
             spec,
+            cgroup: None,
             no_new_keyring: false,
         };
         let stdio = InitStdio {

@@ -154,6 +154,8 @@ impl Container {
             bundle: params.bundle.clone(),
             rootfs: rootfs_path,
             spec,
+            // Resolved once, here: the helper needs the same directories we remove later.
+            cgroup: Some(cgroup.clone()),
             no_new_keyring: params.no_new_keyring,
         };
         let (pid_tx, pid_rx) = oneshot::channel();

@@ -54,7 +54,7 @@ const V1_CONTROLLERS: &[&str] = &[
 ];
 
 /// How the host mounts cgroups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Layout {
     /// cgroup v1 hierarchies only.
     Legacy,
@@ -305,7 +305,7 @@ pub fn resolve_cgroups_path(id: &str, cgroups_path: Option<&Path>) -> Result<Cgr
 }
 
 /// The container's directory in one hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CgroupDir {
     /// The hierarchy's controllers (empty for cgroup2).
     pub controllers: Vec<String>,
@@ -409,7 +409,7 @@ pub fn with_default_devices(
 }
 
 /// One container's cgroup, in every hierarchy the host has.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CgroupManager {
     layout: Layout,
     /// One entry per v1 hierarchy (legacy and hybrid hosts).

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::CgroupManager;
 use crate::{Error, Result};
 
 /// Everything the helper needs to build the container.
@@ -22,6 +23,10 @@ pub struct HelperConfig {
     pub rootfs: PathBuf,
     /// The container's spec.
     pub spec: Spec,
+    /// The container's cgroup as the caller resolved it (it needs the same one to kill and
+    /// remove); `None` lets the helper resolve `linux.cgroupsPath` itself.
+    #[serde(default)]
+    pub cgroup: Option<CgroupManager>,
     /// Keep the caller's session keyring instead of joining a new one (runc's
     /// `--no-new-keyring`).
     #[serde(default)]

@@ -65,7 +65,10 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             "mini needs a new mount namespace (type \"mount\" without a path)",
         ));
     }
-    let cgroup = CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?;
+    let cgroup = match &config.cgroup {
+        Some(cgroup) => cgroup.clone(),
+        None => CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?,
+    };
     cgroup.create()?;
     // A cgroup that already holds processes belongs to something else (a container with
     // the same id in another namespace, a leftover): sharing it would let our Kill and
