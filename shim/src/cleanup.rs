@@ -42,7 +42,9 @@ pub fn delete(args: &Args) -> Result<(), String> {
 /// Best effort, each step on its own: a failure is reported on stderr (containerd's log)
 /// and the next step still runs.
 fn clean(bundle: &Path, id: &str, pid: i32) {
-    let spec = crate::container::spec_of(bundle);
+    // Read, not validated: cleaning up needs only the cgroup path, even of a spec that
+    // Create refused.
+    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
     let cgroups_path = spec
         .as_ref()
         .and_then(|s| s.linux().as_ref())

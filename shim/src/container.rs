@@ -2,13 +2,12 @@
 //! the state whether it is allowed; exits reach the state through one watcher task.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oci_spec::runtime::Spec;
 use runtime_core::cgroups::CgroupManager;
 use runtime_core::process::{CreatedInit, HelperConfig, Launcher};
 use runtime_core::rootfs::{self, RootfsMount};
@@ -432,8 +431,4 @@ pub fn rootfs_mounts(mounts: &[containerd_shim_protos::types::mount::Mount]) -> 
             options: m.options.clone(),
         })
         .collect()
-}
-
-pub fn spec_of(bundle: &Path) -> Option<Spec> {
-    runtime_core::spec::load(bundle).ok()
 }
