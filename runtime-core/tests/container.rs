@@ -251,6 +251,96 @@ fn default_devices_are_usable_under_a_deny_all_device_rule(launcher: &Launcher) 
     assert_eq!(exit_code(pid), 3);
 }
 
+/// CVE-2024-21626 class: blocked before exec, the init has resolved every spec path (mounts,
+/// devices, the program, the cwd). At that point it holds nothing but stdio and its channel
+/// socket: no host directory (the setup helper's cgroup2 directory, opened for
+/// CLONE_INTO_CGROUP) through which `/proc/self/fd/N/..` would lead out of the root.
+fn created_init_holds_only_stdio_and_its_channel(launcher: &Launcher) {
+    let bundle = Bundle::new("fds");
+    let created = bundle.create(launcher, &["sh", "-c", "true"]);
+    let pid = created.pid();
+    let mut fds: Vec<(i32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let n = e.file_name().to_str().unwrap().parse().unwrap();
+            let target = fs::read_link(e.path()).unwrap();
+            (n, target.to_string_lossy().into_owned())
+        })
+        .collect();
+    fds.sort();
+    let numbers: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, [0, 1, 2, 3], "fds of the created init: {fds:?}");
+    assert!(fds[3].1.starts_with("socket:"), "fd 3: {fds:?}");
+    for fd in 0..=2 {
+        let st = nix::sys::stat::stat(format!("/proc/{pid}/fd/{fd}").as_str()).unwrap();
+        assert_ne!(st.st_mode & libc::S_IFMT, libc::S_IFDIR, "fd {fd}: {fds:?}");
+    }
+    created.start().unwrap();
+    assert_eq!(exit_code(pid), 0);
+}
+
+/// A host directory fd the caller forgot to mark close-on-exec reaches the setup helper and
+/// would reach the init: the init closes it before it resolves a spec path, so an args[0] or
+/// cwd through `/proc/self/fd/N/..` cannot reach the host directory.
+fn a_host_directory_fd_of_the_caller_does_not_reach_spec_paths(launcher: &Launcher) {
+    let victim = tempfile::Builder::new()
+        .prefix("mini-victim-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::copy("/bin/busybox", victim.path().join("sh")).unwrap();
+    // Not close-on-exec, as a careless caller would leave it.
+    let root = fs::File::open("/").unwrap();
+    // Above the fds the launcher sets up in the helper (stdio, channel).
+    // SAFETY: F_DUPFD returns a new fd (not close-on-exec) that this test owns.
+    let n = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&root), libc::F_DUPFD, 40) };
+    assert!(n >= 40);
+    // SAFETY: n is a fresh fd nothing else owns.
+    let leaked = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) };
+    let up = "../".repeat(12);
+    let host = victim
+        .path()
+        .strip_prefix("/")
+        .unwrap()
+        .display()
+        .to_string();
+
+    let bundle = Bundle::new("leakexe");
+    let program = format!("/proc/self/fd/{n}/{up}{host}/sh");
+    let result = bundle
+        .spawn(launcher, &[&program, "-c", "true"])
+        .wait_ready();
+    let exe_refused = result.is_err();
+    if let Ok(created) = result {
+        let _ = nix::sys::signal::kill(
+            Pid::from_raw(created.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = exit_code(created.pid());
+    }
+
+    let bundle = Bundle::new("leakcwd");
+    let mut spec = bundle.spec(&["sh", "-c", "true"]);
+    let mut process = spec.process().clone().unwrap();
+    process.set_cwd(PathBuf::from(format!("/proc/self/fd/{n}/{up}{host}/made")));
+    spec.set_process(Some(process));
+    let result = bundle.spawn_spec(launcher, spec).wait_ready();
+    if let Ok(created) = result {
+        let pid = created.pid();
+        created.start().unwrap();
+        let _ = exit_code(pid);
+    }
+    drop(leaked);
+    assert!(
+        exe_refused,
+        "create succeeded with args[0] {program} through a leaked host fd"
+    );
+    assert!(
+        !victim.path().join("made").exists(),
+        "the cwd was created on the host through a leaked fd"
+    );
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -261,7 +351,15 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 4] = [
+    let tests: [Test; 6] = [
+        (
+            "created_init_holds_only_stdio_and_its_channel",
+            created_init_holds_only_stdio_and_its_channel,
+        ),
+        (
+            "a_host_directory_fd_of_the_caller_does_not_reach_spec_paths",
+            a_host_directory_fd_of_the_caller_does_not_reach_spec_paths,
+        ),
         (
             "init_is_the_callers_child_and_its_exit_code_comes_back",
             init_is_the_callers_child_and_its_exit_code_comes_back,

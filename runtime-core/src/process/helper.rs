@@ -98,6 +98,10 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())?;
     match child {
         None => {
+            // The cgroup2 directory is a host directory: through /proc/self/fd/N/.. a spec
+            // path could walk out of the container from it (CVE-2024-21626). The init does not
+            // need it; init::run closes anything else inherited.
+            drop(unified);
             drop(go_write);
             let mut byte = [0u8; 1];
             let mut go = fs::File::from(go_read);

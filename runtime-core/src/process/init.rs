@@ -3,8 +3,9 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, unshare};
@@ -28,7 +29,9 @@ pub(super) fn run(
     plan: &Plan,
     cgroup: &CgroupManager,
 ) -> ! {
-    let err = match setup_and_exec(config, channel, plan, cgroup) {
+    let result = close_inherited_fds(channel.stream().as_raw_fd())
+        .and_then(|()| setup_and_exec(config, channel, plan, cgroup));
+    let err = match result {
         Ok(never) => match never {},
         Err(err) => err,
     };
@@ -114,14 +117,21 @@ fn setup_and_exec(
 
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
+    // From here on spec paths are resolved in the new root, with no fd of the host open
+    // (close_inherited_fds) and every lookup also confined by the kernel: a path through
+    // /proc/self/fd/N/.. or a symlink cannot name a file outside the root.
+    let root = rootfs::resolve::Root::open(Path::new("/"))?;
     let program = find_executable(&args[0], &env)?;
+    check_inside_root(&root, &program, "process.args[0]")?;
     // As runc does, a working directory missing from the image is created (as root, inside
     // the new root); enter_cwd then checks where it really is.
-    if let Err(e) = fs::create_dir_all(process.cwd())
-        && e.kind() != std::io::ErrorKind::AlreadyExists
-    {
-        return Err(Error::io("create process.cwd", process.cwd(), e));
-    }
+    root.mkdir_all(process.cwd()).map_err(|e| {
+        Error::invalid(
+            "process.cwd",
+            format!("cannot create {}: {e}", process.cwd().display()),
+        )
+    })?;
+    drop(root);
     enter_cwd(process.cwd())?;
 
     let filter = match linux.seccomp() {
@@ -259,6 +269,67 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
                 "exec: {arg0:?}: executable file not found in $PATH"
             ))
         })
+}
+
+/// Closes every fd above 2 except the channel to the caller, right after the clone: the
+/// setup helper, and whoever started it, may have left fds open that lead to host
+/// directories (the cgroup2 directory for CLONE_INTO_CGROUP), and a spec path through
+/// `/proc/self/fd/N/..` would walk out of the container from them (CVE-2024-21626). The
+/// standard streams must not be directories either.
+fn close_inherited_fds(channel: RawFd) -> Result<()> {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+    for (fd, stream) in stdio.into_iter().enumerate() {
+        if nix::sys::stat::fstat(stream).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+        {
+            return Err(Error::Setup(format!(
+                "stdio fd {fd} is a directory: refused, it would lead outside the container"
+            )));
+        }
+    }
+    let ranges = [(3, channel - 1), (channel + 1, i32::MAX)];
+    for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
+        // SAFETY: close_range closes fd numbers of this process only; nothing in the init
+        // owns an fd in these ranges (the helper dropped its own before calling run).
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32) };
+        if rc != 0 {
+            // Kernels before 5.9: close each open fd.
+            let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")
+                .map_err(|e| Error::io("read", "/proc/self/fd", e))?
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| (first..=last).contains(fd))
+                .collect();
+            for fd in open {
+                // SAFETY: closes an fd number nothing in this process owns (see above); the
+                // directory's own fd is already closed and fails harmlessly.
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `path` unless the plain lookup (what execve does) and a lookup confined to the
+/// root by the kernel (`RESOLVE_IN_ROOT`, no magic links) reach the same file.
+fn check_inside_root(root: &rootfs::resolve::Root, path: &Path, field: &str) -> Result<()> {
+    let outside = |why: String| {
+        Error::invalid(
+            field,
+            format!(
+                "{} does not resolve inside the container's root: {why}",
+                path.display()
+            ),
+        )
+    };
+    let confined = root.open_path(path).map_err(|e| outside(e.to_string()))?;
+    let confined = nix::sys::stat::fstat(&confined)
+        .map_err(|e| Error::sys("fstat", path.display().to_string(), e))?;
+    let plain = fs::metadata(path).map_err(|e| Error::io("stat", path, e))?;
+    if (plain.dev(), plain.ino()) != (confined.st_dev, confined.st_ino) {
+        return Err(outside("it names another file".into()));
+    }
+    Ok(())
 }
 
 /// chdir to the spec's cwd and check that it is inside the container's root: a cwd reached
