@@ -17,6 +17,7 @@ pub mod error;
 pub mod exe_guard;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;

@@ -5,14 +5,14 @@
 //! needs `CAP_SYS_RESOURCE`, and so does lowering `oom_score_adj` below its current value.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use oci_spec::runtime::PosixRlimit;
 
+use crate::procfs::ProcFs;
 use crate::{Error, Result};
-
-const OOM_SCORE_ADJ_PATH: &str = "/proc/self/oom_score_adj";
 
 /// The spec name of every rlimit the kernel has, with the resource it sets.
 const RLIMITS: [(&str, Resource); 16] = [
@@ -109,7 +109,8 @@ fn setrlimit_error(name: &str, resource: Resource, soft: u64, hard: u64, errno: 
     )
 }
 
-/// Writes `/proc/self/oom_score_adj`; an error names `process.oomScoreAdj` and the value.
+/// Writes the process's `oom_score_adj` (through [`ProcFs`], so the write cannot be redirected
+/// to another file); an error names `process.oomScoreAdj` and the value.
 ///
 /// Raising the score always works; lowering it below the current value needs
 /// `CAP_SYS_RESOURCE`, which a failure message spells out.
@@ -120,24 +121,28 @@ pub fn set_oom_score_adj(value: i32) -> Result<()> {
             format!("{value} is outside -1000..=1000"),
         ));
     }
-    std::fs::write(OOM_SCORE_ADJ_PATH, value.to_string()).map_err(|e| {
-        let denied = matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES));
+    let invalid = |msg: String| Error::invalid("process.oomScoreAdj", msg);
+    let proc = ProcFs::open().map_err(|e| invalid(format!("cannot set {value}: {e}")))?;
+    let file = Path::new(&ProcFs::own_dir()).join("oom_score_adj");
+    proc.write(&file, &value.to_string()).map_err(|e| {
+        let denied = matches!(
+            e,
+            Error::Sys {
+                source: Errno::EPERM | Errno::EACCES,
+                ..
+            }
+        );
         if denied {
-            let current = std::fs::read_to_string(OOM_SCORE_ADJ_PATH)
+            let current = proc
+                .read(&file)
                 .map(|s| format!(" {}", s.trim()))
                 .unwrap_or_default();
-            Error::invalid(
-                "process.oomScoreAdj",
-                format!(
-                    "cannot set {value}: lowering below the current value{current} needs \
-                     CAP_SYS_RESOURCE: write {OOM_SCORE_ADJ_PATH}: {e}"
-                ),
-            )
+            invalid(format!(
+                "cannot set {value}: lowering below the current value{current} needs \
+                 CAP_SYS_RESOURCE: {e}"
+            ))
         } else {
-            Error::invalid(
-                "process.oomScoreAdj",
-                format!("cannot set {value}: write {OOM_SCORE_ADJ_PATH}: {e}"),
-            )
+            invalid(format!("cannot set {value}: {e}"))
         }
     })
 }
@@ -236,7 +241,8 @@ mod tests {
     fn oom_score_adj_can_be_raised() {
         in_child(|| {
             set_oom_score_adj(500).map_err(|e| e.to_string())?;
-            let got = std::fs::read_to_string(OOM_SCORE_ADJ_PATH).map_err(|e| e.to_string())?;
+            let got =
+                std::fs::read_to_string("/proc/self/oom_score_adj").map_err(|e| e.to_string())?;
             if got.trim() != "500" {
                 return Err(format!("oom_score_adj reads {got:?}"));
             }

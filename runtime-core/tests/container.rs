@@ -341,6 +341,57 @@ fn a_host_directory_fd_of_the_caller_does_not_reach_spec_paths(launcher: &Launch
     );
 }
 
+/// A host block device that root can open here (a loop device will do), as `(major, minor)`.
+fn openable_block_device() -> Option<(u64, u64)> {
+    fs::read_dir("/sys/dev/block")
+        .ok()?
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (major, minor) = name.split_once(':')?;
+            let uevent = fs::read_to_string(e.path().join("uevent")).ok()?;
+            let dev = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+            fs::File::open(format!("/dev/{dev}")).ok()?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+}
+
+/// A spec without `linux.resources` still gets a device cgroup: a block device node made with
+/// CAP_MKNOD cannot be opened, while the default devices work.
+fn without_resources_a_device_node_cannot_be_read(launcher: &Launcher) {
+    let (major, minor) = openable_block_device().expect("a block device root can open here");
+    let bundle = Bundle::new("nodevrules");
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        &format!(
+            "mknod /dev/disk-node b {major} {minor} || exit 10; echo x > /dev/null || exit 11; \
+             head -c 1 /dev/disk-node > /dev/null 2>&1 && exit 12; exit 3"
+        ),
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_resources(None);
+    spec.set_linux(Some(linux));
+    let mut process = spec.process().clone().unwrap();
+    let caps: std::collections::HashSet<_> = [oci_spec::runtime::Capability::Mknod].into();
+    let mut set = oci_spec::runtime::LinuxCapabilities::default();
+    set.set_bounding(Some(caps.clone()))
+        .set_effective(Some(caps.clone()))
+        .set_permitted(Some(caps))
+        .set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()));
+    process.set_capabilities(Some(set));
+    spec.set_process(Some(process));
+    let created = bundle.create_spec(launcher, spec);
+    let pid = created.pid();
+    created.start().unwrap();
+    assert_eq!(
+        exit_code(pid),
+        3,
+        "10: mknod failed, 11: /dev/null unusable, 12: the block device {major}:{minor} was opened"
+    );
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -351,7 +402,11 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 6] = [
+    let tests: [Test; 7] = [
+        (
+            "without_resources_a_device_node_cannot_be_read",
+            without_resources_a_device_node_cannot_be_read,
+        ),
         (
             "created_init_holds_only_stdio_and_its_channel",
             created_init_holds_only_stdio_and_its_channel,

@@ -357,18 +357,16 @@ fn describe(e: &std::io::Error) -> String {
     }
 }
 
-/// The device rules a container gets after its spec's `linux.resources.devices`, as runc
-/// adds them: mknod of any node, the standard character devices, ptys and tun, and rwm on each
-/// of the spec's `linux.devices`. CRI's specs deny everything and rely on these (`ctr` lists
-/// them itself). Nothing is added when the spec has no device rules at all.
+/// The device rules every container gets, whatever its spec holds (no `linux.resources`,
+/// no `devices`): deny all, then the spec's `linux.resources.devices`, then runc's default
+/// allow list — mknod of any node, the standard character devices, ptys and tun — and rwm on
+/// each of the spec's `linux.devices`. The defaults come after the spec's rules, as runc
+/// orders them: CRI's specs deny everything and rely on them (`ctr` lists them itself).
 pub fn with_default_devices(
-    resources: &LinuxResources,
+    resources: Option<&LinuxResources>,
     devices: &[oci_spec::runtime::LinuxDevice],
 ) -> LinuxResources {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType as T};
-    let Some(rules) = resources.devices().as_ref().filter(|r| !r.is_empty()) else {
-        return resources.clone();
-    };
     let rule = |typ: T, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(true)
@@ -378,7 +376,16 @@ pub fn with_default_devices(
             .set_access(Some(access.to_string()));
         r
     };
-    let mut all = rules.clone();
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all
+        .set_allow(false)
+        .set_access(Some("rwm".to_string()));
+    let mut all = vec![deny_all];
+    all.extend(
+        resources
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default(),
+    );
     all.push(rule(T::C, None, None, "m"));
     all.push(rule(T::B, None, None, "m"));
     for (major, minor) in [
@@ -403,7 +410,7 @@ pub fn with_default_devices(
         };
         all.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
     }
-    let mut out = resources.clone();
+    let mut out = resources.cloned().unwrap_or_default();
     out.set_devices(Some(all));
     out
 }

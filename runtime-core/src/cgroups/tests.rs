@@ -875,14 +875,10 @@ fn v2_device_rules_are_enforced_not_skipped() {
 }
 
 #[test]
-fn default_device_rules_follow_the_spec_rules_and_cover_spec_devices() {
+fn device_rules_are_deny_all_the_spec_rules_then_the_defaults() {
     use oci_spec::runtime::{
         LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources,
     };
-    let mut deny_all = LinuxDeviceCgroup::default();
-    deny_all.set_allow(false).set_access(Some("rwm".into()));
-    let mut resources = LinuxResources::default();
-    resources.set_devices(Some(vec![deny_all]));
     let fuse = LinuxDeviceBuilder::default()
         .path("/dev/fuse")
         .typ(LinuxDeviceType::C)
@@ -890,7 +886,16 @@ fn default_device_rules_follow_the_spec_rules_and_cover_spec_devices() {
         .minor(229)
         .build()
         .unwrap();
-    let out = super::with_default_devices(&resources, &[fuse]);
+    let mut allow_sda = LinuxDeviceCgroup::default();
+    allow_sda
+        .set_allow(true)
+        .set_typ(Some(LinuxDeviceType::B))
+        .set_major(Some(8))
+        .set_minor(Some(0))
+        .set_access(Some("r".into()));
+    let mut resources = LinuxResources::default();
+    resources.set_devices(Some(vec![allow_sda]));
+    let out = super::with_default_devices(Some(&resources), &[fuse]);
     let lines: Vec<String> = out
         .devices()
         .as_ref()
@@ -900,10 +905,21 @@ fn default_device_rules_follow_the_spec_rules_and_cover_spec_devices() {
         .map(|(i, r)| format!("{} {}", r.allow(), super::v1::device_rule(i, r).unwrap()))
         .collect();
     assert_eq!(lines[0], "false a *:* rwm");
+    assert_eq!(lines[1], "true b 8:0 r");
     assert!(lines.contains(&"true c 1:3 rwm".to_string()), "{lines:?}");
     assert!(lines.contains(&"true c 136:* rwm".to_string()), "{lines:?}");
     assert_eq!(lines.last().unwrap(), "true c 10:229 rwm");
-    // No device rules in the spec: nothing is added (the parent's access stays).
-    let none = super::with_default_devices(&LinuxResources::default(), &[]);
-    assert!(none.devices().is_none());
+    // No linux.resources, or no device rules in it: the same deny-all and defaults.
+    let expect = |out: LinuxResources| {
+        let rules = out.devices().clone().unwrap();
+        assert!(!rules[0].allow(), "{rules:?}");
+        assert_eq!(rules[0].typ(), None);
+        assert!(rules[1..].iter().all(|r| r.allow()), "{rules:?}");
+        assert!(rules.len() > 8, "{rules:?}");
+    };
+    expect(super::with_default_devices(None, &[]));
+    expect(super::with_default_devices(
+        Some(&LinuxResources::default()),
+        &[],
+    ));
 }

@@ -54,6 +54,8 @@ fn helper_main() -> i32 {
 
 fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let spec = &config.spec;
+    // Before anything is created: a caller of the library may not have validated it.
+    crate::spec::validate(spec)?;
     let linux = spec
         .linux()
         .as_ref()
@@ -82,10 +84,12 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             ),
         ));
     }
-    if let Some(resources) = linux.resources() {
-        let devices = linux.devices().as_deref().unwrap_or_default();
-        cgroup.apply(&crate::cgroups::with_default_devices(resources, devices))?;
-    }
+    // Always: a spec without resources or device rules still gets deny-all and the defaults.
+    let devices = linux.devices().as_deref().unwrap_or_default();
+    cgroup.apply(&crate::cgroups::with_default_devices(
+        linux.resources().as_ref(),
+        devices,
+    ))?;
     plan.enter()?;
 
     // The init waits on this pipe until the helper has written its id maps and reported its

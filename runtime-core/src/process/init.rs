@@ -93,11 +93,25 @@ fn setup_and_exec(
         sethostname(hostname).map_err(|e| Error::sys("sethostname", hostname, e))?;
     }
     if let Some(domain) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if !plan.isolates(LinuxNamespaceType::Uts) {
+            return Err(Error::invalid(
+                "domainname",
+                "setting a domainname needs a private UTS namespace",
+            ));
+        }
         set_domainname(domain)?;
     }
-    if let Some(sysctl) = linux.sysctl() {
+    // Through the container's own procfs, before /proc/sys becomes read-only; the keys were
+    // checked against the namespaces at validation (spec::check_sysctl), and again here.
+    if let Some(sysctl) = linux.sysctl().as_ref().filter(|s| !s.is_empty()) {
+        let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+        let proc = crate::procfs::ProcFs::open()?;
         for (key, value) in sysctl {
-            write_sysctl(key, value)?;
+            crate::spec::check_sysctl(key, namespaces)?;
+            let rel = Path::new("sys").join(crate::spec::sysctl_path(key));
+            proc.write(&rel, value).map_err(|e| {
+                Error::invalid(format!("linux.sysctl[{key:?}]"), format!("{value:?}: {e}"))
+            })?;
         }
     }
     rootfs::finish(spec)?;
@@ -228,14 +242,6 @@ fn set_domainname(domain: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn write_sysctl(key: &str, value: &str) -> Result<()> {
-    if key.split(['.', '/']).any(|part| part == "..") || key.is_empty() {
-        return Err(Error::invalid("linux.sysctl", format!("bad key {key:?}")));
-    }
-    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-    fs::write(&path, value).map_err(|e| Error::io("write sysctl", path, e))
 }
 
 /// Finds the program as execvp would, in the container's root and `PATH` (from the spec's
