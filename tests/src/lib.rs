@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use ctr::{Background, CtrOutput};
 pub use daemon::{Containerd, Namespace, Version};
-pub use image::busybox_image_tar;
+pub use image::{LayerEntry, build_image, build_image_variants, busybox_image_tar};
 
 /// Generates, for each scenario `fn name(version: Version)`, a module `name` with one
 /// `#[test]` per containerd version: `name::containerd_1_6`, `containerd_1_7`, `containerd_2`.
