@@ -187,7 +187,10 @@ const ALLOWED_IN_PROC: &[&str] = &[
 struct SpecMount<'a> {
     /// Its index in `mounts`, for errors.
     index: usize,
+    /// The destination as the spec writes it.
     dest: &'a Path,
+    /// Where it resolved to when it was checked; every later open must find exactly that.
+    at: PathBuf,
     typ: &'a str,
     source: Option<&'a Path>,
     opts: MountOptions,
@@ -236,14 +239,15 @@ pub(crate) fn mount_spec_mount(
             format!("{} is not an absolute path", dest.display()),
         ));
     }
-    let sm = SpecMount {
+    let mut sm = SpecMount {
         index,
         dest,
+        at: PathBuf::new(),
         typ: m.typ().as_deref().unwrap_or_default(),
         source: m.source().as_deref(),
         opts: options::parse(m.options().as_deref().unwrap_or_default()),
     };
-    check_destination(root, &sm)?;
+    sm.at = check_destination(root, &sm)?;
     if sm.is_bind() {
         mount_bind(root, &sm)
     } else {
@@ -276,7 +280,7 @@ pub(crate) fn mount_spec_mount(
 ///   the image (an image's `/dev/pts -> /proc/sys/kernel` would put devpts there);
 /// - nothing may be mounted inside /proc, except the proc filesystem at /proc itself and the
 ///   files lxcfs emulates ([`ALLOWED_IN_PROC`]).
-fn check_destination(root: &Root, sm: &SpecMount) -> Result<()> {
+fn check_destination(root: &Root, sm: &SpecMount) -> Result<PathBuf> {
     let resolved = root.resolve(sm.dest)?;
     let literal = lexical(sm.dest);
     let kernel_fs = !sm.is_bind() && (sm.typ == "proc" || sm.typ == "sysfs");
@@ -311,12 +315,12 @@ fn check_destination(root: &Root, sm: &SpecMount) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(resolved)
 }
 
 /// The destination directory, created if missing, and the `/proc/self/fd` path to mount on.
 fn dest_dir(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
-    let fd = root.mkdir_all(sm.dest)?;
+    let fd = root.mkdir_exact(&sm.at)?;
     let path = fd_path(&fd);
     Ok((fd, path))
 }
@@ -324,7 +328,7 @@ fn dest_dir(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
 /// A fresh handle on the destination after something was mounted there (the earlier handle
 /// still points to the directory underneath), for remounts and propagation changes.
 fn reopen(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
-    let fd = root.open_path(sm.dest)?;
+    let fd = root.open_exact(&sm.at)?;
     let path = fd_path(&fd);
     Ok((fd, path))
 }
@@ -363,9 +367,9 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
         Error::sys("mount", sm.describe(), errno)
     })?;
     let fd = if meta.is_dir() {
-        root.mkdir_all(sm.dest)?
+        root.mkdir_exact(&sm.at)?
     } else {
-        root.create_file(sm.dest)?
+        root.create_file_exact(&sm.at)?
     };
     let target = fd_path(&fd);
     let rec = if sm.opts.recursive || sm.typ == "rbind" {
@@ -462,7 +466,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
         let Some(name) = dir.mount_point.file_name() else {
             continue;
         };
-        let dest = sm.dest.join(name);
+        let dest = sm.at.join(name);
         let what = || {
             format!(
                 "{} on {} (bind, mounts[{}] cgroup)",
@@ -471,7 +475,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
                 sm.index
             )
         };
-        let fd = root.mkdir_all(&dest)?;
+        let fd = root.mkdir_exact(&dest)?;
         sys_mount(
             Some(&dir.dir),
             &fd_path(&fd),
@@ -481,7 +485,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
             what,
         )?;
         drop(fd);
-        let fd = root.open_path(&dest)?;
+        let fd = root.open_exact(&dest)?;
         bind_remount(
             &fd_path(&fd),
             CGROUP_MOUNT_FLAGS | readonly_flag(readonly),
@@ -489,7 +493,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
         )?;
         let name = name.to_string_lossy();
         if name.contains(',') {
-            let top = root.open_path(sm.dest)?;
+            let top = root.open_exact(&sm.at)?;
             for controller in name.split(',') {
                 match symlinkat(name.as_ref(), top.as_fd(), controller) {
                     Ok(()) | Err(Errno::EEXIST) => {}
@@ -505,7 +509,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
         }
     }
     if readonly {
-        let fd = root.open_path(sm.dest)?;
+        let fd = root.open_exact(&sm.at)?;
         bind_remount(&fd_path(&fd), tmpfs_flags | MsFlags::MS_RDONLY, &|| {
             sm.describe()
         })?;

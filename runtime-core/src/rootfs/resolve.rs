@@ -258,6 +258,28 @@ impl Root {
         Ok(fd)
     }
 
+    /// [`Root::mkdir_all`] of a path that must not go through a symlink (one already resolved
+    /// and checked): fails if it now does.
+    pub fn mkdir_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.mkdir_all(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
+    }
+
+    /// [`Root::create_file`] of a path that must not go through a symlink.
+    pub fn create_file_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.create_file(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
+    }
+
+    /// [`Root::open_path`] of a path that must not go through a symlink.
+    pub fn open_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.open_path(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
+    }
+
     /// The container path `path` with every symlink resolved inside the rootfs, as an
     /// absolute container path (`/etc` for a link to `../../etc`).
     pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
