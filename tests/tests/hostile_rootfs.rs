@@ -1,0 +1,265 @@
+//! Hostile root filesystems and the container's view of its cgroup, through the shim on
+//! containerd 1.6, 1.7 and 2.x: an image whose /proc or /dev is a symlink fails closed and
+//! touches nothing on the host; a user namespace without a network namespace gets no host
+//! /sys; a `cgroup` mount shows the container's own cgroup, read-only.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use mini_e2e::{Containerd, Namespace, Version, leftovers, runtime_under_test};
+
+mini_e2e::on_every_version!(
+    cgroup_mount_shows_the_containers_own_limits_read_only,
+    proc_symlink_in_the_image_is_refused,
+    dev_symlink_in_the_image_touches_nothing_on_the_host,
+    user_namespace_without_network_namespace_sees_no_host_sys,
+);
+
+/// A busybox root filesystem for `ctr run --rootfs`, built as the test image is (busybox and
+/// a symlink per applet), in a fresh directory under /tmp; `hostile` then adds its entries.
+fn busybox_rootfs(hostile: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("mini-hostile-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path();
+    for d in ["bin", "etc", "tmp", "sys"] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static");
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet != "busybox" {
+            symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    hostile(root);
+    dir
+}
+
+/// A directory on the host that a hostile image points at, holding one canary file.
+struct Canary {
+    dir: tempfile::TempDir,
+}
+
+impl Canary {
+    fn new() -> Canary {
+        let dir = tempfile::Builder::new()
+            .prefix("mini-canary-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        fs::write(dir.path().join("canary"), "untouched\n").unwrap();
+        Canary { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory still holds only the canary, unchanged, and nothing is mounted in it.
+    #[track_caller]
+    fn assert_untouched(&self) {
+        let entries: Vec<PathBuf> = fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries, [self.path().join("canary")], "host dir changed");
+        assert_eq!(
+            fs::read_to_string(self.path().join("canary")).unwrap(),
+            "untouched\n"
+        );
+        let mounted = leftovers::mounts_of(self.path(), None);
+        assert!(mounted.is_empty(), "mounted on the host: {mounted:?}");
+    }
+}
+
+/// `ctr run --rm --rootfs <rootfs> <id> cmd…` with the runtime under test; expects it to fail
+/// with an error holding every one of `words`, and nothing of the container left.
+#[track_caller]
+fn assert_refused(ns: &Namespace<'_>, rootfs: &Path, words: &[&str]) {
+    let id = ns.new_id("hostile");
+    let root = rootfs.to_string_lossy();
+    let out = ns.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &runtime_under_test(),
+        "--rootfs",
+        &root,
+        &id,
+        "/bin/sh",
+        "-c",
+        "echo started",
+    ]);
+    assert!(!out.success(), "a hostile rootfs was accepted: {out}");
+    for w in words {
+        assert!(
+            out.stderr.contains(w),
+            "the error does not name {w:?}: {out}"
+        );
+    }
+    // ctr leaves the container record of a failed `run`.
+    ns.ctr(&["container", "delete", &id]);
+    ns.assert_nothing_left(&id);
+    let mounted = leftovers::mounts_of(rootfs, None);
+    assert!(
+        mounted.is_empty(),
+        "left mounted in the rootfs: {mounted:?}"
+    );
+}
+
+/// `ctr oci spec` (the daemon's ctr default spec) for `rootfs` running `sh -c script`, in
+/// the cgroup `/<ns>/<id>`, changed by `edit`.
+fn spec_for(
+    ns: &Namespace<'_>,
+    id: &str,
+    rootfs: &Path,
+    script: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> tempfile::NamedTempFile {
+    let out = ns.ctr(&["oci", "spec"]);
+    out.expect_success();
+    let mut spec: serde_json::Value = serde_json::from_str(&out.stdout).expect("spec JSON");
+    spec["root"] = serde_json::json!({ "path": rootfs, "readonly": false });
+    spec["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ns.name()));
+    edit(&mut spec);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    file
+}
+
+fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("cgmount");
+    let id = ns.new_id("cgmount");
+    let rootfs = busybox_rootfs(|_| {});
+    let script = "echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
+                  echo dirs=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
+                  echo cpu=$(test -f /sys/fs/cgroup/cpu/cpu.shares && echo yes); \
+                  echo 1000000 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
+                  echo write=$?; mkdir /sys/fs/cgroup/memory/sub 2>/dev/null; echo mkdir=$?; \
+                  echo after=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
+    // The `cgroup` mount as CRI sends it for a container that is not privileged.
+    let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+            }));
+        spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
+    });
+    let out = ns.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &runtime_under_test(),
+        "--config",
+        &spec.path().to_string_lossy(),
+        &id,
+    ]);
+    out.expect_success();
+    let line = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {out}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(line("limit"), "67108864");
+    let dirs = line("dirs");
+    for h in [
+        "blkio", "cpu", "cpuacct", "cpuset", "devices", "memory", "pids",
+    ] {
+        assert!(
+            dirs.split(' ').any(|d| d == h),
+            "no {h} in /sys/fs/cgroup: {dirs}"
+        );
+    }
+    assert_eq!(line("cpu"), "yes");
+    assert_ne!(line("write"), "0", "the cgroup is writable from inside");
+    assert_ne!(
+        line("mkdir"),
+        "0",
+        "a sub-cgroup could be created from inside"
+    );
+    assert_eq!(line("after"), "67108864");
+    ns.assert_nothing_left(&id);
+}
+
+fn proc_symlink_in_the_image_is_refused(version: Version) {
+    // CVE-2019-16884 / CVE-2019-19921: proc mounted wherever the image's /proc points.
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("procsym");
+    let canary = Canary::new();
+    for target in [
+        canary.path().to_path_buf(),
+        PathBuf::from("../../../../tmp"),
+    ] {
+        let rootfs = busybox_rootfs(|root| {
+            fs::create_dir_all(root.join("dev")).unwrap();
+            symlink(&target, root.join("proc")).unwrap();
+        });
+        assert_refused(
+            &ns,
+            rootfs.path(),
+            &["mounts[0].destination", "/proc", "symlink"],
+        );
+    }
+    canary.assert_untouched();
+}
+
+fn dev_symlink_in_the_image_touches_nothing_on_the_host(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("devsym");
+    let canary = Canary::new();
+    let relative = format!("../../../../../..{}", canary.path().display());
+    for target in [canary.path().display().to_string(), relative] {
+        let rootfs = busybox_rootfs(|root| {
+            fs::create_dir_all(root.join("proc")).unwrap();
+            symlink(&target, root.join("dev")).unwrap();
+        });
+        assert_refused(&ns, rootfs.path(), &["destination", "/dev", "symlink"]);
+    }
+    canary.assert_untouched();
+}
+
+fn user_namespace_without_network_namespace_sees_no_host_sys(version: Version) {
+    // A new sysfs needs a network namespace owned by the container's user namespace; the
+    // host's /sys instead would bring its submounts (the host's cgroup trees).
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("usernet");
+    let id = ns.new_id("usernet");
+    let out = ns.run(
+        &runtime_under_test(),
+        &[
+            "--rm",
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:100000:65536",
+            "--net-host",
+        ],
+        &id,
+        &["sh", "-c", "ls /sys/fs/cgroup/memory/ | head -3"],
+    );
+    assert!(
+        !out.success(),
+        "the container started and listed the host's cgroup tree: {out}"
+    );
+    assert!(
+        out.stderr.contains("sysfs") && out.stderr.contains("network namespace"),
+        "the error does not say why: {out}"
+    );
+    ns.ctr(&["container", "delete", &id]);
+    ns.assert_nothing_left(&id);
+}
