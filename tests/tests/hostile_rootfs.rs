@@ -143,6 +143,7 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
                   echo cpu=$(test -f /sys/fs/cgroup/cpu/cpu.shares && echo yes); \
                   echo 1000000 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
                   echo write=$?; mkdir /sys/fs/cgroup/memory/sub 2>/dev/null; echo mkdir=$?; \
+                  mkdir /sys/fs/cgroup/x 2>/dev/null; echo top=$?; \
                   echo after=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
     // The `cgroup` mount as CRI sends it for a container that is not privileged.
     let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
@@ -192,6 +193,8 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
         "0",
         "a sub-cgroup could be created from inside"
     );
+    // Stricter than runc 1.1.5, which leaves the tmpfs holding the hierarchies writable.
+    assert_ne!(line("top"), "0", "/sys/fs/cgroup itself is writable");
     assert_eq!(line("after"), "67108864");
     ns.assert_nothing_left(&id);
 }
