@@ -432,11 +432,16 @@ fn mount_sysfs(root: &Root, sm: &SpecMount) -> Result<()> {
 /// says, for a container in a user namespace without a cgroup namespace of its own
 /// (CVE-2023-25809).
 fn mount_cgroup(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
-    let readonly = sm.opts.flags().contains(MsFlags::MS_RDONLY) || (ctx.userns && !ctx.cgroupns);
+    let readonly = cgroup_readonly(&sm.opts, ctx);
     match ctx.cgroup.layout() {
         Layout::Unified => mount_cgroup2(root, sm, ctx, readonly),
         Layout::Legacy | Layout::Hybrid => mount_cgroup_v1(root, sm, ctx, readonly),
     }
+}
+
+/// Whether a `cgroup` mount with options `opts` is read-only: see [`mount_cgroup`].
+pub(crate) fn cgroup_readonly(opts: &MountOptions, ctx: &MountContext) -> bool {
+    opts.flags().contains(MsFlags::MS_RDONLY) || (ctx.userns && !ctx.cgroupns)
 }
 
 const CGROUP_MOUNT_FLAGS: MsFlags = MsFlags::MS_NOSUID

@@ -930,3 +930,96 @@ fn symlink_exchange_race_on_a_shared_volume_never_mounts_elsewhere() {
     racer.join().unwrap();
     eprintln!("race: {mounted} mounted, {refused} refused");
 }
+
+#[test]
+fn cgroup_mount_is_read_only_in_a_user_namespace_without_a_cgroup_namespace() {
+    // CVE-2023-25809: `rw` must not give a user namespace's root a writable cgroup tree.
+    let (_dir, _rootfs, cg) = busybox_with_cgroups();
+    let ctx = |userns, cgroupns| mounts::MountContext {
+        cgroup: &cg,
+        cgroupns,
+        userns,
+    };
+    let rw = options::parse(&["rw", "nosuid"]);
+    let ro = options::parse(&["ro", "nosuid"]);
+    assert!(mounts::cgroup_readonly(&rw, &ctx(true, false)));
+    assert!(!mounts::cgroup_readonly(&rw, &ctx(true, true)));
+    assert!(!mounts::cgroup_readonly(&rw, &ctx(false, false)));
+    assert!(mounts::cgroup_readonly(&ro, &ctx(false, true)));
+}
+
+#[test]
+fn cgroup2_mount_without_a_cgroup_namespace_binds_only_the_containers_directory() {
+    // A new cgroup2 mount outside a cgroup namespace would show the host's whole tree. This
+    // host's cgroup2 (at /sys/fs/cgroup/unified) stands in for a unified host's.
+    use crate::cgroups::{Hierarchies, Hierarchy, Layout, ProcessCgroups};
+    let (_dir, rootfs) = busybox_rootfs();
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if !unified.is_dir() {
+        eprintln!("no cgroup2 at {}: skipped", unified.display());
+        return;
+    }
+    let name = format!("mini-rootfs-test-{}-v2", std::process::id());
+    let sibling = unified.join(format!("{name}-sibling"));
+    struct Remove(Vec<PathBuf>);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            for d in &self.0 {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+    std::fs::create_dir(unified.join(&name)).unwrap();
+    let _remove = Remove(vec![unified.join(&name)]);
+    std::fs::create_dir(&sibling).unwrap();
+    let _remove_sibling = Remove(vec![sibling.clone()]);
+    let hierarchies = Hierarchies {
+        layout: Layout::Unified,
+        v1: Vec::new(),
+        unified: Some(Hierarchy {
+            controllers: Vec::new(),
+            mount_point: unified.to_path_buf(),
+            root: PathBuf::from("/"),
+        }),
+    };
+    let cg = CgroupManager::with_hierarchies(
+        &hierarchies,
+        &ProcessCgroups::default(),
+        &name,
+        Some(&Path::new("/").join(&name)),
+    )
+    .unwrap();
+    let mut spec = default_spec(&rootfs);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in mounts
+        .iter_mut()
+        .filter(|m| m.typ().as_deref() == Some("cgroup"))
+    {
+        // Even `rw`: a bind of the container's own directory, not the host's tree.
+        m.set_options(Some(vec!["nosuid".into(), "rw".into()]));
+    }
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup);
+        linux.set_namespaces(Some(namespaces));
+    }
+    let sibling_name = sibling.file_name().unwrap().to_owned();
+    in_private_mount_ns(|| {
+        prepare(&spec, &rootfs, &cg).map_err(|e| format!("prepare: {e}"))?;
+        pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        let entries: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+            .map_err(|e| format!("/sys/fs/cgroup: {e}"))?
+            .filter_map(|e| Some(e.ok()?.file_name()))
+            .collect();
+        check!(
+            entries.iter().any(|e| e == "cgroup.procs"),
+            "no cgroup.procs: {entries:?}"
+        );
+        check!(
+            !entries.contains(&sibling_name),
+            "the host's cgroup tree is visible: {entries:?}"
+        );
+        Ok(())
+    });
+}
