@@ -14,6 +14,9 @@ mini_e2e::on_every_version!(
     proc_symlink_in_the_image_is_refused,
     dev_symlink_in_the_image_touches_nothing_on_the_host,
     user_namespace_without_network_namespace_sees_no_host_sys,
+    volume_through_a_symlink_into_proc_is_refused,
+    devpts_symlink_in_the_image_is_refused,
+    dev_null_symlink_is_never_used_for_masking,
 );
 
 /// A busybox root filesystem for `ctr run --rootfs`, built as the test image is (busybox and
@@ -83,18 +86,27 @@ impl Canary {
 fn assert_refused(ns: &Namespace<'_>, rootfs: &Path, words: &[&str]) {
     let id = ns.new_id("hostile");
     let root = rootfs.to_string_lossy();
-    let out = ns.ctr(&[
-        "run",
-        "--rm",
+    let runtime = runtime_under_test();
+    let args = [
         "--runtime",
-        &runtime_under_test(),
+        &runtime,
         "--rootfs",
         &root,
         &id,
         "/bin/sh",
         "-c",
         "echo started",
-    ]);
+    ];
+    assert_run_refused(ns, &id, rootfs, &args, words);
+}
+
+/// `ctr run --rm <args…>` must fail with an error holding every one of `words`, leaving
+/// nothing of container `id` and nothing mounted below `rootfs`.
+#[track_caller]
+fn assert_run_refused(ns: &Namespace<'_>, id: &str, rootfs: &Path, args: &[&str], words: &[&str]) {
+    let mut all = vec!["run", "--rm"];
+    all.extend_from_slice(args);
+    let out = ns.ctr(&all);
     assert!(!out.success(), "a hostile rootfs was accepted: {out}");
     for w in words {
         assert!(
@@ -103,8 +115,8 @@ fn assert_refused(ns: &Namespace<'_>, rootfs: &Path, words: &[&str]) {
         );
     }
     // ctr leaves the container record of a failed `run`.
-    ns.ctr(&["container", "delete", &id]);
-    ns.assert_nothing_left(&id);
+    ns.ctr(&["container", "delete", id]);
+    ns.assert_nothing_left(id);
     let mounted = leftovers::mounts_of(rootfs, None);
     assert!(
         mounted.is_empty(),
@@ -265,4 +277,126 @@ fn user_namespace_without_network_namespace_sees_no_host_sys(version: Version) {
     );
     ns.ctr(&["container", "delete", &id]);
     ns.assert_nothing_left(&id);
+}
+
+fn volume_through_a_symlink_into_proc_is_refused(version: Version) {
+    // CVE-2019-19921: a volume whose path in the image leads into /proc.
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("procvol");
+    let canary = Canary::new();
+    let volume = canary.path().join("canary").to_string_lossy().into_owned();
+    for (link, target, dest) in [
+        ("data", "/proc/self", "/data/attr/current"),
+        ("data", "/proc/sys/kernel", "/data/core_pattern"),
+    ] {
+        let rootfs = busybox_rootfs(|root| {
+            for d in ["proc", "dev"] {
+                fs::create_dir_all(root.join(d)).unwrap();
+            }
+            symlink(target, root.join(link)).unwrap();
+        });
+        let id = ns.new_id("procvol");
+        let root = rootfs.path().to_string_lossy();
+        let runtime = runtime_under_test();
+        let mount = format!("type=bind,src={volume},dst={dest},options=rbind:ro");
+        let args = [
+            "--runtime",
+            &runtime,
+            "--mount",
+            &mount,
+            "--rootfs",
+            &root,
+            &id,
+            "/bin/sh",
+            "-c",
+            "echo started",
+        ];
+        assert_run_refused(&ns, &id, rootfs.path(), &args, &[dest, "inside /proc"]);
+    }
+    canary.assert_untouched();
+}
+
+/// `ctr run --rm --config <spec>` of `spec_for(…, edit)` on `rootfs` must fail with an error
+/// holding every one of `words`.
+#[track_caller]
+fn assert_config_refused(
+    ns: &Namespace<'_>,
+    rootfs: &Path,
+    edit: impl FnOnce(&mut serde_json::Value),
+    words: &[&str],
+) {
+    let id = ns.new_id("hostile");
+    let spec = spec_for(ns, &id, rootfs, "echo started", edit);
+    let runtime = runtime_under_test();
+    let config = spec.path().to_string_lossy().into_owned();
+    let args = ["--runtime", &runtime, "--config", &config, &id];
+    assert_run_refused(ns, &id, rootfs, &args, words);
+}
+
+/// Drops the spec's mount at `dest`.
+fn drop_mount(spec: &mut serde_json::Value, dest: &str) {
+    spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != dest);
+}
+
+fn devpts_symlink_in_the_image_is_refused(version: Version) {
+    // CVE-2025-52565: with no /dev tmpfs in the spec, the image's /dev/pts would decide
+    // where devpts is mounted.
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("ptssym");
+    let rootfs = busybox_rootfs(|root| {
+        fs::create_dir_all(root.join("dev")).unwrap();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        symlink("/proc/sys/kernel", root.join("dev/pts")).unwrap();
+    });
+    assert_config_refused(
+        &ns,
+        rootfs.path(),
+        |spec| drop_mount(spec, "/dev"),
+        &["/dev/pts", "symlink"],
+    );
+}
+
+fn dev_null_symlink_is_never_used_for_masking(version: Version) {
+    // CVE-2025-31133: masking binds /dev/null over files; a /dev whose null is a symlink to a
+    // procfs file would bind that file instead.
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("nullsym");
+    let dev = tempfile::Builder::new()
+        .prefix("mini-dev-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    symlink("/proc/sys/kernel/core_pattern", dev.path().join("null")).unwrap();
+    let core_pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let rootfs = busybox_rootfs(|root| {
+        fs::create_dir_all(root.join("dev")).unwrap();
+        fs::create_dir_all(root.join("proc")).unwrap();
+    });
+    let source = dev.path().to_string_lossy().into_owned();
+    assert_config_refused(
+        &ns,
+        rootfs.path(),
+        |spec| {
+            drop_mount(spec, "/dev");
+            drop_mount(spec, "/dev/pts");
+            drop_mount(spec, "/dev/shm");
+            drop_mount(spec, "/dev/mqueue");
+            spec["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "destination": "/dev",
+                    "type": "bind",
+                    "source": source,
+                    "options": ["rbind", "rw"],
+                }));
+        },
+        &["linux.maskedPaths", "/dev/null", "symlink"],
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        core_pattern
+    );
 }
