@@ -80,23 +80,17 @@ impl Canary {
     }
 }
 
-/// `ctr run --rm --rootfs <rootfs> <id> cmd…` with the runtime under test; expects it to fail
-/// with an error holding every one of `words`, and nothing of the container left.
+/// `ctr run --rm <options…> --rootfs <rootfs> <id> cmd…` with the runtime under test;
+/// expects it to fail with an error holding every one of `words`, and nothing of the container
+/// left.
 #[track_caller]
-fn assert_refused(ns: &Namespace<'_>, rootfs: &Path, words: &[&str]) {
+fn assert_refused(ns: &Namespace<'_>, rootfs: &Path, options: &[&str], words: &[&str]) {
     let id = ns.new_id("hostile");
     let root = rootfs.to_string_lossy();
     let runtime = runtime_under_test();
-    let args = [
-        "--runtime",
-        &runtime,
-        "--rootfs",
-        &root,
-        &id,
-        "/bin/sh",
-        "-c",
-        "echo started",
-    ];
+    let mut args = vec!["--runtime", &runtime];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--rootfs", &root, &id, "/bin/sh", "-c", "echo started"]);
     assert_run_refused(ns, &id, rootfs, &args, words);
 }
 
@@ -227,6 +221,7 @@ fn proc_symlink_in_the_image_is_refused(version: Version) {
         assert_refused(
             &ns,
             rootfs.path(),
+            &[],
             &["mounts[0].destination", "/proc", "symlink"],
         );
     }
@@ -243,7 +238,7 @@ fn dev_symlink_in_the_image_touches_nothing_on_the_host(version: Version) {
             fs::create_dir_all(root.join("proc")).unwrap();
             symlink(&target, root.join("dev")).unwrap();
         });
-        assert_refused(&ns, rootfs.path(), &["destination", "/dev", "symlink"]);
+        assert_refused(&ns, rootfs.path(), &[], &["destination", "/dev", "symlink"]);
     }
     canary.assert_untouched();
 }
@@ -295,23 +290,13 @@ fn volume_through_a_symlink_into_proc_is_refused(version: Version) {
             }
             symlink(target, root.join(link)).unwrap();
         });
-        let id = ns.new_id("procvol");
-        let root = rootfs.path().to_string_lossy();
-        let runtime = runtime_under_test();
         let mount = format!("type=bind,src={volume},dst={dest},options=rbind:ro");
-        let args = [
-            "--runtime",
-            &runtime,
-            "--mount",
-            &mount,
-            "--rootfs",
-            &root,
-            &id,
-            "/bin/sh",
-            "-c",
-            "echo started",
-        ];
-        assert_run_refused(&ns, &id, rootfs.path(), &args, &[dest, "inside /proc"]);
+        assert_refused(
+            &ns,
+            rootfs.path(),
+            &["--mount", &mount],
+            &[dest, "inside /proc"],
+        );
     }
     canary.assert_untouched();
 }
