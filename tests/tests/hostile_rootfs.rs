@@ -11,6 +11,7 @@ use mini_e2e::{Containerd, Namespace, Version, leftovers, runtime_under_test};
 
 mini_e2e::on_every_version!(
     cgroup_mount_shows_the_containers_own_limits_read_only,
+    cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw,
     proc_symlink_in_the_image_is_refused,
     dev_symlink_in_the_image_touches_nothing_on_the_host,
     user_namespace_without_network_namespace_sees_no_host_sys,
@@ -202,6 +203,72 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
     // Stricter than runc 1.1.5, which leaves the tmpfs holding the hierarchies writable.
     assert_ne!(line("top"), "0", "/sys/fs/cgroup itself is writable");
     assert_eq!(line("after"), "67108864");
+    ns.assert_nothing_left(&id);
+}
+
+fn cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw(version: Version) {
+    // CVE-2023-25809: without a cgroup namespace of its own, a user namespace's root must not
+    // get the cgroup tree writable, whatever the mount says.
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("cguserns");
+    let id = ns.new_id("cguserns");
+    let rootfs = busybox_rootfs(|root| {
+        // The mount points exist: the container's root, not the host's, cannot create them.
+        for d in ["proc", "dev", "run"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    });
+    let script = "echo uid=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'); \
+                  echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
+                  awk '$5 == \"/sys/fs/cgroup/memory\" || $5 == \"/sys/fs/cgroup\" \
+                       {print \"opts\" $5 \"=\" $6}' /proc/self/mountinfo";
+    let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/sys/fs/cgroup",
+                "type": "cgroup",
+                "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "rw"],
+            }));
+        spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "user" }));
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map.clone();
+    });
+    let out = ns.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        &runtime_under_test(),
+        "--config",
+        &spec.path().to_string_lossy(),
+        &id,
+    ]);
+    out.expect_success();
+    let line = |key: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {out}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(line("uid"), "0 100000 65536");
+    assert_eq!(line("limit"), "67108864");
+    for mount in ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"] {
+        let opts = line(&format!("opts{mount}"));
+        assert!(
+            opts.split(',').any(|o| o == "ro"),
+            "{mount} is not read-only: {opts}"
+        );
+    }
     ns.assert_nothing_left(&id);
 }
 
