@@ -80,7 +80,7 @@ fn setup_and_exec(
             .map_err(|e| Error::sys("unshare", "cgroup namespace", e))?;
     }
 
-    rootfs::prepare(spec, &config.rootfs)?;
+    rootfs::prepare(spec, &config.rootfs, cgroup)?;
     rootfs::pivot(&config.rootfs)?;
 
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {

@@ -11,7 +11,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::mounts::sys_mount;
-use super::resolve::{Root, fd_path};
+use super::resolve::{Root, fd_path, lexical};
 use crate::{Error, Result};
 
 /// A device node to create.
@@ -115,8 +115,8 @@ pub(crate) fn create_devices(root: &Root, nodes: &[DeviceNode]) -> Result<()> {
 }
 
 fn create_device(root: &Root, node: &DeviceNode) -> Result<()> {
-    let resolved = root.resolve(&node.path)?;
-    let (parent, name) = match (resolved.parent(), resolved.file_name()) {
+    let path = lexical(&node.path);
+    let (parent, name) = match (path.parent(), path.file_name()) {
         (Some(p), Some(n)) => (p, n),
         _ => {
             return Err(Error::invalid(
@@ -125,7 +125,9 @@ fn create_device(root: &Root, node: &DeviceNode) -> Result<()> {
             ));
         }
     };
-    let dir = root.mkdir_all(parent)?;
+    // The node itself may be anything of the image's (it is replaced), but not the
+    // directory it goes in.
+    let dir = real_dir(root, parent)?;
     let what = || {
         format!(
             "{} in rootfs {}",
@@ -169,6 +171,26 @@ fn create_device(root: &Root, node: &DeviceNode) -> Result<()> {
     .map_err(|e| Error::sys("fchownat", what(), e))
 }
 
+/// Creates (if missing) and opens the directory `path` of the rootfs, refusing one that the
+/// image reaches through a symlink: a `/dev -> /host-dev` or `/dev/pts -> /proc/…` must not
+/// decide where device nodes go.
+fn real_dir(root: &Root, path: &Path) -> Result<std::os::fd::OwnedFd> {
+    let resolved = root.resolve(path)?;
+    if resolved != lexical(path) {
+        return Err(Error::invalid(
+            "linux.devices",
+            format!(
+                "{} is a symlink in rootfs {} (to {}): device nodes go only in a real \
+                 directory",
+                path.display(),
+                root.path().display(),
+                resolved.display()
+            ),
+        ));
+    }
+    root.mkdir_all(path)
+}
+
 fn bind_host_device(root: &Root, node: &DeviceNode) -> Result<()> {
     let fd = root.create_file(&node.path)?;
     sys_mount(
@@ -190,7 +212,7 @@ fn bind_host_device(root: &Root, node: &DeviceNode) -> Result<()> {
 /// /dev/fd, /dev/stdin|stdout|stderr, /dev/ptmx (to the devpts instance) and, when the
 /// kernel has /proc/kcore, /dev/core.
 pub(crate) fn create_symlinks(root: &Root) -> Result<()> {
-    let dev = root.mkdir_all(Path::new("/dev"))?;
+    let dev = real_dir(root, Path::new("/dev"))?;
     let mut links = vec![
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

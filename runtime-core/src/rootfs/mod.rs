@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::Mode;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::cgroups::CgroupManager;
 use crate::{Error, Result};
 use mounts::sys_mount;
 use resolve::Root;
@@ -47,8 +48,10 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
 /// the /dev symlinks.
 ///
 /// Every mount destination is resolved inside `rootfs`: a symlink in the image never makes a
-/// mount land on the host.
-pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
+/// mount land on the host. Nothing is mounted inside /proc, and nothing through a symlink
+/// under /dev or for proc and sysfs. A `cgroup` mount shows `cgroup`'s directories (their
+/// host paths are bind sources).
+pub fn prepare(spec: &Spec, rootfs: &Path, cgroup: &CgroupManager) -> Result<()> {
     let linux = spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
@@ -80,10 +83,19 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<()> {
     // Opened after the self-bind so that every mount below goes onto the new mount.
     let root = Root::open(&rootfs)?;
 
-    let cgroups = mounts::HostCgroups::detect();
+    let has_namespace = |typ: LinuxNamespaceType| {
+        linux
+            .and_then(|l| l.namespaces().as_deref())
+            .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ))
+    };
+    let ctx = mounts::MountContext {
+        cgroup,
+        cgroupns: has_namespace(LinuxNamespaceType::Cgroup),
+        userns: has_namespace(LinuxNamespaceType::User),
+    };
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
-    for m in spec_mounts {
-        mounts::mount_spec_mount(&root, m, cgroups)?;
+    for (index, m) in spec_mounts.iter().enumerate() {
+        mounts::mount_spec_mount(&root, index, m, &ctx)?;
     }
 
     if !mounts::dev_is_bind_mounted(spec_mounts) {

@@ -1,16 +1,18 @@
 //! Mounting: containerd's rootfs mounts on the host, and the spec's `mounts` inside the rootfs.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::unistd::symlinkat;
 use oci_spec::runtime::Mount;
 
 use super::RootfsMount;
 use super::options::{self, MountOptions};
-use super::resolve::{Root, fd_path};
+use super::resolve::{Root, fd_path, lexical};
+use crate::cgroups::{CgroupManager, Layout};
 use crate::{Error, Result};
 
 /// `mount(2)` with `Option<&str>`/`&Path` arguments and an error naming what was mounted where.
@@ -157,30 +159,38 @@ fn apply_propagation(target: &Path, opts: &MountOptions, what: &dyn Fn() -> Stri
 // ---------------------------------------------------------------------------------------------
 // spec mounts
 
-/// How the host mounts cgroups, which decides what a `cgroup` mount becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HostCgroups {
-    /// Only cgroup2 at /sys/fs/cgroup: the container gets its own cgroup2 mount.
-    Unified,
-    /// v1 controllers (legacy or hybrid): the container gets an empty read-only tmpfs, as
-    /// runc does on such hosts.
-    V1,
+/// What the spec's mounts need to know about the container besides the mounts themselves.
+pub(crate) struct MountContext<'a> {
+    /// The container's cgroup: a `cgroup` mount shows its directories.
+    pub cgroup: &'a CgroupManager,
+    /// The container has a cgroup namespace of its own.
+    pub cgroupns: bool,
+    /// The container has a user namespace.
+    pub userns: bool,
 }
 
-impl HostCgroups {
-    pub(crate) fn detect() -> HostCgroups {
-        match nix::sys::statfs::statfs("/sys/fs/cgroup") {
-            Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC => {
-                HostCgroups::Unified
-            }
-            _ => HostCgroups::V1,
-        }
-    }
-}
+/// Files inside /proc a spec may mount over (lxcfs emulates them), as runc allows.
+const ALLOWED_IN_PROC: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
 
 /// One `spec.mounts` entry, ready to mount.
 struct SpecMount<'a> {
+    /// Its index in `mounts`, for errors.
+    index: usize,
+    /// The destination as the spec writes it.
     dest: &'a Path,
+    /// Where it resolved to when it was checked; every later open must find exactly that.
+    at: PathBuf,
     typ: &'a str,
     source: Option<&'a Path>,
     opts: MountOptions,
@@ -198,6 +208,10 @@ impl SpecMount<'_> {
     fn is_bind(&self) -> bool {
         self.opts.is_bind || self.typ == "bind" || self.typ == "rbind"
     }
+
+    fn field(&self) -> String {
+        format!("mounts[{}].destination", self.index)
+    }
 }
 
 /// True when the spec bind-mounts something (normally the host's /dev) at /dev: then the
@@ -211,29 +225,37 @@ pub(crate) fn dev_is_bind_mounted(spec_mounts: &[Mount]) -> bool {
     })
 }
 
-/// Mounts one `spec.mounts` entry inside `root`.
-pub(crate) fn mount_spec_mount(root: &Root, m: &Mount, cgroups: HostCgroups) -> Result<()> {
+/// Mounts `spec.mounts[index]` inside `root`.
+pub(crate) fn mount_spec_mount(
+    root: &Root,
+    index: usize,
+    m: &Mount,
+    ctx: &MountContext,
+) -> Result<()> {
     let dest = m.destination();
     if !dest.is_absolute() {
         return Err(Error::invalid(
-            "mounts.destination",
+            format!("mounts[{index}].destination"),
             format!("{} is not an absolute path", dest.display()),
         ));
     }
-    let sm = SpecMount {
+    let mut sm = SpecMount {
+        index,
         dest,
+        at: PathBuf::new(),
         typ: m.typ().as_deref().unwrap_or_default(),
         source: m.source().as_deref(),
         opts: options::parse(m.options().as_deref().unwrap_or_default()),
     };
+    sm.at = check_destination(root, &sm)?;
     if sm.is_bind() {
         mount_bind(root, &sm)
     } else {
         match sm.typ {
-            "cgroup" | "cgroup2" => mount_cgroup(root, &sm, cgroups),
+            "cgroup" | "cgroup2" => mount_cgroup(root, &sm, ctx),
             "sysfs" => mount_sysfs(root, &sm),
             "" => Err(Error::invalid(
-                "mounts.type",
+                format!("mounts[{index}].type"),
                 format!(
                     "mount on {} has no type and is not a bind mount",
                     dest.display()
@@ -251,9 +273,54 @@ pub(crate) fn mount_spec_mount(root: &Root, m: &Mount, cgroups: HostCgroups) -> 
     }
 }
 
+/// Refuses a destination that would put a mount where the kernel's own files are
+/// (CVE-2019-16884, CVE-2019-19921, CVE-2025-52565):
+///
+/// - `proc` and `sysfs` mounts, and every mount under /dev, must not go through a symlink of
+///   the image (an image's `/dev/pts -> /proc/sys/kernel` would put devpts there);
+/// - nothing may be mounted inside /proc, except the proc filesystem at /proc itself and the
+///   files lxcfs emulates ([`ALLOWED_IN_PROC`]).
+fn check_destination(root: &Root, sm: &SpecMount) -> Result<PathBuf> {
+    let resolved = root.resolve(sm.dest)?;
+    let literal = lexical(sm.dest);
+    let kernel_fs = !sm.is_bind() && (sm.typ == "proc" || sm.typ == "sysfs");
+    if resolved != literal && (kernel_fs || literal.starts_with("/dev")) {
+        return Err(Error::invalid(
+            sm.field(),
+            format!(
+                "{} goes through a symlink in the rootfs (to {}): a {} mount must be on a \
+                 real directory",
+                sm.dest.display(),
+                resolved.display(),
+                if kernel_fs { sm.typ } else { "/dev" }
+            ),
+        ));
+    }
+    if resolved.starts_with("/proc") {
+        let allowed = if resolved == Path::new("/proc") {
+            sm.typ == "proc" && !sm.is_bind()
+        } else {
+            ALLOWED_IN_PROC.iter().any(|p| resolved == Path::new(p))
+        };
+        if !allowed {
+            return Err(Error::invalid(
+                sm.field(),
+                format!(
+                    "{} resolves to {}, inside /proc: only the proc filesystem may be mounted \
+                     at /proc, and over /proc only {}",
+                    sm.dest.display(),
+                    resolved.display(),
+                    ALLOWED_IN_PROC.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(resolved)
+}
+
 /// The destination directory, created if missing, and the `/proc/self/fd` path to mount on.
 fn dest_dir(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
-    let fd = root.mkdir_all(sm.dest)?;
+    let fd = root.mkdir_exact(&sm.at)?;
     let path = fd_path(&fd);
     Ok((fd, path))
 }
@@ -261,7 +328,7 @@ fn dest_dir(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
 /// A fresh handle on the destination after something was mounted there (the earlier handle
 /// still points to the directory underneath), for remounts and propagation changes.
 fn reopen(root: &Root, sm: &SpecMount) -> Result<(OwnedFd, PathBuf)> {
-    let fd = root.open_path(sm.dest)?;
+    let fd = root.open_exact(&sm.at)?;
     let path = fd_path(&fd);
     Ok((fd, path))
 }
@@ -300,9 +367,9 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
         Error::sys("mount", sm.describe(), errno)
     })?;
     let fd = if meta.is_dir() {
-        root.mkdir_all(sm.dest)?
+        root.mkdir_exact(&sm.at)?
     } else {
-        root.create_file(sm.dest)?
+        root.create_file_exact(&sm.at)?
     };
     let target = fd_path(&fd);
     let rec = if sm.opts.recursive || sm.typ == "rbind" {
@@ -336,60 +403,155 @@ fn mount_sysfs(root: &Root, sm: &SpecMount) -> Result<()> {
         sm.opts.flags(),
         sm.opts.data(),
     ) {
-        // Without its own network namespace (or in a user namespace) the kernel may refuse a
-        // new sysfs instance; the host's /sys, bound read-only, is what runc falls back to.
+        // In a user namespace without a network namespace of its own the kernel refuses a new
+        // sysfs. runc fails there too. Binding the host's /sys instead would need `rbind` (a
+        // plain bind is refused while /sys has submounts locked by the user namespace), which
+        // shows the host's cgroup trees and the rest of its submounts: refuse.
         Err(Error::Sys {
             source: Errno::EPERM,
             ..
-        }) => {
-            let (fd, target) = dest_dir(root, sm)?;
-            let what = || format!("/sys on {} (rbind, sysfs fallback)", sm.dest.display());
-            sys_mount(
-                Some(Path::new("/sys")),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-                what,
-            )?;
-            drop(fd);
-            let (_fd, target) = reopen(root, sm)?;
-            let flags = sm.opts.remount_flags()
-                | MsFlags::MS_RDONLY
-                | MsFlags::MS_NOSUID
-                | MsFlags::MS_NODEV
-                | MsFlags::MS_NOEXEC;
-            bind_remount(&target, flags, &what)
-        }
+        }) => Err(Error::invalid(
+            sm.field(),
+            format!(
+                "sysfs on {}: the kernel refuses a new sysfs (EPERM) in a user namespace \
+                 without a network namespace of its own; mini does not bind the host's /sys \
+                 with its submounts instead (give the container a network namespace)",
+                sm.dest.display()
+            ),
+        )),
         other => other,
     }
 }
 
-fn mount_cgroup(root: &Root, sm: &SpecMount, cgroups: HostCgroups) -> Result<()> {
-    match cgroups {
-        HostCgroups::Unified => {
-            let source = sm.source.unwrap_or(Path::new("cgroup"));
-            mount_fs(
-                root,
-                sm,
-                "cgroup2",
-                Some(source),
-                sm.opts.flags(),
-                sm.opts.data(),
+/// A `cgroup` mount, as runc makes it: on cgroup v1 (legacy and hybrid hosts) a tmpfs
+/// holding, per v1 hierarchy, a bind of the container's own cgroup directory, named as the
+/// host names the hierarchy, with a symlink per controller of a combined hierarchy
+/// (`cpu -> cpu,cpuacct`); on a unified host cgroup2.
+///
+/// Read-only when the mount says `ro` (CRI sends it unless privileged) and, whatever it
+/// says, for a container in a user namespace without a cgroup namespace of its own
+/// (CVE-2023-25809).
+fn mount_cgroup(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
+    let readonly = cgroup_readonly(&sm.opts, ctx);
+    match ctx.cgroup.layout() {
+        Layout::Unified => mount_cgroup2(root, sm, ctx, readonly),
+        Layout::Legacy | Layout::Hybrid => mount_cgroup_v1(root, sm, ctx, readonly),
+    }
+}
+
+/// Whether a `cgroup` mount with options `opts` is read-only: see [`mount_cgroup`].
+pub(crate) fn cgroup_readonly(opts: &MountOptions, ctx: &MountContext) -> bool {
+    opts.flags().contains(MsFlags::MS_RDONLY) || (ctx.userns && !ctx.cgroupns)
+}
+
+const CGROUP_MOUNT_FLAGS: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+fn readonly_flag(readonly: bool) -> MsFlags {
+    if readonly {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    }
+}
+
+fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bool) -> Result<()> {
+    // Read-only only once the hierarchies' directories and symlinks are in.
+    let tmpfs_flags = (sm.opts.flags() | CGROUP_MOUNT_FLAGS) & !MsFlags::MS_RDONLY;
+    mount_fs(
+        root,
+        sm,
+        "tmpfs",
+        Some(Path::new("tmpfs")),
+        tmpfs_flags,
+        Some("mode=755"),
+    )?;
+    for dir in ctx.cgroup.dirs().filter(|d| !d.controllers.is_empty()) {
+        let Some(name) = dir.mount_point.file_name() else {
+            continue;
+        };
+        let dest = sm.at.join(name);
+        let what = || {
+            format!(
+                "{} on {} (bind, mounts[{}] cgroup)",
+                dir.dir.display(),
+                dest.display(),
+                sm.index
             )
-        }
-        HostCgroups::V1 => {
-            // An empty read-only tmpfs: the container sees a /sys/fs/cgroup that exists and
-            // holds nothing, as with runc on a hybrid host.
-            let flags = sm.opts.flags() | MsFlags::MS_RDONLY;
-            mount_fs(
-                root,
-                sm,
-                "tmpfs",
-                Some(Path::new("cgroup")),
-                flags,
-                Some("mode=755"),
-            )
+        };
+        let fd = root.mkdir_exact(&dest)?;
+        sys_mount(
+            Some(&dir.dir),
+            &fd_path(&fd),
+            None,
+            MsFlags::MS_BIND,
+            None,
+            what,
+        )?;
+        drop(fd);
+        let fd = root.open_exact(&dest)?;
+        bind_remount(
+            &fd_path(&fd),
+            CGROUP_MOUNT_FLAGS | readonly_flag(readonly),
+            &what,
+        )?;
+        let name = name.to_string_lossy();
+        if name.contains(',') {
+            let top = root.open_exact(&sm.at)?;
+            for controller in name.split(',') {
+                match symlinkat(name.as_ref(), top.as_fd(), controller) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => {
+                        return Err(Error::sys(
+                            "symlinkat",
+                            format!("{}/{controller} -> {name}", sm.dest.display()),
+                            e,
+                        ));
+                    }
+                }
+            }
         }
     }
+    if readonly {
+        let fd = root.open_exact(&sm.at)?;
+        bind_remount(&fd_path(&fd), tmpfs_flags | MsFlags::MS_RDONLY, &|| {
+            sm.describe()
+        })?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup2(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bool) -> Result<()> {
+    let flags = sm.opts.flags() | readonly_flag(readonly);
+    if ctx.cgroupns {
+        // In its own cgroup namespace a new cgroup2 mount shows the container's cgroup as root.
+        let source = sm.source.unwrap_or(Path::new("cgroup"));
+        match mount_fs(root, sm, "cgroup2", Some(source), flags, sm.opts.data()) {
+            // A user namespace that does not own the cgroup namespace: bind instead.
+            Err(Error::Sys {
+                source: Errno::EPERM | Errno::EBUSY,
+                ..
+            }) => {}
+            other => return other,
+        }
+    }
+    // Without a cgroup namespace a new mount would show the host's whole tree: bind the
+    // container's own directory.
+    let Some(own) = ctx.cgroup.unified_path() else {
+        return Err(Error::invalid(
+            sm.field(),
+            "the container has no cgroup2 directory to mount",
+        ));
+    };
+    let what = || format!("{} on {} (bind, cgroup2)", own.display(), sm.dest.display());
+    let (fd, target) = dest_dir(root, sm)?;
+    sys_mount(Some(own), &target, None, MsFlags::MS_BIND, None, what)?;
+    drop(fd);
+    let (_fd, target) = reopen(root, sm)?;
+    bind_remount(
+        &target,
+        sm.opts.remount_flags() | readonly_flag(readonly) | CGROUP_MOUNT_FLAGS,
+        &what,
+    )
 }

@@ -88,6 +88,23 @@ pub fn relative(path: &Path) -> PathBuf {
         .collect()
 }
 
+/// `path` made absolute and cleaned without looking at the filesystem: `.` dropped, `..`
+/// removing the component before it (never above `/`). A container path resolved by
+/// [`Root::resolve`] equals this exactly when no symlink was followed.
+pub fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// The `/proc/self/fd/N` name of an open file: a path `mount(2)` can use as its target or
 /// source that refers to exactly that file.
 pub fn fd_path(fd: &impl AsRawFd) -> PathBuf {
@@ -143,10 +160,41 @@ impl Root {
     }
 
     /// Opens an existing container path as an `O_PATH` handle (symlinks followed inside the
-    /// rootfs).
+    /// rootfs), and checks that it is the file `path` resolves to: see [`Root::verify`].
     pub fn open_path(&self, path: &Path) -> Result<OwnedFd> {
-        self.open_in_root(path, OFlag::O_PATH, Mode::empty())
-            .map_err(|e| Error::sys("openat2", self.describe(path), e))
+        let resolved = self.resolve(path)?;
+        let fd = self
+            .open_in_root(&resolved, OFlag::O_PATH, Mode::empty())
+            .map_err(|e| Error::sys("openat2", self.describe(path), e))?;
+        self.verify(&fd, path, &resolved)?;
+        Ok(fd)
+    }
+
+    /// Fails unless the open file `fd` is `resolved` (a container path) inside the rootfs.
+    ///
+    /// Between resolving a path and opening it, a directory on a shared volume may be
+    /// swapped for a symlink (CVE-2021-30465). `openat2(RESOLVE_IN_ROOT)` keeps the open
+    /// inside the rootfs, but it could still land on another file of the container than the
+    /// one checked (e.g. under /proc). The kernel's name for the open file tells where it
+    /// really is.
+    pub fn verify(&self, fd: &impl AsRawFd, path: &Path, resolved: &Path) -> Result<()> {
+        let expected = self.path.join(relative(resolved));
+        let actual =
+            std::fs::read_link(fd_path(fd)).map_err(|e| Error::io("readlink", fd_path(fd), e))?;
+        if actual != expected {
+            return Err(Error::sys(
+                "openat2",
+                format!(
+                    "{}: opened {} instead of {} (the path changed while it was being \
+                     resolved)",
+                    self.describe(path),
+                    actual.display(),
+                    expected.display()
+                ),
+                Errno::EXDEV,
+            ));
+        }
+        Ok(())
     }
 
     /// Creates the directory `path` and its missing parents inside the rootfs (mode 0755) and
@@ -176,6 +224,7 @@ impl Root {
                 .open_in_root(&sofar, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
                 .map_err(|e| Error::sys("openat2", self.describe(&sofar), e))?;
         }
+        self.verify(&dir, path, &resolved)?;
         Ok(dir)
     }
 
@@ -187,7 +236,10 @@ impl Root {
             self.mkdir_all(parent)?;
         }
         match self.open_in_root(&resolved, OFlag::O_PATH, Mode::empty()) {
-            Ok(fd) => return Ok(fd),
+            Ok(fd) => {
+                self.verify(&fd, path, &resolved)?;
+                return Ok(fd);
+            }
             Err(Errno::ENOENT) => {}
             Err(e) => return Err(Error::sys("openat2", self.describe(path), e)),
         }
@@ -199,7 +251,33 @@ impl Root {
             )
             .map_err(|e| Error::sys("openat2 (create)", self.describe(path), e))?;
         drop(created);
-        self.open_path(&resolved)
+        let fd = self
+            .open_in_root(&resolved, OFlag::O_PATH, Mode::empty())
+            .map_err(|e| Error::sys("openat2", self.describe(path), e))?;
+        self.verify(&fd, path, &resolved)?;
+        Ok(fd)
+    }
+
+    /// [`Root::mkdir_all`] of a path that must not go through a symlink (one already resolved
+    /// and checked): fails if it now does.
+    pub fn mkdir_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.mkdir_all(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
+    }
+
+    /// [`Root::create_file`] of a path that must not go through a symlink.
+    pub fn create_file_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.create_file(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
+    }
+
+    /// [`Root::open_path`] of a path that must not go through a symlink.
+    pub fn open_exact(&self, path: &Path) -> Result<OwnedFd> {
+        let fd = self.open_path(path)?;
+        self.verify(&fd, path, &lexical(path))?;
+        Ok(fd)
     }
 
     /// The container path `path` with every symlink resolved inside the rootfs, as an
