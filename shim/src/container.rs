@@ -55,6 +55,9 @@ pub struct Container {
     /// Set as soon as the init is reaped (before its output has drained): its pid may be
     /// reused from then on, so nothing may signal it.
     reaped: AtomicBool,
+    /// Set for a container containerd never learnt of (its Create's caller went away): its
+    /// exit is not published.
+    discarded: AtomicBool,
     state: Mutex<State>,
     exit: watch::Receiver<Option<Exit>>,
 }
@@ -219,6 +222,7 @@ impl Container {
             private_pid_ns,
             mounted_rootfs,
             reaped: AtomicBool::new(false),
+            discarded: AtomicBool::new(false),
             state: Mutex::new(State {
                 status: Status::Created,
                 created: Some(created),
@@ -401,6 +405,15 @@ fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
     Ok(())
 }
 
+impl Container {
+    /// Removes a container whose Create's caller went away, without a word to containerd:
+    /// it never learnt of it.
+    pub async fn discard(&self) -> Result<Exit, Failure> {
+        self.discarded.store(true, Ordering::SeqCst);
+        self.delete().await
+    }
+}
+
 /// Gives the pages malloc holds free back to the kernel: Create parses the whole spec, and a
 /// long-running daemon should not keep that memory.
 fn release_free_memory() {
@@ -449,6 +462,10 @@ async fn watch_exit(
     let mut state = container.state.lock().await;
     state.status = Status::Stopped;
     state.created = None;
+    if container.discarded.load(Ordering::SeqCst) {
+        let _ = exit_tx.send(Some(exit));
+        return;
+    }
     publisher.publish(
         &namespace,
         "/tasks/exit",
