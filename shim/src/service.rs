@@ -116,6 +116,12 @@ async fn discard(container: Arc<Container>, reservation: Reservation) {
     if let Err(err) = container.discard().await {
         log::warn!("remove {}: {err:?}", container.id);
     }
+    // Nobody knows of this Create any more (containerd 1.6, restarted, never sends a
+    // Shutdown for it): a daemon left with nothing to serve ends.
+    reservation
+        .tasks
+        .shutdown_requested
+        .store(true, Ordering::SeqCst);
     drop(reservation);
 }
 
