@@ -138,12 +138,20 @@ impl Container {
             }
         };
 
-        let (child_stdio, mut copies) = match stdio::open(
+        let owner = stdio::Owner {
+            id: &params.id,
+            namespace: &namespace,
+            ids: params.io_owner,
+        };
+        let opened = stdio::open(
             &params.stdin,
             &params.stdout,
             &params.stderr,
-            params.io_owner,
-        ) {
+            owner,
+            &monitor,
+        )
+        .await;
+        let (child_stdio, copies) = match opened {
             Ok(x) => x,
             Err(err) => {
                 undo_rootfs(&mounted_rootfs);
@@ -194,7 +202,7 @@ impl Container {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exit).await;
                 }
-                copies.abort();
+                copies.close().await;
                 // Only remove it: the init (which cannot have forked yet) is gone, and a cgroup
                 // that already held others' processes must keep them.
                 remove_cgroup(cgroup, false).await;
@@ -353,7 +361,9 @@ impl Container {
             _ => {}
         }
         let exit = self.wait().await;
-        self.state.lock().await.stdio.abort();
+        // Taken out: stopping a logging binary may take a while, and State must answer.
+        let stdio = std::mem::take(&mut self.state.lock().await.stdio);
+        stdio.close().await;
         remove_cgroup(self.cgroup.clone(), true).await;
         if let Some(target) = self.mounted_rootfs.clone() {
             tokio::task::spawn_blocking(move || rootfs::unmount_rootfs(&target))
