@@ -320,4 +320,20 @@ mod tests {
         // A second shim on the same socket is refused; a dead one's socket is replaced.
         assert!(listen(&socket).unwrap_err().contains("in use"));
     }
+
+    #[test]
+    fn a_shutting_down_shim_removes_its_socket_but_never_a_newer_shims() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s").join("abc");
+        let old = listen(&socket).unwrap();
+        let file = SocketFile::of_listener(old.as_raw_fd()).unwrap();
+        file.remove();
+        // Gone while the old listener still exists: a new shim binds the path at once.
+        assert!(!socket.exists());
+        let _new = listen(&socket).unwrap();
+        // The old daemon's last clean-up leaves the new shim's socket alone.
+        file.remove();
+        assert!(socket.exists());
+        drop(old);
+    }
 }
