@@ -19,7 +19,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- 1. bookworm packages -------------------------------------------------------------
-PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates)
+# protobuf-compiler (+ libprotobuf-dev, its well-known types): `protoc` for the gRPC client
+# of the end-to-end tests (containerd-client).
+PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

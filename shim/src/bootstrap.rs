@@ -193,6 +193,38 @@ fn listen(socket: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
+/// The daemon's socket file, known by its inode: a daemon that is shutting down removes it
+/// at once (a new shim for the same id then binds the path while the old one finishes), and
+/// never removes the file of a newer shim that bound the same path since.
+#[derive(Clone)]
+pub struct SocketFile {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl SocketFile {
+    /// The file the listening socket `fd` is bound to.
+    pub fn of_listener(fd: std::os::fd::RawFd) -> Option<SocketFile> {
+        let addr = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd).ok()?;
+        let path = addr.path()?.to_path_buf();
+        let inode = inode(&path)?;
+        Some(SocketFile { path, inode })
+    }
+
+    /// Removes the file if it still is ours.
+    pub fn remove(&self) {
+        if inode(&self.path) == Some(self.inode) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
 /// `<bundle>/address`: containerd 1.6 and 1.7 reconnect through it after a restart.
 fn write_address(bundle: &Path, address: &str) -> Result<(), String> {
     let path = bundle.join("address");
@@ -287,5 +319,21 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         // A second shim on the same socket is refused; a dead one's socket is replaced.
         assert!(listen(&socket).unwrap_err().contains("in use"));
+    }
+
+    #[test]
+    fn a_shutting_down_shim_removes_its_socket_but_never_a_newer_shims() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s").join("abc");
+        let old = listen(&socket).unwrap();
+        let file = SocketFile::of_listener(old.as_raw_fd()).unwrap();
+        file.remove();
+        // Gone while the old listener still exists: a new shim binds the path at once.
+        assert!(!socket.exists());
+        let _new = listen(&socket).unwrap();
+        // The old daemon's last clean-up leaves the new shim's socket alone.
+        file.remove();
+        assert!(socket.exists());
+        drop(old);
     }
 }

@@ -55,6 +55,9 @@ pub struct Container {
     /// Set as soon as the init is reaped (before its output has drained): its pid may be
     /// reused from then on, so nothing may signal it.
     reaped: AtomicBool,
+    /// Set for a container containerd never learnt of (its Create's caller went away): its
+    /// exit is not published.
+    discarded: AtomicBool,
     state: Mutex<State>,
     exit: watch::Receiver<Option<Exit>>,
 }
@@ -135,12 +138,20 @@ impl Container {
             }
         };
 
-        let (child_stdio, mut copies) = match stdio::open(
+        let owner = stdio::Owner {
+            id: &params.id,
+            namespace: &namespace,
+            ids: params.io_owner,
+        };
+        let opened = stdio::open(
             &params.stdin,
             &params.stdout,
             &params.stderr,
-            params.io_owner,
-        ) {
+            owner,
+            &monitor,
+        )
+        .await;
+        let (child_stdio, copies) = match opened {
             Ok(x) => x,
             Err(err) => {
                 undo_rootfs(&mounted_rootfs);
@@ -191,7 +202,7 @@ impl Container {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exit).await;
                 }
-                copies.abort();
+                copies.close().await;
                 // Only remove it: the init (which cannot have forked yet) is gone, and a cgroup
                 // that already held others' processes must keep them.
                 remove_cgroup(cgroup, false).await;
@@ -219,6 +230,7 @@ impl Container {
             private_pid_ns,
             mounted_rootfs,
             reaped: AtomicBool::new(false),
+            discarded: AtomicBool::new(false),
             state: Mutex::new(State {
                 status: Status::Created,
                 created: Some(created),
@@ -271,17 +283,17 @@ impl Container {
         (state.status, *self.exit.borrow())
     }
 
-    /// Signals the init (or, with `all`, every process in the container's cgroup).
+    /// Signals the init (or, with `all`, every process in the container's cgroup) with any
+    /// signal 1–64, real-time ones included.
     pub async fn kill(&self, signal: u32, all: bool) -> Result<(), Failure> {
-        let sig = Signal::try_from(signal as i32)
-            .map_err(|_| Failure::Invalid(format!("signal {signal} is not valid")))?;
+        let sig = signal_number(signal)?;
         if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
         if all {
             let cgroup = self.cgroup.clone();
             // SIGKILL of a v1 cgroup may poll for a while: not on the daemon's only thread.
-            let result = tokio::task::spawn_blocking(move || cgroup.kill_all(sig)).await;
+            let result = tokio::task::spawn_blocking(move || kill_cgroup(&cgroup, sig)).await;
             if let Ok(Err(err)) = result {
                 log::warn!("kill all in {}: {err}", self.id);
             }
@@ -290,10 +302,13 @@ impl Container {
         if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
-        match kill(Pid::from_raw(self.pid), sig) {
+        match send_signal(self.pid, sig) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Err(Failure::State("process already finished".into())),
-            Err(e) => Err(Failure::Internal(format!("kill {} {sig}: {e}", self.pid))),
+            Err(e) => Err(Failure::Internal(format!(
+                "kill {} with signal {sig}: {e}",
+                self.pid
+            ))),
         }
     }
 
@@ -346,7 +361,9 @@ impl Container {
             _ => {}
         }
         let exit = self.wait().await;
-        self.state.lock().await.stdio.abort();
+        // Taken out: stopping a logging binary may take a while, and State must answer.
+        let stdio = std::mem::take(&mut self.state.lock().await.stdio);
+        stdio.close().await;
         remove_cgroup(self.cgroup.clone(), true).await;
         if let Some(target) = self.mounted_rootfs.clone() {
             tokio::task::spawn_blocking(move || rootfs::unmount_rootfs(&target))
@@ -355,6 +372,55 @@ impl Container {
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
         Ok(exit)
+    }
+}
+
+/// The highest signal number Linux has (`SIGRTMAX`, `_NSIG`).
+const MAX_SIGNAL: u32 = 64;
+
+/// A Kill request's signal: any of 1–64. nix's `Signal` cannot name the real-time signals
+/// (`SIGRTMIN`..`SIGRTMAX`, 32–64) that systemd images stop with, so signals stay numbers.
+fn signal_number(signal: u32) -> Result<i32, Failure> {
+    if (1..=MAX_SIGNAL).contains(&signal) {
+        Ok(signal as i32)
+    } else {
+        Err(Failure::Invalid(format!(
+            "signal {signal} is not valid: Kill takes a signal number from 1 to {MAX_SIGNAL}"
+        )))
+    }
+}
+
+/// kill(2) with a signal number.
+fn send_signal(pid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
+}
+
+/// Signals every process in the cgroup: SIGKILL through the cgroup's own kill (which waits
+/// until the cgroup is empty), any other signal once to each process in it.
+fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
+    if signal == libc::SIGKILL {
+        return cgroup.kill_all(Signal::SIGKILL).map_err(|e| e.to_string());
+    }
+    for pid in cgroup.pids().map_err(|e| e.to_string())? {
+        match send_signal(pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(format!("kill {pid} with signal {signal}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+impl Container {
+    /// Removes a container whose Create's caller went away, without a word to containerd:
+    /// it never learnt of it.
+    pub async fn discard(&self) -> Result<Exit, Failure> {
+        self.discarded.store(true, Ordering::SeqCst);
+        self.delete().await
     }
 }
 
@@ -406,6 +472,10 @@ async fn watch_exit(
     let mut state = container.state.lock().await;
     state.status = Status::Stopped;
     state.created = None;
+    if container.discarded.load(Ordering::SeqCst) {
+        let _ = exit_tx.send(Some(exit));
+        return;
+    }
     publisher.publish(
         &namespace,
         "/tasks/exit",
@@ -431,4 +501,24 @@ pub fn rootfs_mounts(mounts: &[containerd_shim_protos::types::mount::Mount]) -> 
             options: m.options.clone(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_from_1_to_64_is_accepted_and_nothing_else() {
+        for n in 1..=64 {
+            assert_eq!(signal_number(n).ok(), Some(n as i32));
+        }
+        for n in [0, 65, 4242, u32::MAX] {
+            match signal_number(n) {
+                Err(Failure::Invalid(msg)) => {
+                    assert!(msg.contains(&format!("signal {n} ")), "{msg}")
+                }
+                other => panic!("signal {n}: {other:?}"),
+            }
+        }
+    }
 }

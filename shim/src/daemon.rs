@@ -1,7 +1,6 @@
 //! The daemon: one tokio thread serving the Task API on the socket `start` bound, reaping
 //! children as a subreaper, publishing events, until Shutdown.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use tokio::sync::Notify;
 use ttrpc::r#async::Server;
 
 use crate::args::Args;
-use crate::bootstrap::LISTENER_FD;
+use crate::bootstrap::{LISTENER_FD, SocketFile};
 use crate::events::Publisher;
 use crate::logger;
 use crate::reaper::ExitMonitor;
@@ -53,16 +52,16 @@ async fn serve(args: &Args) -> Result<(), String> {
         std::env::var("TTRPC_ADDRESS").unwrap_or_else(|_| format!("{}.ttrpc", args.address));
     let publisher = Publisher::start(ttrpc_address);
     let shutdown = Arc::new(Notify::new());
+    // Its path is kept here: the bundle and its `address` file may be gone at shutdown.
+    let socket = SocketFile::of_listener(LISTENER_FD);
+    let remove_socket = socket.clone();
     let service = Arc::new(TaskService::new(
         args.namespace.clone(),
         publisher.clone(),
         monitor,
+        socket,
         shutdown.clone(),
     ));
-    // Its path, removed at exit (the bundle and its `address` file may be gone by then).
-    let socket = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(LISTENER_FD)
-        .ok()
-        .and_then(|a| a.path().map(PathBuf::from));
     // SAFETY: `start` passed us the listening socket as LISTENER_FD; the server owns it now.
     let server = unsafe { Server::new().add_unix_listener(LISTENER_FD) }
         .map_err(|e| format!("listener: {e}"))?;
@@ -76,8 +75,9 @@ async fn serve(args: &Args) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(5), publisher.flush()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), server.shutdown()).await;
-    if let Some(socket) = socket {
-        let _ = std::fs::remove_file(socket);
+    // Shutdown removed it already; this is for any other way out.
+    if let Some(socket) = remove_socket {
+        socket.remove();
     }
     Ok(())
 }

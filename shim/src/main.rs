@@ -13,6 +13,7 @@ mod daemon;
 mod errors;
 mod events;
 mod info;
+mod log_binary;
 mod logger;
 mod reaper;
 mod service;

@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use nix::errno::Errno;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::oneshot;
 
@@ -21,25 +19,37 @@ pub struct Exit {
 }
 
 impl Exit {
-    pub fn from_wait(status: WaitStatus) -> Option<(i32, Exit)> {
+    /// The exit of a raw wait status (as `waitpid(2)` returns it); `None` for a stop or
+    /// continue. Decoded here rather than through nix's `WaitStatus`, which cannot name a
+    /// real-time signal and fails on a process killed by one, after the kernel already
+    /// handed over (and forgot) its status.
+    pub fn from_raw_status(status: i32) -> Option<Exit> {
         let at = SystemTime::now();
-        match status {
-            WaitStatus::Exited(pid, code) => Some((
-                pid.as_raw(),
-                Exit {
-                    status: code as u32,
-                    at,
-                },
-            )),
-            WaitStatus::Signaled(pid, sig, _) => Some((
-                pid.as_raw(),
-                Exit {
-                    status: 128 + sig as u32,
-                    at,
-                },
-            )),
-            _ => None,
+        if libc::WIFEXITED(status) {
+            Some(Exit {
+                status: libc::WEXITSTATUS(status) as u32,
+                at,
+            })
+        } else if libc::WIFSIGNALED(status) {
+            Some(Exit {
+                status: 128 + libc::WTERMSIG(status) as u32,
+                at,
+            })
+        } else {
+            None
         }
+    }
+}
+
+/// One `waitpid(-1, WNOHANG)`: `Ok(None)` when no child has changed state.
+fn reap_one() -> Result<Option<(i32, i32)>, Errno> {
+    let mut status = 0;
+    // SAFETY: waitpid writes only to `status`, a local.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some((pid, status))),
     }
 }
 
@@ -126,10 +136,10 @@ impl ExitMonitor {
 
     fn reap_all(&self) {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(status) => {
-                    if let Some((pid, exit)) = Exit::from_wait(status) {
+            match reap_one() {
+                Ok(None) | Err(Errno::ECHILD) => return,
+                Ok(Some((pid, status))) => {
+                    if let Some(exit) = Exit::from_raw_status(status) {
                         self.record(pid, exit);
                     }
                 }
@@ -192,14 +202,33 @@ mod tests {
     }
 
     #[test]
-    fn killed_process_status_is_128_plus_signal() {
-        let (_, exit) = Exit::from_wait(WaitStatus::Signaled(
-            Pid::from_raw(5),
-            nix::sys::signal::Signal::SIGKILL,
-            false,
-        ))
-        .unwrap();
-        assert_eq!(exit.status, 137);
+    fn killed_process_status_is_128_plus_signal_real_time_ones_too() {
+        // Raw wait statuses: the signal in the low 7 bits (0x80 is the core-dump flag).
+        assert_eq!(Exit::from_raw_status(9).unwrap().status, 137);
+        assert_eq!(Exit::from_raw_status(37).unwrap().status, 165);
+        assert_eq!(Exit::from_raw_status(64).unwrap().status, 192);
+        assert_eq!(Exit::from_raw_status(6 | 0x80).unwrap().status, 134);
+    }
+
+    #[test]
+    fn exit_code_is_the_high_byte_and_stops_are_not_exits() {
+        assert_eq!(Exit::from_raw_status(7 << 8).unwrap().status, 7);
+        // Stopped by SIGSTOP (0x7f in the low byte), continued (0xffff).
+        assert!(Exit::from_raw_status((19 << 8) | 0x7f).is_none());
+        assert!(Exit::from_raw_status(0xffff).is_none());
+    }
+
+    #[test]
+    fn a_child_killed_by_a_real_time_signal_is_reaped_with_its_status() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // SAFETY: kill with plain integers.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, 40) }, 0);
+        let status = child.wait().unwrap().into_raw();
+        assert_eq!(Exit::from_raw_status(status).unwrap().status, 168);
     }
 
     #[test]

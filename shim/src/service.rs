@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -13,9 +14,10 @@ use containerd_shim_protos::shim_async::{Task, create_task};
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
 use protobuf::MessageField;
 use runtime_core::process::Launcher;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use ttrpc::r#async::{Service, TtrpcContext};
 
+use crate::bootstrap::SocketFile;
 use crate::container::{Container, CreateParams, Failure, Status, rootfs_mounts};
 use crate::errors;
 use crate::events::{Publisher, timestamp};
@@ -28,26 +30,99 @@ pub struct TaskService {
     publisher: Publisher,
     monitor: ExitMonitor,
     launcher: Mutex<Option<Arc<Launcher>>>,
+    tasks: Arc<Tasks>,
+}
+
+/// The containers, the Creates under way and the daemon's end: shared with the Create
+/// tasks, which outlive the request that started them.
+struct Tasks {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Ids whose Create is under way: a second Create of the same id is refused, and
     /// Shutdown does not end the daemon under it.
     creating: Mutex<HashSet<String>>,
+    /// Set by Shutdown: the daemon ends as soon as it has nothing left, which may be only
+    /// when a Create under way ends.
+    shutdown_requested: AtomicBool,
+    /// Removed as soon as the daemon is shutting down: a shim started for the same id right
+    /// after must be able to bind it.
+    socket: Option<SocketFile>,
     shutdown: Arc<Notify>,
 }
 
-/// Releases an id reserved for a Create when the Create ends, however it ends.
-struct Reservation<'a> {
-    creating: &'a Mutex<HashSet<String>>,
+impl Tasks {
+    fn is_idle(&self) -> bool {
+        self.containers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            && self
+                .creating
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// Ends the daemon if Shutdown was asked for and nothing is left to serve.
+    fn shut_down_if_idle(&self) {
+        if self.shutdown_requested.load(Ordering::SeqCst) && self.is_idle() {
+            if let Some(socket) = &self.socket {
+                socket.remove();
+            }
+            self.shutdown.notify_one();
+        }
+    }
+}
+
+/// An id reserved for a Create. Released when the Create ends, however it ends (the
+/// request gone included), after its container is either served or removed.
+struct Reservation {
+    tasks: Arc<Tasks>,
     id: String,
 }
 
-impl Drop for Reservation<'_> {
+impl Drop for Reservation {
     fn drop(&mut self) {
-        self.creating
+        self.tasks
+            .creating
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
+        self.tasks.shut_down_if_idle();
     }
+}
+
+/// What a Create task hands to its request: the container (or why there is none), with its
+/// id still reserved.
+type Created = (Result<Arc<Container>, Failure>, Reservation);
+
+/// The request's end of a Create task. A container that was built but never taken (the
+/// request was dropped: the client went away) is removed; nobody would ever Delete it.
+struct PendingCreate(oneshot::Receiver<Created>);
+
+impl Drop for PendingCreate {
+    fn drop(&mut self) {
+        if let Ok((Ok(container), reservation)) = self.0.try_recv() {
+            tokio::spawn(discard(container, reservation));
+        }
+    }
+}
+
+/// Removes a container built for a request that is gone, then releases its id.
+async fn discard(container: Arc<Container>, reservation: Reservation) {
+    log::warn!(
+        "create {}: the caller went away; removing the container",
+        container.id
+    );
+    if let Err(err) = container.discard().await {
+        log::warn!("remove {}: {err:?}", container.id);
+    }
+    // Nobody knows of this Create any more (containerd 1.6, restarted, never sends a
+    // Shutdown for it): a daemon left with nothing to serve ends.
+    reservation
+        .tasks
+        .shutdown_requested
+        .store(true, Ordering::SeqCst);
+    drop(reservation);
 }
 
 impl TaskService {
@@ -55,6 +130,7 @@ impl TaskService {
         namespace: String,
         publisher: Publisher,
         monitor: ExitMonitor,
+        socket: Option<SocketFile>,
         shutdown: Arc<Notify>,
     ) -> Self {
         TaskService {
@@ -62,9 +138,13 @@ impl TaskService {
             publisher,
             monitor,
             launcher: Mutex::new(None),
-            containers: Mutex::new(HashMap::new()),
-            creating: Mutex::new(HashSet::new()),
-            shutdown,
+            tasks: Arc::new(Tasks {
+                containers: Mutex::new(HashMap::new()),
+                creating: Mutex::new(HashSet::new()),
+                shutdown_requested: AtomicBool::new(false),
+                socket,
+                shutdown,
+            }),
         }
     }
 
@@ -96,7 +176,8 @@ impl TaskService {
         if !exec_id.is_empty() {
             return Err(errors::not_found(format!("exec {exec_id} of {id}")));
         }
-        self.containers
+        self.tasks
+            .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
@@ -105,18 +186,26 @@ impl TaskService {
     }
 
     /// Reserves `id` for a Create; AlreadyExists if it is taken or being created.
-    fn reserve(&self, id: &str) -> TtrpcResult<Reservation<'_>> {
+    fn reserve(&self, id: &str) -> TtrpcResult<Reservation> {
         let exists = self
+            .tasks
             .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(id);
-        let mut creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        let mut creating = self
+            .tasks
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if exists || !creating.insert(id.to_string()) {
             return Err(errors::already_exists(format!("container {id}")));
         }
+        // A Shutdown before this Create no longer applies; one during it ends the daemon
+        // when the Create has nothing to show.
+        self.tasks.shutdown_requested.store(false, Ordering::SeqCst);
         Ok(Reservation {
-            creating: &self.creating,
+            tasks: self.tasks.clone(),
             id: id.to_string(),
         })
     }
@@ -154,7 +243,7 @@ impl Task for TaskService {
         if req.id.is_empty() {
             return Err(errors::invalid_argument("create: empty container id"));
         }
-        let _reservation = self.reserve(&req.id)?;
+        let reservation = self.reserve(&req.id)?;
         let options = mini_protos::decode_task_options(req.options.as_ref())
             .map_err(errors::invalid_argument)?;
         if options.no_pivot_root {
@@ -176,18 +265,34 @@ impl Task for TaskService {
             io_owner: (options.io_uid, options.io_gid),
             no_new_keyring: options.no_new_keyring,
         };
-        let container = Container::create(
+        // The build runs as a task of its own: if the client goes away (ttrpc then drops this
+        // request), it still ends, and what it built is removed.
+        let (tx, rx) = oneshot::channel::<Created>();
+        let mut pending = PendingCreate(rx);
+        let create = Container::create(
             params,
             self.launcher()?,
             self.monitor.clone(),
             self.publisher.clone(),
             self.namespace.clone(),
-        )
-        .await
-        .map_err(failure)?;
+        );
+        tokio::spawn(async move {
+            let built = create.await;
+            if let Err((Ok(container), reservation)) = tx.send((built, reservation)) {
+                discard(container, reservation).await;
+            }
+        });
+        let (built, _reservation) = (&mut pending.0)
+            .await
+            .map_err(|_| errors::internal(format!("create {}: the build task ended", req.id)))?;
+        let container = built.map_err(failure)?;
         let pid = container.pid as u32;
         {
-            let mut map = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .tasks
+                .containers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             map.insert(req.id.clone(), container);
         }
         self.publish(
@@ -294,7 +399,8 @@ impl Task for TaskService {
     ) -> TtrpcResult<api::DeleteResponse> {
         let container = self.get(&req.id, &req.exec_id)?;
         let exit = container.delete().await.map_err(failure)?;
-        self.containers
+        self.tasks
+            .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&req.id);
@@ -331,6 +437,7 @@ impl Task for TaskService {
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
         let task_pid = self
+            .tasks
             .containers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -350,19 +457,10 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<Empty> {
-        let idle = self
-            .containers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-            && self
-                .creating
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty();
-        if idle {
-            self.shutdown.notify_one();
-        }
+        // The socket goes before this answers (when nothing is left to serve); otherwise
+        // when the last Create under way ends.
+        self.tasks.shutdown_requested.store(true, Ordering::SeqCst);
+        self.tasks.shut_down_if_idle();
         Ok(Empty::new())
     }
 

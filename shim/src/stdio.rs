@@ -13,6 +13,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::log_binary::{self, BinaryUri, LogBinary};
+use crate::reaper::ExitMonitor;
+
 /// How long an exited process's output may take to drain (a daemonized grandchild outside
 /// the container's pid namespace could hold the pipe open forever).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,14 +25,26 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct StdioCopies {
     close_stdin: Option<oneshot::Sender<()>>,
     outputs: Vec<JoinHandle<()>>,
+    /// The logging binary of a `binary://` stdout, which reads the output itself.
+    logger: Option<LogBinary>,
 }
 
-/// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null.
-pub fn open(
+/// Whose stdio it is: a logging binary is told.
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
+    /// Owner of the process's pipes (uid, gid): a user namespace's root.
+    pub ids: (u32, u32),
+}
+
+/// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null;
+/// a `binary://` stdout starts a logging binary that gets both stdout and stderr.
+pub async fn open(
     stdin: &str,
     stdout: &str,
     stderr: &str,
-    owner: (u32, u32),
+    owner: Owner<'_>,
+    monitor: &ExitMonitor,
 ) -> io::Result<(InitStdio, StdioCopies)> {
     let mut copies = StdioCopies::default();
     let child_stdin = if stdin.is_empty() {
@@ -46,13 +61,23 @@ pub fn open(
         tokio::spawn(copy_stdin(source, sink, rx));
         read
     };
-    let child_stdout = output(stdout, &mut copies)?;
-    let child_stderr = output(stderr, &mut copies)?;
-    if owner != (0, 0) {
+    let (child_stdout, child_stderr) = if stdout.starts_with(log_binary::SCHEME) {
+        let uri = BinaryUri::parse(stdout)
+            .map_err(|msg| io::Error::new(io::ErrorKind::InvalidInput, msg))?;
+        let (out_read, out_write) = os_pipe()?;
+        let (err_read, err_write) = os_pipe()?;
+        let logger =
+            LogBinary::start(&uri, owner.id, owner.namespace, out_read, err_read, monitor).await?;
+        copies.logger = Some(logger);
+        (out_write, err_write)
+    } else {
+        (output(stdout, &mut copies)?, output(stderr, &mut copies)?)
+    };
+    if owner.ids != (0, 0) {
         // The pipes belong to the user namespace's root, as the stock shim makes them.
         for fd in [&child_stdin, &child_stdout, &child_stderr] {
-            let uid = Some(nix::unistd::Uid::from_raw(owner.0));
-            let gid = Some(nix::unistd::Gid::from_raw(owner.1));
+            let uid = Some(nix::unistd::Uid::from_raw(owner.ids.0));
+            let gid = Some(nix::unistd::Gid::from_raw(owner.ids.1));
             nix::unistd::fchown(fd, uid, gid).map_err(io::Error::from)?;
         }
     }
@@ -84,6 +109,14 @@ impl StdioCopies {
         self.close_stdin();
         for handle in self.outputs.drain(..) {
             handle.abort();
+        }
+    }
+
+    /// [`StdioCopies::abort`], and ends the logging binary (Delete, or a failed Create).
+    pub async fn close(mut self) {
+        self.abort();
+        if let Some(logger) = self.logger.take() {
+            logger.stop().await;
         }
     }
 }
@@ -167,12 +200,12 @@ async fn copy_stdin(
     }
 }
 
-/// containerd passes fifo paths (and `file://` URIs, handled by the caller).
+/// containerd passes fifo paths (and `file://` or `binary://` URIs, handled by the callers).
 fn fifo_path(uri: &str) -> io::Result<&str> {
     if uri.contains("://") {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("stdio {uri:?}: only fifo paths and file:// URIs are supported"),
+            format!("stdio {uri:?}: only fifo paths, file:// and binary:// URIs are supported"),
         ));
     }
     Ok(uri)

@@ -7,6 +7,7 @@
 
 mod ctr;
 mod daemon;
+pub mod grpc;
 mod image;
 pub mod leftovers;
 

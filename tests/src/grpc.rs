@@ -1,0 +1,102 @@
+//! containerd's gRPC API, for what a `ctr` process per call is too slow to do (creating a
+//! task the moment the previous one's Delete returned). Synchronous wrappers: each call runs
+//! on this client's own runtime and is bounded.
+
+use std::path::Path;
+use std::time::Duration;
+
+use containerd_client::services::v1::snapshots::MountsRequest;
+use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, KillRequest};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Request, Status};
+use containerd_client::types::Mount;
+
+/// Deadline of one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The snapshotter `ctr` prepares a container's rootfs with.
+const SNAPSHOTTER: &str = "overlayfs";
+
+/// A gRPC client of one daemon, in one namespace.
+pub struct Grpc {
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    namespace: String,
+}
+
+impl Grpc {
+    /// Connects to the daemon's gRPC socket at `address`.
+    pub fn connect(address: &Path, namespace: &str) -> Grpc {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building a tokio runtime");
+        let channel = runtime
+            .block_on(containerd_client::connect(address))
+            .unwrap_or_else(|e| panic!("connecting to {}: {e:?}", address.display()));
+        Grpc {
+            runtime,
+            channel,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        req.set_timeout(CALL_TIMEOUT);
+        let ns = self.namespace.parse().expect("namespace as metadata");
+        req.metadata_mut().insert("containerd-namespace", ns);
+        req
+    }
+
+    /// The rootfs mounts of container `id` (created by `ctr container create`, whose
+    /// snapshot key is the container id).
+    pub fn rootfs_mounts(&self, id: &str) -> Vec<Mount> {
+        let req = self.request(MountsRequest {
+            snapshotter: SNAPSHOTTER.into(),
+            key: id.into(),
+        });
+        let mut client = SnapshotsClient::new(self.channel.clone());
+        self.runtime
+            .block_on(client.mounts(req))
+            .unwrap_or_else(|e| panic!("snapshot mounts of {id}: {e:?}"))
+            .into_inner()
+            .mounts
+    }
+
+    /// Creates the task of container `id` (no stdio); its pid.
+    pub fn create_task(&self, id: &str, rootfs: &[Mount]) -> Result<u32, Status> {
+        let req = self.request(CreateTaskRequest {
+            container_id: id.into(),
+            rootfs: rootfs.to_vec(),
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime
+            .block_on(client.create(req))
+            .map(|r| r.into_inner().pid)
+    }
+
+    /// Deletes the task of container `id`; its exit status.
+    pub fn delete_task(&self, id: &str) -> Result<u32, Status> {
+        let req = self.request(DeleteTaskRequest {
+            container_id: id.into(),
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime
+            .block_on(client.delete(req))
+            .map(|r| r.into_inner().exit_status)
+    }
+
+    /// Sends `signal` to the task's init.
+    pub fn kill(&self, id: &str, signal: u32) -> Result<(), Status> {
+        let req = self.request(KillRequest {
+            container_id: id.into(),
+            signal,
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime.block_on(client.kill(req)).map(drop)
+    }
+}

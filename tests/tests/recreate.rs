@@ -1,0 +1,55 @@
+//! A task re-created under the same container id the moment the previous one's Delete
+//! returned gets a new shim: the old shim's socket is gone before its Shutdown answers, so
+//! `start` never finds it "in use by another shim". Driven through containerd's gRPC API:
+//! a `ctr` process per call starts too slowly to hit the window.
+
+use mini_e2e::grpc::Grpc;
+use mini_e2e::{Containerd, MINI, Version};
+
+mini_e2e::on_every_version!(fifty_immediate_re_creates_of_the_same_id_all_succeed);
+
+const ROUNDS: usize = 50;
+
+fn fifty_immediate_re_creates_of_the_same_id_all_succeed(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("recreate");
+    let id = ns.new_id("recreate");
+    ns.ctr(&[
+        "container",
+        "create",
+        "--runtime",
+        MINI,
+        mini_e2e::IMAGE,
+        &id,
+        "sleep",
+        "300",
+    ])
+    .expect_success();
+    let grpc = Grpc::connect(&cd.address(), ns.name());
+    let rootfs = grpc.rootfs_mounts(&id);
+
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        match grpc.create_task(&id, &rootfs) {
+            Ok(_) => {
+                // A created task: Delete kills its blocked init.
+                if let Err(e) = grpc.delete_task(&id) {
+                    panic!("round {round}: delete of {id}: {e:?}");
+                }
+            }
+            Err(e) => failures.push(format!("round {round}: {}", e.message())),
+        }
+    }
+    eprintln!(
+        "{} of {ROUNDS} immediate re-creates failed on containerd {version:?}",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {ROUNDS} re-creates of {id} failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(&id);
+}
