@@ -175,6 +175,20 @@ impl Background {
         String::from_utf8_lossy(&self.out.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
+    /// True once the command has exited (it is reaped then).
+    pub fn finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to `timeout` for the command to exit (then kills it) and returns its output.
+    pub fn wait(mut self, timeout: Duration) -> CtrOutput {
+        let (code, timed_out) = wait_or_kill(&mut self.child, timeout);
+        let mut out = self.stop();
+        out.code = code;
+        out.timed_out = timed_out;
+        out
+    }
+
     /// Kills the command (SIGKILL) and returns what it printed.
     pub fn stop(mut self) -> CtrOutput {
         let _ = self.child.kill();

@@ -219,6 +219,15 @@ impl Containerd {
         self.spawn_daemon();
     }
 
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.id() as i32)
+    }
+
     /// The containerd version line this daemon runs.
     pub fn version(&self) -> Version {
         self.version
@@ -300,6 +309,7 @@ impl Containerd {
         }
         for (ns, id) in &ids {
             let _ = fs::remove_file(leftovers::shim_socket(&self.address(), ns, id));
+            leftovers::remove_client_fifos(id);
         }
         // Never recurse into something still mounted below the directory.
         if leftovers::mounts_of(&self.dir, None).is_empty() {
@@ -468,7 +478,13 @@ impl Namespace<'_> {
         crate::wait_until(timeout, || self.task_status(id).as_deref() == Some(status))
     }
 
-    /// What remains of container `id`: processes, mounts, cgroups, the shim socket.
+    /// The task's bundle (containerd's state dir for it: config.json, rootfs, `log`, and the
+    /// shim's `address` / containerd 2.x's `bootstrap.json`).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        leftovers::bundle_dir(&self.cd.dir, &self.name, id)
+    }
+
+    /// What remains of container `id`: processes, mounts, cgroups, bundle, the shim socket.
     pub fn remains(&self, id: &str) -> Vec<String> {
         leftovers::remains_of(&self.cd.dir, &self.cd.address(), &self.name, id)
     }
@@ -484,6 +500,19 @@ impl Namespace<'_> {
     #[track_caller]
     pub fn assert_no_process_mount_or_cgroup(&self, id: &str) {
         self.assert_clean(id, false);
+    }
+
+    /// Polls (10 s) until ctr's stdio fifos of container `id` are gone; panics listing them.
+    /// Separate from [`Namespace::assert_nothing_left`]: ctr, not the runtime, removes them,
+    /// and it cannot when the task vanished before `ctr task delete`.
+    #[track_caller]
+    pub fn assert_no_client_fifos(&self, id: &str) {
+        let mut last = Vec::new();
+        let gone = crate::wait_until(Duration::from_secs(10), || {
+            last = leftovers::client_fifos_of(id);
+            last.is_empty()
+        });
+        assert!(gone, "ctr's fifos of {id} left behind: {last:?}");
     }
 
     #[track_caller]

@@ -1,5 +1,5 @@
 //! Finding (and removing) what containers and shims leave behind: processes, mounts,
-//! cgroups and shim sockets.
+//! cgroups, shim sockets, bundle directories and stdio fifos.
 //!
 //! The checks ignore zombies: orphans are reaped late on this machine, and a zombie holds
 //! no resource a user would notice.
@@ -10,6 +10,13 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// Where ctr (containerd's client library) creates a task's stdio fifos by default: one
+/// random directory per task holding `<id>-stdin`, `<id>-stdout` and `<id>-stderr`.
+const CLIENT_FIFO_ROOT: &str = "/run/containerd/fifo";
+/// The runtime v2 plugin's directory below containerd's `state` and `root`: the bundles
+/// (`state/…/<ns>/<id>`, holding config.json, the rootfs mount point and the `log` fifo)
+/// and their work directories (`root/…/<ns>/<id>`).
+const TASK_PLUGIN_DIR: &str = "io.containerd.runtime.v2.task";
 /// The machine's own memory cgroup: never touched.
 const PROTECTED_CGROUP: &str = "process_api";
 
@@ -163,6 +170,45 @@ pub fn shim_socket(address: &Path, ns: &str, id: &str) -> PathBuf {
     PathBuf::from("/run/containerd/s").join(hex)
 }
 
+/// The task's bundle below the daemon directory `dir`.
+pub fn bundle_dir(dir: &Path, ns: &str, id: &str) -> PathBuf {
+    dir.join("state").join(TASK_PLUGIN_DIR).join(ns).join(id)
+}
+
+/// The task's bundle and work directories below the daemon directory `dir`, if they exist.
+pub fn bundle_dirs_of(dir: &Path, ns: &str, id: &str) -> Vec<PathBuf> {
+    let work = dir.join("root").join(TASK_PLUGIN_DIR).join(ns).join(id);
+    [bundle_dir(dir, ns, id), work]
+        .into_iter()
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// ctr's stdio fifos of container `id` still present in the default fifo directory.
+pub fn client_fifos_of(id: &str) -> Vec<PathBuf> {
+    let Ok(sets) = fs::read_dir(CLIENT_FIFO_ROOT) else {
+        return Vec::new();
+    };
+    sets.filter_map(|e| e.ok())
+        .flat_map(|set| {
+            ["stdin", "stdout", "stderr"].map(|stream| set.path().join(format!("{id}-{stream}")))
+        })
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect()
+}
+
+/// Removes ctr's fifos of container `id` and their directories, once empty. For tests in
+/// which ctr itself cannot clean up (it exited on an error, or the task vanished with its
+/// shim before `ctr task delete`): containerd's client owns these, not the runtime.
+pub fn remove_client_fifos(id: &str) {
+    for fifo in client_fifos_of(id) {
+        let _ = fs::remove_file(&fifo);
+        if let Some(set) = fifo.parent() {
+            let _ = fs::remove_dir(set);
+        }
+    }
+}
+
 /// Everything of container `id` still present, one line each; empty when nothing is left.
 pub fn remains_of(dir: &Path, address: &Path, ns: &str, id: &str) -> Vec<String> {
     let mut out: Vec<String> = processes_of(id)
@@ -183,6 +229,11 @@ pub fn remains_of(dir: &Path, address: &Path, ns: &str, id: &str) -> Vec<String>
         cgroups_of(ns, id)
             .into_iter()
             .map(|c| format!("cgroup {}", c.display())),
+    );
+    out.extend(
+        bundle_dirs_of(dir, ns, id)
+            .into_iter()
+            .map(|b| format!("bundle {}", b.display())),
     );
     let sock = shim_socket(address, ns, id);
     if sock.exists() {

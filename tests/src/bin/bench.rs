@@ -7,17 +7,58 @@
 //!    `/proc/PID/smaps_rollup`) of each runtime's shims (plus runc processes still around, and
 //!    helper processes of mini's shims that are not container processes), per container.
 //!
+//! 3. Soak: `--soak-cycles N` (or `MINI_BENCH_SOAK_CYCLES`, default 1000) cycles of
+//!    `ctr run --rm … /bin/true` through mini from a few threads, beside one container that
+//!    runs throughout; containerd's and that container's shim's fd counts, mounts, cgroup
+//!    directories and zombies before and after. `--soak-only` skips 1 and 2.
+//!
 //! It reports and never fails: errors are printed and the exit code stays 0.
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mini_e2e::{Containerd, MINI, Namespace, RUNC, Version, leftovers};
 
 const N: usize = 20;
+/// Default number of soak cycles.
+const SOAK_CYCLES: usize = 1000;
+/// Threads running soak cycles: enough to keep 2 cores busy while ctr and containerd wait.
+const SOAK_THREADS: usize = 4;
+
+/// The command line: `[--soak-cycles N] [--soak-only]`.
+struct Options {
+    soak_cycles: usize,
+    soak_only: bool,
+}
+
+fn options() -> Options {
+    let mut opts = Options {
+        soak_cycles: std::env::var("MINI_BENCH_SOAK_CYCLES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(SOAK_CYCLES),
+        soak_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--soak-cycles" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) => opts.soak_cycles = n,
+                None => eprintln!("bench: --soak-cycles needs a number; using {SOAK_CYCLES}"),
+            },
+            "--soak-only" => opts.soak_only = true,
+            other => eprintln!("bench: unknown argument {other:?} ignored"),
+        }
+    }
+    opts
+}
 
 fn main() {
+    let opts = options();
     let cd = match catch_unwind(|| Containerd::start(Version::V2)) {
         Ok(cd) => cd,
         Err(_) => {
@@ -27,7 +68,8 @@ fn main() {
     };
     let mini = cd.namespace("bench-mini");
     let runc = cd.namespace("bench-runc");
-    for ns in [&mini, &runc] {
+    let soak_ns = cd.namespace("bench-soak");
+    for ns in [&mini, &runc, &soak_ns] {
         if catch_unwind(AssertUnwindSafe(|| ns.import_busybox())).is_err() {
             eprintln!("bench: image import failed");
             return;
@@ -37,8 +79,11 @@ fn main() {
         "containerd 2.x, shim from {}",
         mini_e2e::mini_bin_dir().display()
     );
-    startup(&mini, &runc);
-    memory(&mini, &runc);
+    if !opts.soak_only {
+        startup(&mini, &runc);
+        memory(&mini, &runc);
+    }
+    soak(&cd, &soak_ns, opts.soak_cycles);
 }
 
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
@@ -163,4 +208,179 @@ fn memory(mini: &Namespace<'_>, runc: &Namespace<'_>) {
             ratio(m[2], r[2])
         );
     }
+}
+
+/// What a leak would show up in, sampled before and after the soak.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    containerd_fds: usize,
+    keeper_shim_fds: usize,
+    shims: usize,
+    host_mounts: usize,
+    daemon_mounts: usize,
+    ns_cgroup_dirs: usize,
+    host_cgroup_dirs: usize,
+    keeper_shim_zombies: usize,
+    host_zombies: usize,
+}
+
+impl Sample {
+    /// Each count with its label, in report order.
+    fn rows(&self) -> [(&'static str, usize); 9] {
+        [
+            ("containerd fds", self.containerd_fds),
+            (
+                "fds of the long-lived container's shim",
+                self.keeper_shim_fds,
+            ),
+            ("shim processes of the daemon", self.shims),
+            ("mounts below the daemon's dir", self.daemon_mounts),
+            ("mounts on the host", self.host_mounts),
+            ("cgroup dirs of the soak namespace", self.ns_cgroup_dirs),
+            ("cgroup dirs on the host", self.host_cgroup_dirs),
+            ("zombie children of that shim", self.keeper_shim_zombies),
+            ("zombies on the host", self.host_zombies),
+        ]
+    }
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Directories at and below `dir`.
+fn dirs_below(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    1 + entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| dirs_below(&e.path()))
+        .sum::<usize>()
+}
+
+/// Zombies on the host, and those among `parent`'s children.
+fn zombies(parent: i32) -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return (0, 0);
+    };
+    let (mut all, mut children) = (0, 0);
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let mut fields = stat
+            .get(stat.rfind(')').unwrap_or(0) + 2..)
+            .unwrap_or("")
+            .split_whitespace();
+        if fields.next() == Some("Z") {
+            all += 1;
+            if fields.next().and_then(|p| p.parse().ok()) == Some(parent) {
+                children += 1;
+            }
+        }
+    }
+    (all, children)
+}
+
+fn sample(cd: &Containerd, ns: &Namespace<'_>, keeper_shim: i32) -> Sample {
+    let address = cd.address().display().to_string();
+    let (host_zombies, keeper_shim_zombies) = zombies(keeper_shim);
+    let hierarchies = leftovers::hierarchies();
+    Sample {
+        containerd_fds: cd.pid().map(fd_count).unwrap_or(0),
+        keeper_shim_fds: fd_count(keeper_shim),
+        shims: leftovers::processes()
+            .iter()
+            .filter(|p| p.comm.starts_with("containerd-shim") && p.cmdline.contains(&address))
+            .count(),
+        host_mounts: leftovers::mount_points().len(),
+        daemon_mounts: leftovers::mounts_of(cd.dir(), None).len(),
+        ns_cgroup_dirs: hierarchies
+            .iter()
+            .map(|h| dirs_below(&h.join(ns.name())))
+            .sum(),
+        host_cgroup_dirs: hierarchies.iter().map(|h| dirs_below(h)).sum(),
+        keeper_shim_zombies,
+        host_zombies,
+    }
+}
+
+/// The shim (parent process) of task `id`.
+fn shim_of_task(ns: &Namespace<'_>, id: &str) -> Option<i32> {
+    let (pid, _) = ns.task(id)?;
+    leftovers::processes()
+        .into_iter()
+        .find(|p| p.pid == pid)
+        .map(|p| p.ppid)
+}
+
+fn soak(cd: &Containerd, ns: &Namespace<'_>, cycles: usize) {
+    let keeper = ns.new_id("keeper");
+    let started = catch_unwind(AssertUnwindSafe(|| {
+        ns.run_detached(MINI, &[], &keeper, &["sleep", "100000"])
+    }));
+    let Some(keeper_shim) = started.ok().and_then(|()| shim_of_task(ns, &keeper)) else {
+        eprintln!("bench: soak: the long-lived container did not start");
+        return;
+    };
+    let cycle = |n: usize| {
+        let id = ns.new_id("soak");
+        let out = ns.run(MINI, &["--rm"], &id, &["/bin/true"]);
+        (n, out)
+    };
+    // Warm-up: what containerd and the shim open once (clients, plugins, caches) is not a
+    // leak; take the first sample after it.
+    for n in 0..10 {
+        let _ = cycle(n);
+    }
+    let settle = || std::thread::sleep(Duration::from_secs(3));
+    settle();
+    let before = sample(cd, ns, keeper_shim);
+
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..SOAK_THREADS {
+            s.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= cycles {
+                        break;
+                    }
+                    let (n, out) = cycle(n);
+                    if !out.success() {
+                        failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(format!("cycle {n}: {out}"));
+                    }
+                }
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    // Exits are reaped and orphans collected asynchronously.
+    settle();
+    let after = sample(cd, ns, keeper_shim);
+    let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    println!(
+        "soak: {cycles} cycles of `ctr run --rm --runtime {MINI} … /bin/true` from {SOAK_THREADS} threads in {:.1} s: {} ok, {} failed",
+        elapsed.as_secs_f64(),
+        cycles - failures.len(),
+        failures.len()
+    );
+    for f in failures.iter().take(3) {
+        eprintln!("bench: soak {f}");
+    }
+    println!("  {:<40} {:>8} {:>8}", "", "before", "after");
+    for ((name, b), (_, a)) in before.rows().into_iter().zip(after.rows()) {
+        println!("  {name:<40} {b:>8} {a:>8}");
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| ns.kill_and_delete(&keeper)));
 }

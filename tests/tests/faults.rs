@@ -1,0 +1,365 @@
+//! Faults, on containerd 1.6, 1.7 and 2.x: the shim SIGKILLed at each stage of building and
+//! starting a container, and containerd restarted under 50 running containers.
+//!
+//! After a killed shim nothing of the container may remain (process — stopped ones
+//! included —, mount, cgroup, bundle, socket, fifo) and its id must work again. The stages
+//! are held still with SIGSTOP so that the kill lands where it should:
+//!
+//! - Create done, Start not called: the init is blocked before exec. ctr cannot create a
+//!   task without starting it, except that `ctr run -d --pid-file` writes the pid file
+//!   between the two calls and gives up when it cannot: a pid file in a missing directory
+//!   leaves the task created;
+//! - the created init stopped and Start called on the shim's Task API: Start waits for the
+//!   init's exec.
+//!
+//! These run mini whatever `MINI_E2E_RUNTIME` says: the stages are mini's own processes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use containerd_shim_protos::api::{StartRequest, StartResponse};
+use containerd_shim_protos::shim_async::Client;
+use mini_e2e::{Background, Containerd, MINI, Namespace, Version, leftovers, wait_until};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+mini_e2e::on_every_version!(
+    shim_killed_after_create_leaves_nothing,
+    shim_killed_during_start_leaves_nothing,
+    fifty_containers_survive_a_containerd_restart_and_each_exit_is_delivered_once,
+);
+
+/// The live shim daemon of container `id` (not its `start` or `delete` invocations).
+fn shim_of(id: &str) -> Option<i32> {
+    leftovers::processes()
+        .into_iter()
+        .find(|p| {
+            p.comm.starts_with("containerd-shim")
+                && leftovers::contains_token(&p.cmdline, id)
+                && !matches!(
+                    p.cmdline.split_whitespace().last(),
+                    Some("start" | "delete")
+                )
+        })
+        .map(|p| p.pid)
+}
+
+/// The one-letter state of `pid` (`T` when stopped), if it exists.
+fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.get(stat.rfind(')')? + 2..)?.chars().next()
+}
+
+/// SIGSTOPs `pid` and waits until the kernel shows it stopped; false if it is gone.
+fn stop(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_err() {
+        return false;
+    }
+    wait_until(Duration::from_secs(2), || {
+        matches!(state_of(pid), Some('T') | None)
+    }) && state_of(pid) == Some('T')
+}
+
+/// What must hold once the shim of `id` died: containerd drops the task, nothing of the
+/// container remains — `held`, the setup processes the test held or stopped, included —,
+/// and the id runs a new container.
+/// `ctr_cleaned`: whether ctr could still remove its stdio fifos (it cannot when it gave up
+/// with the task created, or never learnt that the task went away).
+#[track_caller]
+fn assert_aftermath(ns: &Namespace<'_>, id: &str, held: &[i32], ctr_cleaned: bool) {
+    // containerd sees the shim's connection close and runs the shim's `delete`.
+    let gone = wait_until(Duration::from_secs(15), || {
+        ns.task_status(id).is_none_or(|s| s == "STOPPED")
+    });
+    assert!(
+        gone,
+        "containerd still lists {id} as {:?} after its shim died",
+        ns.task_status(id)
+    );
+    let _ = ns.ctr(&["task", "delete", id]);
+    ns.ctr(&["container", "delete", id]).expect_success();
+    ns.assert_nothing_left(id);
+    // Zombies count as gone: orphans are reaped late here.
+    for &pid in held {
+        let state = state_of(pid);
+        assert!(
+            matches!(state, None | Some('Z' | 'X')),
+            "setup process {pid} of {id} still exists (state {state:?})"
+        );
+    }
+    if ctr_cleaned {
+        ns.assert_no_client_fifos(id);
+    } else {
+        leftovers::remove_client_fifos(id);
+    }
+
+    let out = ns.run_mini(&["--rm"], id, &["sh", "-c", "echo reused"]);
+    out.expect_success();
+    assert_eq!(out.stdout.trim(), "reused", "{out}");
+    ns.assert_nothing_left(id);
+    ns.assert_no_client_fifos(id);
+}
+
+/// `ctr run -d` that stops after Create: its pid file cannot be written. Returns the
+/// init's pid; the task is CREATED, its init blocked before exec.
+fn create_only(ns: &Namespace<'_>, id: &str) -> i32 {
+    let pid_file = format!("/nonexistent-{id}/pid");
+    let out = ns.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        MINI,
+        "--pid-file",
+        &pid_file,
+        mini_e2e::IMAGE,
+        id,
+        "sleep",
+        "300",
+    ]);
+    assert!(!out.success(), "the pid file must not be writable: {out}");
+    let task = ns.task(id);
+    match task {
+        Some((pid, status)) if status == "CREATED" => pid,
+        other => panic!("task {id} must be CREATED, not {other:?}: {out}"),
+    }
+}
+
+fn shim_killed_after_create_leaves_nothing(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("fcreated");
+    let id = ns.new_id("fcreated");
+    let init = create_only(&ns, &id);
+    let shim = shim_of(&id).expect("the shim of the created task runs");
+    leftovers::kill(shim);
+    assert_aftermath(&ns, &id, &[init], false);
+}
+
+/// The shim's ttrpc address, as containerd keeps it in the bundle: `bootstrap.json`
+/// (containerd 2.x) or `address` (written by the shim; what 1.x reads).
+fn shim_address(ns: &Namespace<'_>, id: &str) -> String {
+    let bundle = ns.bundle_dir(id);
+    let from_json = std::fs::read_to_string(bundle.join("bootstrap.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|j| j.get("address")?.as_str().map(str::to_string));
+    from_json
+        .or_else(|| std::fs::read_to_string(bundle.join("address")).ok())
+        .map(|a| a.trim().to_string())
+        .unwrap_or_else(|| panic!("no shim address in {}", bundle.display()))
+}
+
+/// Calls the shim's `containerd.task.v2.Task/Start` for `id` (what containerd 1.6 to 2.2
+/// call) and returns its result; the call's deadline is 60 s.
+fn shim_start(address: &str, id: &str) -> ttrpc::Result<StartResponse> {
+    struct Task {
+        client: Client,
+    }
+    impl Task {
+        async fn start(&self, req: &StartRequest) -> ttrpc::Result<StartResponse> {
+            let ctx = ttrpc::context::with_timeout(60_000_000_000);
+            let mut cres = StartResponse::new();
+            ttrpc::async_client_request!(self, ctx, req, "containerd.task.v2.Task", "Start", cres);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime");
+    rt.block_on(async {
+        let client = Client::connect(address)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the shim at {address}: {e:?}"));
+        let req = StartRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        Task { client }.start(&req).await
+    })
+}
+
+fn shim_killed_during_start_leaves_nothing(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("fstart");
+    let id = ns.new_id("fstart");
+    let init = create_only(&ns, &id);
+    let shim = shim_of(&id).expect("the shim of the created task runs");
+    assert!(stop(init), "could not stop the init {init}");
+    let address = shim_address(&ns, &id);
+    let call = {
+        let id = id.clone();
+        std::thread::spawn(move || shim_start(&address, &id))
+    };
+    // Start has reached the stopped init and waits for its exec.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !call.is_finished(),
+        "Start returned although the init is stopped: {:?}",
+        call.join()
+    );
+    leftovers::kill(shim);
+    let result = call.join().expect("the Start call's thread");
+    assert!(
+        result.is_err(),
+        "Start cannot succeed when the shim dies: {result:?}"
+    );
+    assert_aftermath(&ns, &id, &[init], false);
+}
+
+/// Containers in the restart test, and the exit code of the first (each adds one).
+const RESTART_CONTAINERS: usize = 50;
+const FIRST_CODE: usize = 10;
+
+/// `(container id, exit_status)` of every `/tasks/exit` in `ctr events` output.
+fn exits(events: &str) -> Vec<(String, i64)> {
+    events
+        .lines()
+        .filter(|l| l.contains("/tasks/exit"))
+        .filter_map(|l| {
+            let json: serde_json::Value = serde_json::from_str(&l[l.find('{')?..]).ok()?;
+            let id = json.get("container_id")?.as_str()?.to_string();
+            Some((
+                id,
+                json.get("exit_status")
+                    .and_then(|s| s.as_i64())
+                    .unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
+/// `ctr events`, once it provably receives this namespace's events: the namespace is
+/// labelled until the resulting `/namespaces/update` shows up.
+fn subscribe(ns: &Namespace<'_>) -> Background {
+    let events = ns.spawn_ctr(&["events"]);
+    let mut probe = 0;
+    let subscribed = wait_until(Duration::from_secs(15), || {
+        probe += 1;
+        let label = format!("probe={probe}");
+        let _ = ns.ctr(&["namespaces", "label", ns.name(), &label]);
+        events.stdout_so_far().contains("/namespaces/update")
+    });
+    assert!(subscribed, "ctr events shows no events");
+    events
+}
+
+/// Runs `work` on every item from a few threads (ctr start-up dominates; 2 cores).
+fn in_parallel<T: Sync>(items: &[T], work: impl Fn(&T) + Sync) {
+    let threads = 4;
+    std::thread::scope(|s| {
+        for chunk in items.chunks(items.len().div_ceil(threads)) {
+            let work = &work;
+            s.spawn(move || chunk.iter().for_each(work));
+        }
+    });
+}
+
+/// The `(pid, status)` of every task `ctr task ls` shows.
+fn task_table(ns: &Namespace<'_>) -> HashMap<String, (i32, String)> {
+    let out = ns.ctr(&["task", "ls"]);
+    out.stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let id = f.next()?.to_string();
+            let pid = f.next()?.parse().ok()?;
+            Some((id, (pid, f.next()?.to_string())))
+        })
+        .collect()
+}
+
+/// Polls until every id in `ids` has `status`; returns the last table seen.
+fn wait_all(
+    ns: &Namespace<'_>,
+    ids: &[(String, usize)],
+    status: &str,
+    timeout: Duration,
+) -> (bool, HashMap<String, (i32, String)>) {
+    let mut table = HashMap::new();
+    let ok = wait_until(timeout, || {
+        table = task_table(ns);
+        ids.iter()
+            .all(|(id, _)| table.get(id).is_some_and(|(_, s)| s == status))
+    });
+    (ok, table)
+}
+
+fn fifty_containers_survive_a_containerd_restart_and_each_exit_is_delivered_once(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("frestart");
+    let ids: Vec<(String, usize)> = (0..RESTART_CONTAINERS)
+        .map(|i| (ns.new_id("frestart"), FIRST_CODE + i))
+        .collect();
+    // Each exits with its own code on SIGTERM; `wait` returns as soon as the trap fires.
+    in_parallel(&ids, |(id, code)| {
+        let script = format!("trap 'exit {code}' TERM; sleep 600 & wait");
+        ns.run_mini(&["-d"], id, &["sh", "-c", &script])
+            .expect_success();
+    });
+    let (running, table) = wait_all(&ns, &ids, "RUNNING", Duration::from_secs(60));
+    assert!(running, "not all {RESTART_CONTAINERS} RUNNING: {table:?}");
+    let pids: HashMap<String, i32> = table.into_iter().map(|(id, (pid, _))| (id, pid)).collect();
+
+    let before = subscribe(&ns);
+    cd.restart();
+    let before = before.wait(Duration::from_secs(5));
+    let events = subscribe(&ns);
+
+    let (running, table) = wait_all(&ns, &ids, "RUNNING", Duration::from_secs(30));
+    assert!(
+        running,
+        "not all {RESTART_CONTAINERS} RUNNING after the restart: {table:?}\n{}",
+        cd.log_tail(40)
+    );
+    for (id, _) in &ids {
+        assert_eq!(
+            table.get(id).map(|(pid, _)| *pid),
+            pids.get(id).copied(),
+            "{id} has another pid after the restart"
+        );
+    }
+
+    in_parallel(&ids, |(id, _)| {
+        ns.ctr(&["task", "kill", "-s", "SIGTERM", id])
+            .expect_success();
+    });
+    let (stopped, table) = wait_all(&ns, &ids, "STOPPED", Duration::from_secs(30));
+    assert!(stopped, "not all STOPPED after SIGTERM: {table:?}");
+    in_parallel(&ids, |(id, code)| {
+        let del = ns.ctr(&["task", "delete", id]);
+        del.expect_success();
+        assert!(
+            del.stderr.contains(&format!("exit code {code}")),
+            "`ctr task delete {id}` must report exit code {code}: {del}"
+        );
+        ns.ctr(&["container", "delete", id]).expect_success();
+    });
+    // Late duplicates would come after the deletes: give them a moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let events = events.stop();
+
+    let ours = |e: &(String, i64)| ids.iter().any(|(id, _)| *id == e.0);
+    let early: Vec<_> = exits(&before.stdout).into_iter().filter(ours).collect();
+    assert!(
+        early.is_empty(),
+        "exits before anything was killed: {early:?}"
+    );
+    let mut seen: HashMap<String, Vec<i64>> = HashMap::new();
+    for (id, status) in exits(&events.stdout).into_iter().filter(ours) {
+        seen.entry(id).or_default().push(status);
+    }
+    let wrong: Vec<String> = ids
+        .iter()
+        .filter(|(id, code)| seen.get(id).map(Vec::as_slice) != Some(&[*code as i64][..]))
+        .map(|(id, code)| format!("{id}: want [{code}], got {:?}", seen.get(id)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "each container's /tasks/exit must come once with its code:\n  {}",
+        wrong.join("\n  ")
+    );
+    for (id, _) in &ids {
+        ns.assert_nothing_left(id);
+        ns.assert_no_client_fifos(id);
+    }
+}
