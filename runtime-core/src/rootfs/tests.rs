@@ -999,27 +999,36 @@ fn cgroup2_mount_without_a_cgroup_namespace_binds_only_the_containers_directory(
         m.set_options(Some(vec!["nosuid".into(), "rw".into()]));
     }
     spec.set_mounts(Some(mounts));
-    if let Some(linux) = spec.linux_mut() {
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup);
-        linux.set_namespaces(Some(namespaces));
-    }
     let sibling_name = sibling.file_name().unwrap().to_owned();
-    in_private_mount_ns(|| {
-        prepare(&spec, &rootfs, &cg).map_err(|e| format!("prepare: {e}"))?;
-        pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
-        let entries: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
-            .map_err(|e| format!("/sys/fs/cgroup: {e}"))?
-            .filter_map(|e| Some(e.ok()?.file_name()))
-            .collect();
-        check!(
-            entries.iter().any(|e| e == "cgroup.procs"),
-            "no cgroup.procs: {entries:?}"
-        );
-        check!(
-            !entries.contains(&sibling_name),
-            "the host's cgroup tree is visible: {entries:?}"
-        );
-        Ok(())
-    });
+    // No cgroup namespace, or the host's joined by path.
+    let host_cgroupns = oci_spec::runtime::LinuxNamespaceBuilder::default()
+        .typ(oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        .path("/proc/1/ns/cgroup")
+        .build()
+        .unwrap();
+    for joined in [None, Some(host_cgroupns)] {
+        if let Some(linux) = spec.linux_mut() {
+            let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+            namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup);
+            namespaces.extend(joined);
+            linux.set_namespaces(Some(namespaces));
+        }
+        in_private_mount_ns(|| {
+            prepare(&spec, &rootfs, &cg).map_err(|e| format!("prepare: {e}"))?;
+            pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+            let entries: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+                .map_err(|e| format!("/sys/fs/cgroup: {e}"))?
+                .filter_map(|e| Some(e.ok()?.file_name()))
+                .collect();
+            check!(
+                entries.iter().any(|e| e == "cgroup.procs"),
+                "no cgroup.procs: {entries:?}"
+            );
+            check!(
+                !entries.contains(&sibling_name),
+                "the host's cgroup tree is visible: {entries:?}"
+            );
+            Ok(())
+        });
+    }
 }
