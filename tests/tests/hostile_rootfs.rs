@@ -3,6 +3,7 @@
 //! touches nothing on the host; a user namespace without a network namespace gets no host
 //! /sys; a `cgroup` mount shows the container's own cgroup, read-only.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -140,20 +141,18 @@ fn spec_for(
     file
 }
 
-fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
-    let cd = Containerd::start(version);
-    let ns = cd.namespace("cgmount");
+/// Runs `sh -c script` on `rootfs` through `ctr run --config` with a `cgroup` mount at
+/// /sys/fs/cgroup with `options` and a 64 MiB memory limit, the spec further changed by
+/// `edit`; returns the script's `key=value` lines. Checks that nothing of it is left.
+fn run_with_cgroup_mount(
+    ns: &Namespace<'_>,
+    rootfs: &Path,
+    script: &str,
+    options: &[&str],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> HashMap<String, String> {
     let id = ns.new_id("cgmount");
-    let rootfs = busybox_rootfs(|_| {});
-    let script = "echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
-                  echo dirs=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
-                  echo cpu=$(test -f /sys/fs/cgroup/cpu/cpu.shares && echo yes); \
-                  echo 1000000 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
-                  echo write=$?; mkdir /sys/fs/cgroup/memory/sub 2>/dev/null; echo mkdir=$?; \
-                  mkdir /sys/fs/cgroup/x 2>/dev/null; echo top=$?; \
-                  echo after=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
-    // The `cgroup` mount as CRI sends it for a container that is not privileged.
-    let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
+    let spec = spec_for(ns, &id, rootfs, script, |spec| {
         spec["mounts"]
             .as_array_mut()
             .unwrap()
@@ -161,9 +160,10 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
                 "destination": "/sys/fs/cgroup",
                 "type": "cgroup",
                 "source": "cgroup",
-                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"],
+                "options": options,
             }));
         spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
+        edit(spec);
     });
     let out = ns.ctr(&[
         "run",
@@ -175,13 +175,37 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
         &id,
     ]);
     out.expect_success();
+    ns.assert_nothing_left(&id);
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("cgmount");
+    let rootfs = busybox_rootfs(|_| {});
+    let script = "echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); \
+                  echo dirs=$(ls /sys/fs/cgroup | tr '\\n' ' '); \
+                  echo cpu=$(test -f /sys/fs/cgroup/cpu/cpu.shares && echo yes); \
+                  echo 1000000 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; \
+                  echo write=$?; mkdir /sys/fs/cgroup/memory/sub 2>/dev/null; echo mkdir=$?; \
+                  mkdir /sys/fs/cgroup/x 2>/dev/null; echo top=$?; \
+                  echo after=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)";
+    // The `cgroup` mount as CRI sends it for a container that is not privileged.
+    let got = run_with_cgroup_mount(
+        &ns,
+        rootfs.path(),
+        script,
+        &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        |_| {},
+    );
     let line = |key: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {out}"))
-            .trim()
-            .to_string()
+        got.get(key)
+            .unwrap_or_else(|| panic!("no {key}= in {got:?}"))
+            .as_str()
     };
     assert_eq!(line("limit"), "67108864");
     let dirs = line("dirs");
@@ -203,15 +227,13 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
     // Stricter than runc 1.1.5, which leaves the tmpfs holding the hierarchies writable.
     assert_ne!(line("top"), "0", "/sys/fs/cgroup itself is writable");
     assert_eq!(line("after"), "67108864");
-    ns.assert_nothing_left(&id);
 }
 
 fn cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw(version: Version) {
     // CVE-2023-25809: without a cgroup namespace of its own, a user namespace's root must not
-    // get the cgroup tree writable, whatever the mount says.
+    // get the cgroup tree writable, whatever the mount says (runc 1.1.5 gives it rw here).
     let cd = Containerd::start(version);
     let ns = cd.namespace("cguserns");
-    let id = ns.new_id("cguserns");
     let rootfs = busybox_rootfs(|root| {
         // The mount points exist: the container's root, not the host's, cannot create them.
         for d in ["proc", "dev", "run"] {
@@ -224,41 +246,24 @@ fn cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw(version: Version) 
                   awk '$5 == \"/sys/fs/cgroup/memory\" || $5 == \"/sys/fs/cgroup\" \
                        {print \"opts\" $5 \"=\" $6}' /proc/self/mountinfo";
     let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-    let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
-        spec["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({
-                "destination": "/sys/fs/cgroup",
-                "type": "cgroup",
-                "source": "cgroup",
-                "options": ["nosuid", "noexec", "nodev", "relatime", "rw"],
-            }));
-        spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
-        spec["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({ "type": "user" }));
-        spec["linux"]["uidMappings"] = map.clone();
-        spec["linux"]["gidMappings"] = map.clone();
-    });
-    let out = ns.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        &runtime_under_test(),
-        "--config",
-        &spec.path().to_string_lossy(),
-        &id,
-    ]);
-    out.expect_success();
+    let got = run_with_cgroup_mount(
+        &ns,
+        rootfs.path(),
+        script,
+        &["nosuid", "noexec", "nodev", "relatime", "rw"],
+        |spec| {
+            spec["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({ "type": "user" }));
+            spec["linux"]["uidMappings"] = map.clone();
+            spec["linux"]["gidMappings"] = map;
+        },
+    );
     let line = |key: &str| {
-        out.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {out}"))
-            .trim()
-            .to_string()
+        got.get(key)
+            .unwrap_or_else(|| panic!("no {key}= in {got:?}"))
+            .as_str()
     };
     assert_eq!(line("uid"), "0 100000 65536");
     assert_eq!(line("limit"), "67108864");
@@ -269,7 +274,6 @@ fn cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw(version: Version) 
             "{mount} is not read-only: {opts}"
         );
     }
-    ns.assert_nothing_left(&id);
 }
 
 fn proc_symlink_in_the_image_is_refused(version: Version) {

@@ -83,15 +83,20 @@ pub fn prepare(spec: &Spec, rootfs: &Path, cgroup: &CgroupManager) -> Result<()>
     // Opened after the self-bind so that every mount below goes onto the new mount.
     let root = Root::open(&rootfs)?;
 
-    let has_namespace = |typ: LinuxNamespaceType| {
-        linux
-            .and_then(|l| l.namespaces().as_deref())
-            .is_some_and(|nss| nss.iter().any(|n| n.typ() == typ))
-    };
+    let namespaces = linux
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or_default();
     let ctx = mounts::MountContext {
         cgroup,
-        cgroupns: has_namespace(LinuxNamespaceType::Cgroup),
-        userns: has_namespace(LinuxNamespaceType::User),
+        // Only a namespace made for the container counts: one joined by path may be the
+        // host's, where a new cgroup2 mount would show the whole tree.
+        cgroupns: namespaces.iter().any(|n| {
+            n.typ() == LinuxNamespaceType::Cgroup
+                && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+        }),
+        userns: namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User),
     };
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     for (index, m) in spec_mounts.iter().enumerate() {

@@ -949,7 +949,7 @@ fn cgroup_mount_is_read_only_in_a_user_namespace_without_a_cgroup_namespace() {
 }
 
 #[test]
-fn cgroup2_mount_without_a_cgroup_namespace_binds_only_the_containers_directory() {
+fn cgroup2_mount_shows_only_the_containers_cgroup_with_or_without_a_cgroup_namespace() {
     // A new cgroup2 mount outside a cgroup namespace would show the host's whole tree. This
     // host's cgroup2 (at /sys/fs/cgroup/unified) stands in for a unified host's.
     use crate::cgroups::{Hierarchies, Hierarchy, Layout, ProcessCgroups};
@@ -999,27 +999,53 @@ fn cgroup2_mount_without_a_cgroup_namespace_binds_only_the_containers_directory(
         m.set_options(Some(vec!["nosuid".into(), "rw".into()]));
     }
     spec.set_mounts(Some(mounts));
-    if let Some(linux) = spec.linux_mut() {
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup);
-        linux.set_namespaces(Some(namespaces));
-    }
     let sibling_name = sibling.file_name().unwrap().to_owned();
-    in_private_mount_ns(|| {
-        prepare(&spec, &rootfs, &cg).map_err(|e| format!("prepare: {e}"))?;
-        pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
-        let entries: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
-            .map_err(|e| format!("/sys/fs/cgroup: {e}"))?
-            .filter_map(|e| Some(e.ok()?.file_name()))
-            .collect();
-        check!(
-            entries.iter().any(|e| e == "cgroup.procs"),
-            "no cgroup.procs: {entries:?}"
-        );
-        check!(
-            !entries.contains(&sibling_name),
-            "the host's cgroup tree is visible: {entries:?}"
-        );
-        Ok(())
-    });
+    let cgroupns = |path: Option<&str>| {
+        let mut b = oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(oci_spec::runtime::LinuxNamespaceType::Cgroup);
+        if let Some(p) = path {
+            b = b.path(p);
+        }
+        b.build().unwrap()
+    };
+    // No cgroup namespace, the host's joined by path (both: a bind of the container's
+    // directory), and one of its own, made in the container's cgroup as the init does (a new
+    // cgroup2 mount, rooted there).
+    for (ns, own) in [
+        (None, false),
+        (Some(cgroupns(Some("/proc/1/ns/cgroup"))), false),
+        (Some(cgroupns(None)), true),
+    ] {
+        if let Some(linux) = spec.linux_mut() {
+            let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+            namespaces.retain(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Cgroup);
+            namespaces.extend(ns);
+            linux.set_namespaces(Some(namespaces));
+        }
+        in_private_mount_ns(|| {
+            if own {
+                std::fs::write(
+                    unified.join(&name).join("cgroup.procs"),
+                    std::process::id().to_string(),
+                )
+                .map_err(|e| format!("join the test cgroup: {e}"))?;
+                unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| format!("unshare: {e}"))?;
+            }
+            prepare(&spec, &rootfs, &cg).map_err(|e| format!("prepare: {e}"))?;
+            pivot(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+            let entries: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+                .map_err(|e| format!("/sys/fs/cgroup: {e}"))?
+                .filter_map(|e| Some(e.ok()?.file_name()))
+                .collect();
+            check!(
+                entries.iter().any(|e| e == "cgroup.procs"),
+                "no cgroup.procs: {entries:?}"
+            );
+            check!(
+                !entries.contains(&sibling_name),
+                "the host's cgroup tree is visible: {entries:?}"
+            );
+            Ok(())
+        });
+    }
 }
