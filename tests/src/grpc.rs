@@ -13,6 +13,26 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
 use containerd_client::types::Mount;
 
+use crate::Namespace;
+
+/// Creates container `id` (the busybox image, runtime mini, running `args`) with ctr; returns
+/// a client of its namespace and the rootfs mounts a task of it takes.
+pub fn mini_container(ns: &Namespace<'_>, id: &str, args: &[&str]) -> (Grpc, Vec<Mount>) {
+    let mut create = vec![
+        "container",
+        "create",
+        "--runtime",
+        crate::MINI,
+        crate::IMAGE,
+        id,
+    ];
+    create.extend_from_slice(args);
+    ns.ctr(&create).expect_success();
+    let grpc = Grpc::connect(&ns.daemon().address(), ns.name());
+    let rootfs = grpc.rootfs_mounts(id);
+    (grpc, rootfs)
+}
+
 /// Deadline of one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The snapshotter `ctr` prepares a container's rootfs with.

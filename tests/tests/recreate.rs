@@ -3,8 +3,8 @@
 //! `start` never finds it "in use by another shim". Driven through containerd's gRPC API:
 //! a `ctr` process per call starts too slowly to hit the window.
 
-use mini_e2e::grpc::Grpc;
-use mini_e2e::{Containerd, MINI, Version};
+use mini_e2e::grpc::mini_container;
+use mini_e2e::{Containerd, Version};
 
 mini_e2e::on_every_version!(fifty_immediate_re_creates_of_the_same_id_all_succeed);
 
@@ -14,19 +14,7 @@ fn fifty_immediate_re_creates_of_the_same_id_all_succeed(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("recreate");
     let id = ns.new_id("recreate");
-    ns.ctr(&[
-        "container",
-        "create",
-        "--runtime",
-        MINI,
-        mini_e2e::IMAGE,
-        &id,
-        "sleep",
-        "300",
-    ])
-    .expect_success();
-    let grpc = Grpc::connect(&cd.address(), ns.name());
-    let rootfs = grpc.rootfs_mounts(&id);
+    let (grpc, rootfs) = mini_container(&ns, &id, &["sleep", "300"]);
 
     let mut failures = Vec::new();
     for round in 0..ROUNDS {
