@@ -8,7 +8,9 @@ use std::time::Duration;
 use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
-use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, KillRequest};
+use containerd_client::services::v1::{
+    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest,
+};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
 use containerd_client::types::Mount;
@@ -107,6 +109,23 @@ impl Grpc {
         self.runtime
             .block_on(client.delete(req))
             .map(|r| r.into_inner().exit_status)
+    }
+
+    /// The task's status (`Status` of containerd's task types: 1 created, 2 running, 3
+    /// stopped) and its pid.
+    pub fn task_status(&self, id: &str) -> Result<(i32, u32), Status> {
+        let req = self.request(GetRequest {
+            container_id: id.into(),
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        let process = self
+            .runtime
+            .block_on(client.get(req))?
+            .into_inner()
+            .process
+            .unwrap_or_default();
+        Ok((process.status, process.pid))
     }
 
     /// Sends `signal` to the task's init.
