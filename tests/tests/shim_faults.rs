@@ -19,6 +19,7 @@ mini_e2e::on_every_version!(
     client_killed_mid_create_leaves_nothing_and_the_shim_exits,
     containerd_killed_mid_create_leaves_nothing_and_the_shim_exits,
     ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits,
+    ttrpc_connection_dropped_mid_failing_create_leaves_nothing_and_the_shim_exits,
 );
 
 /// The container's freezer cgroup, made and frozen before the container exists; thawed
@@ -162,10 +163,20 @@ fn containerd_killed_mid_create_leaves_nothing_and_the_shim_exits(version: Versi
     assert_cleaned_up(&ns, &id);
 }
 
-/// containerd's part played by hand: a bundle with a spec and the image's rootfs mounts, the
-/// shim bootstrapped with `start`, and Create called over the shim's ttrpc socket. The
-/// connection is dropped while the Create is held; the shim then has nobody to report to.
 fn ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits(version: Version) {
+    drop_connection_mid_create(version, &["sleep", "300"]);
+}
+
+/// The same with a Create that fails once thawed (no such executable).
+fn ttrpc_connection_dropped_mid_failing_create_leaves_nothing_and_the_shim_exits(version: Version) {
+    drop_connection_mid_create(version, &["/no/such/binary"]);
+}
+
+/// containerd's part played by hand: a bundle with a spec running `args` and the image's
+/// rootfs mounts, the shim bootstrapped with `start`, and Create called over the shim's
+/// ttrpc socket. The connection is dropped while the Create is held; the shim then has
+/// nobody to report to.
+fn drop_connection_mid_create(version: Version, args: &[&str]) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("drop");
     let id = ns.new_id("drop");
@@ -186,7 +197,7 @@ fn ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits(version
     let spec = ns.ctr(&["oci", "spec"]);
     spec.expect_success();
     let mut spec: serde_json::Value = serde_json::from_str(&spec.stdout).unwrap();
-    spec["process"]["args"] = serde_json::json!(["sleep", "300"]);
+    spec["process"]["args"] = serde_json::json!(args);
     spec["root"] = serde_json::json!({ "path": "rootfs" });
     spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ns.name()));
     fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
