@@ -101,19 +101,22 @@ struct PendingCreate(oneshot::Receiver<Created>);
 
 impl Drop for PendingCreate {
     fn drop(&mut self) {
-        if let Ok((Ok(container), reservation)) = self.0.try_recv() {
-            tokio::spawn(discard(container, reservation));
+        if let Ok(created) = self.0.try_recv() {
+            tokio::spawn(abandon(created));
         }
     }
 }
 
-/// Removes a container built for a request that is gone, then releases its id.
-async fn discard(container: Arc<Container>, reservation: Reservation) {
+/// Ends a Create whose caller is gone: removes the container it built, if any, then
+/// releases its id.
+async fn abandon((built, reservation): Created) {
     log::warn!(
-        "create {}: the caller went away; removing the container",
-        container.id
+        "create {}: the caller went away; removing what was built",
+        reservation.id
     );
-    if let Err(err) = container.discard().await {
+    if let Ok(container) = built
+        && let Err(err) = container.discard().await
+    {
         log::warn!("remove {}: {err:?}", container.id);
     }
     // Nobody knows of this Create any more (containerd 1.6, restarted, never sends a
@@ -278,8 +281,8 @@ impl Task for TaskService {
         );
         tokio::spawn(async move {
             let built = create.await;
-            if let Err((Ok(container), reservation)) = tx.send((built, reservation)) {
-                discard(container, reservation).await;
+            if let Err(created) = tx.send((built, reservation)) {
+                abandon(created).await;
             }
         });
         let (built, _reservation) = (&mut pending.0)

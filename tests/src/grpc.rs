@@ -8,10 +8,32 @@ use std::time::Duration;
 use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
-use containerd_client::services::v1::{CreateTaskRequest, DeleteTaskRequest, KillRequest};
+use containerd_client::services::v1::{
+    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest,
+};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
 use containerd_client::types::Mount;
+
+use crate::Namespace;
+
+/// Creates container `id` (the busybox image, runtime mini, running `args`) with ctr; returns
+/// a client of its namespace and the rootfs mounts a task of it takes.
+pub fn mini_container(ns: &Namespace<'_>, id: &str, args: &[&str]) -> (Grpc, Vec<Mount>) {
+    let mut create = vec![
+        "container",
+        "create",
+        "--runtime",
+        crate::MINI,
+        crate::IMAGE,
+        id,
+    ];
+    create.extend_from_slice(args);
+    ns.ctr(&create).expect_success();
+    let grpc = Grpc::connect(&ns.daemon().address(), ns.name());
+    let rootfs = grpc.rootfs_mounts(id);
+    (grpc, rootfs)
+}
 
 /// Deadline of one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +109,23 @@ impl Grpc {
         self.runtime
             .block_on(client.delete(req))
             .map(|r| r.into_inner().exit_status)
+    }
+
+    /// The task's status (`Status` of containerd's task types: 1 created, 2 running, 3
+    /// stopped) and its pid.
+    pub fn task_status(&self, id: &str) -> Result<(i32, u32), Status> {
+        let req = self.request(GetRequest {
+            container_id: id.into(),
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        let process = self
+            .runtime
+            .block_on(client.get(req))?
+            .into_inner()
+            .process
+            .unwrap_or_default();
+        Ok((process.status, process.pid))
     }
 
     /// Sends `signal` to the task's init.

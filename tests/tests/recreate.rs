@@ -3,8 +3,8 @@
 //! `start` never finds it "in use by another shim". Driven through containerd's gRPC API:
 //! a `ctr` process per call starts too slowly to hit the window.
 
-use mini_e2e::grpc::Grpc;
-use mini_e2e::{Containerd, MINI, Version};
+use mini_e2e::grpc::mini_container;
+use mini_e2e::{Containerd, Version};
 
 mini_e2e::on_every_version!(fifty_immediate_re_creates_of_the_same_id_all_succeed);
 
@@ -14,24 +14,20 @@ fn fifty_immediate_re_creates_of_the_same_id_all_succeed(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("recreate");
     let id = ns.new_id("recreate");
-    ns.ctr(&[
-        "container",
-        "create",
-        "--runtime",
-        MINI,
-        mini_e2e::IMAGE,
-        &id,
-        "sleep",
-        "300",
-    ])
-    .expect_success();
-    let grpc = Grpc::connect(&cd.address(), ns.name());
-    let rootfs = grpc.rootfs_mounts(&id);
+    let (grpc, rootfs) = mini_container(&ns, &id, &["sleep", "300"]);
 
     let mut failures = Vec::new();
+    let mut stale = Vec::new();
     for round in 0..ROUNDS {
         match grpc.create_task(&id, &rootfs) {
             Ok(_) => {
+                // The previous shim's clean-up (containerd runs `delete` after every
+                // disconnect) must not touch the new task.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                match grpc.task_status(&id) {
+                    Ok((1, _)) => {}
+                    other => stale.push(format!("round {round}: {other:?}")),
+                }
                 // A created task: Delete kills its blocked init.
                 if let Err(e) = grpc.delete_task(&id) {
                     panic!("round {round}: delete of {id}: {e:?}");
@@ -50,6 +46,7 @@ fn fifty_immediate_re_creates_of_the_same_id_all_succeed(version: Version) {
         failures.len(),
         failures.join("\n  ")
     );
+    assert!(stale.is_empty(), "re-created tasks not CREATED: {stale:?}");
     ns.ctr(&["container", "delete", &id]).expect_success();
     ns.assert_nothing_left(&id);
 }

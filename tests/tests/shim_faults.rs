@@ -1,18 +1,25 @@
-//! Faults in the middle of a Create: the client gone (ctr SIGKILLed) and containerd
-//! SIGKILLed and restarted. The Create is held in the middle by freezing the container's
+//! Faults in the middle of a Create: the client gone (ctr SIGKILLed, or a direct ttrpc
+//! client that drops its connection) and containerd SIGKILLed and restarted. The Create is held in the middle by freezing the container's
 //! cgroup before it exists (the setup processes freeze as they join it); it is thawed once
 //! the fault happened. Afterwards no process, mount, cgroup, socket or bundle of the
 //! container may remain, and its shim must have exited.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use containerd_shim_protos::api::CreateTaskRequest;
+use containerd_shim_protos::shim_async::TaskClient;
+use containerd_shim_protos::types::mount::Mount;
+use mini_e2e::grpc::mini_container;
 use mini_e2e::{Background, Containerd, MINI, Namespace, Version, leftovers, wait_until};
 
 mini_e2e::on_every_version!(
     client_killed_mid_create_leaves_nothing_and_the_shim_exits,
     containerd_killed_mid_create_leaves_nothing_and_the_shim_exits,
+    ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits,
+    ttrpc_connection_dropped_mid_failing_create_leaves_nothing_and_the_shim_exits,
 );
 
 /// The container's freezer cgroup, made and frozen before the container exists; thawed
@@ -154,4 +161,115 @@ fn containerd_killed_mid_create_leaves_nothing_and_the_shim_exits(version: Versi
     cd.restart();
     frozen.thaw();
     assert_cleaned_up(&ns, &id);
+}
+
+fn ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits(version: Version) {
+    drop_connection_mid_create(version, &["sleep", "300"]);
+}
+
+/// The same with a Create that fails once thawed (no such executable).
+fn ttrpc_connection_dropped_mid_failing_create_leaves_nothing_and_the_shim_exits(version: Version) {
+    drop_connection_mid_create(version, &["/no/such/binary"]);
+}
+
+/// containerd's part played by hand: a bundle with a spec running `args` and the image's
+/// rootfs mounts, the shim bootstrapped with `start`, and Create called over the shim's
+/// ttrpc socket. The connection is dropped while the Create is held; the shim then has
+/// nobody to report to.
+fn drop_connection_mid_create(version: Version, args: &[&str]) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("drop");
+    let id = ns.new_id("drop");
+    let (_, rootfs) = mini_container(&ns, &id, &["true"]);
+    let rootfs: Vec<Mount> = rootfs
+        .into_iter()
+        .map(|m| Mount {
+            type_: m.r#type,
+            source: m.source,
+            target: m.target,
+            options: m.options,
+            ..Default::default()
+        })
+        .collect();
+
+    let bundle = cd.dir().join("bundles").join(&id);
+    fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let spec = ns.ctr(&["oci", "spec"]);
+    spec.expect_success();
+    let mut spec: serde_json::Value = serde_json::from_str(&spec.stdout).unwrap();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["root"] = serde_json::json!({ "path": "rootfs" });
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{}/{id}", ns.name()));
+    fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+
+    let shim = mini_e2e::mini_bin_dir().join("containerd-shim-mini-v2");
+    let start = Command::new(&shim)
+        .args(["-namespace", ns.name(), "-id", &id, "-address"])
+        .arg(cd.address())
+        .args(["-publish-binary", "/bin/true", "start"])
+        .env("TTRPC_ADDRESS", cd.dir().join("c.sock.ttrpc"))
+        .current_dir(&bundle)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the shim's start");
+    let address = String::from_utf8_lossy(&start.stdout).trim().to_string();
+    assert!(
+        start.status.success() && address.starts_with("unix://"),
+        "start: {start:?}"
+    );
+
+    let frozen = FrozenCgroup::new(ns.name(), &id);
+    let req = CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs,
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = ttrpc::r#async::Client::connect(&address)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {address}: {e:?}"));
+        let task = TaskClient::new(client);
+        let create = task.create(ttrpc::context::with_timeout(60_000_000_000), &req);
+        // Held by the frozen cgroup: the Create cannot answer; once the setup helper runs,
+        // the client goes away.
+        let held = async {
+            while !leftovers::processes_of(&id)
+                .iter()
+                .any(|p| p.cmdline.starts_with("mini-init"))
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        tokio::select! {
+            answer = create => panic!("Create answered while held: {answer:?}"),
+            () = held => {}
+            () = tokio::time::sleep(Duration::from_secs(15)) => {
+                panic!("the Create of {id} never reached the setup helper")
+            }
+        }
+        // Dropping the client closes the connection.
+    });
+    drop(runtime);
+    assert!(frozen.is_frozen());
+    frozen.thaw();
+
+    assert!(
+        wait_until(Duration::from_secs(15), || shim_of(&id).is_none()),
+        "the shim of {id} still runs after its Create's client went away: {:?}",
+        shim_of(&id)
+    );
+    ns.assert_nothing_left(&id);
+    assert!(
+        leftovers::mounts_of(&bundle, None).is_empty(),
+        "the rootfs is still mounted"
+    );
+    // Nothing mounted below it any more: what containerd would remove is plain files.
+    fs::remove_dir_all(&bundle).unwrap();
+    ns.ctr(&["container", "delete", &id]).expect_success();
 }
