@@ -233,13 +233,13 @@ impl Sample {
                 "fds of the long-lived container's shim",
                 self.keeper_shim_fds,
             ),
-            ("shim processes of the daemon", self.shims),
+            ("shims of the soak namespace", self.shims),
             ("mounts below the daemon's dir", self.daemon_mounts),
-            ("mounts on the host", self.host_mounts),
+            ("mounts on the host (all users)", self.host_mounts),
             ("cgroup dirs of the soak namespace", self.ns_cgroup_dirs),
-            ("cgroup dirs on the host", self.host_cgroup_dirs),
+            ("cgroup dirs on the host (all users)", self.host_cgroup_dirs),
             ("zombie children of that shim", self.keeper_shim_zombies),
-            ("zombies on the host", self.host_zombies),
+            ("zombies on the host (all users)", self.host_zombies),
         ]
     }
 }
@@ -288,6 +288,7 @@ fn zombies(parent: i32) -> (usize, usize) {
 
 fn sample(cd: &Containerd, ns: &Namespace<'_>, keeper_shim: i32) -> Sample {
     let address = cd.address().display().to_string();
+    let ns_flag = format!("-namespace {} ", ns.name());
     let (host_zombies, keeper_shim_zombies) = zombies(keeper_shim);
     let hierarchies = leftovers::hierarchies();
     Sample {
@@ -295,7 +296,11 @@ fn sample(cd: &Containerd, ns: &Namespace<'_>, keeper_shim: i32) -> Sample {
         keeper_shim_fds: fd_count(keeper_shim),
         shims: leftovers::processes()
             .iter()
-            .filter(|p| p.comm.starts_with("containerd-shim") && p.cmdline.contains(&address))
+            .filter(|p| {
+                p.comm.starts_with("containerd-shim")
+                    && p.cmdline.contains(&address)
+                    && p.cmdline.contains(&ns_flag)
+            })
             .count(),
         host_mounts: leftovers::mount_points().len(),
         daemon_mounts: leftovers::mounts_of(cd.dir(), None).len(),
