@@ -98,6 +98,14 @@ impl Bundle {
         self.create_spec(launcher, self.spec(args))
     }
 
+    /// Builds and starts the container; returns its exit code.
+    fn run_spec(&self, launcher: &Launcher, spec: Spec) -> i32 {
+        let created = self.create_spec(launcher, spec);
+        let pid = created.pid();
+        created.start().unwrap();
+        exit_code(pid)
+    }
+
     fn create_spec(&self, launcher: &Launcher, spec: Spec) -> CreatedInit {
         let pending = self.spawn_spec(launcher, spec);
         let helper = pending.helper_pid();
@@ -245,10 +253,7 @@ fn default_devices_are_usable_under_a_deny_all_device_rule(launcher: &Launcher) 
     resources.set_devices(Some(vec![deny_all]));
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
-    let created = bundle.create_spec(launcher, spec);
-    let pid = created.pid();
-    created.start().unwrap();
-    assert_eq!(exit_code(pid), 3);
+    assert_eq!(bundle.run_spec(launcher, spec), 3);
 }
 
 /// CVE-2024-21626 class: blocked before exec, the init has resolved every spec path (mounts,
@@ -382,13 +387,65 @@ fn without_resources_a_device_node_cannot_be_read(launcher: &Launcher) {
         .set_ambient(Some(Default::default()));
     process.set_capabilities(Some(set));
     spec.set_process(Some(process));
-    let created = bundle.create_spec(launcher, spec);
-    let pid = created.pid();
-    created.start().unwrap();
     assert_eq!(
-        exit_code(pid),
+        bundle.run_spec(launcher, spec),
         3,
         "10: mknod failed, 11: /dev/null unusable, 12: the block device {major}:{minor} was opened"
+    );
+}
+
+/// Namespaced sysctls and `oomScoreAdj` are written through the container's own procfs and
+/// land inside: the container reads them back, the host keeps its values.
+fn sysctls_and_oom_score_adj_land_inside(launcher: &Launcher) {
+    for userns in [false, true] {
+        sysctls_and_oom_score_adj_land_inside_of(launcher, userns);
+    }
+}
+
+fn sysctls_and_oom_score_adj_land_inside_of(launcher: &Launcher, userns: bool) {
+    let host_shmmax = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let bundle = Bundle::new(if userns { "sysctl-userns" } else { "sysctl" });
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        "[ $(cat /proc/sys/kernel/shmmax) = 7654321 ] || exit 10; \
+         [ $(cat /proc/self/oom_score_adj) = 321 ] || exit 11; exit 3",
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_sysctl(Some(
+        [("kernel.shmmax".to_string(), "7654321".to_string())].into(),
+    ));
+    if userns {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::User)
+                .build()
+                .unwrap(),
+        );
+        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap();
+        linux
+            .set_namespaces(Some(namespaces))
+            .set_uid_mappings(Some(vec![map]))
+            .set_gid_mappings(Some(vec![map]));
+    }
+    spec.set_linux(Some(linux));
+    let mut process = spec.process().clone().unwrap();
+    process.set_oom_score_adj(Some(321));
+    spec.set_process(Some(process));
+    assert_eq!(
+        bundle.run_spec(launcher, spec),
+        3,
+        "user namespace {userns}: 10: shmmax not set inside, 11: oom_score_adj not set"
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
     );
 }
 
@@ -402,7 +459,11 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 7] = [
+    let tests: [Test; 8] = [
+        (
+            "sysctls_and_oom_score_adj_land_inside",
+            sysctls_and_oom_score_adj_land_inside,
+        ),
         (
             "without_resources_a_device_node_cannot_be_read",
             without_resources_a_device_node_cannot_be_read,
