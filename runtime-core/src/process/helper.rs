@@ -264,9 +264,9 @@ fn write_id_maps(
             ));
         }
     };
+    let proc = crate::procfs::ProcFs::open()?;
     for (file, text) in [("uid_map", format(uids)), ("gid_map", format(gids))] {
-        let path = format!("/proc/{pid}/{file}");
-        fs::write(&path, text).map_err(|e| Error::io("write", path, e))?;
+        proc.write(&std::path::Path::new(&pid.to_string()).join(file), &text)?;
     }
     Ok(())
 }
