@@ -449,6 +449,35 @@ fn sysctls_and_oom_score_adj_land_inside_of(launcher: &Launcher, userns: bool) {
     );
 }
 
+/// CVE-2022-29162: inheritable and ambient capabilities the caller holds do not reach the
+/// container's process when the spec asks for none.
+fn inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process(
+    launcher: &Launcher,
+) {
+    use caps::{CapSet, Capability};
+    let bundle = Bundle::new("capinh");
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        "grep -q '^CapInh:\t0000000000000000' /proc/self/status || exit 10; \
+         grep -q '^CapAmb:\t0000000000000000' /proc/self/status || exit 11; exit 3",
+    ]);
+    let mut process = spec.process().clone().unwrap();
+    let mut set = process.capabilities().clone().unwrap();
+    set.set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()));
+    process.set_capabilities(Some(set));
+    spec.set_process(Some(process));
+    // The caller (this process) holds CAP_KILL inheritable and ambient; the helper and the init
+    // inherit both across their exec and clone.
+    caps::raise(None, CapSet::Inheritable, Capability::CAP_KILL).unwrap();
+    caps::raise(None, CapSet::Ambient, Capability::CAP_KILL).unwrap();
+    let code = bundle.run_spec(launcher, spec);
+    caps::clear(None, CapSet::Ambient).unwrap();
+    caps::clear(None, CapSet::Inheritable).unwrap();
+    assert_eq!(code, 3, "10: CapInh not empty, 11: CapAmb not empty");
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -459,7 +488,11 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 8] = [
+    let tests: [Test; 9] = [
+        (
+            "inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process",
+            inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process,
+        ),
         (
             "sysctls_and_oom_score_adj_land_inside",
             sysctls_and_oom_score_adj_land_inside,
