@@ -1,6 +1,7 @@
 //! `process.rlimits` and `process.oomScoreAdj`.
 //!
-//! Both run in the container init before the user changes, so the init's own privileges decide
+//! The rlimits are set by the container init before the user changes, `oom_score_adj` by the
+//! setup helper for the init before it runs; either way the runtime's own privileges decide
 //! what is allowed: lowering a limit always works, raising a hard limit above its current value
 //! needs `CAP_SYS_RESOURCE`, and so does lowering `oom_score_adj` below its current value.
 
