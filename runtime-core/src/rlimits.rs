@@ -1,6 +1,7 @@
 //! `process.rlimits` and `process.oomScoreAdj`.
 //!
-//! Both run in the container init before the user changes, so the init's own privileges decide
+//! The rlimits are set by the container init before the user changes, `oom_score_adj` by the
+//! setup helper for the init before it runs; either way the runtime's own privileges decide
 //! what is allowed: lowering a limit always works, raising a hard limit above its current value
 //! needs `CAP_SYS_RESOURCE`, and so does lowering `oom_score_adj` below its current value.
 
@@ -109,12 +110,16 @@ fn setrlimit_error(name: &str, resource: Resource, soft: u64, hard: u64, errno: 
     )
 }
 
-/// Writes the process's `oom_score_adj` (through [`ProcFs`], so the write cannot be redirected
-/// to another file); an error names `process.oomScoreAdj` and the value.
+/// Writes `oom_score_adj` of process `pid` (of the caller's pid namespace), through [`ProcFs`]
+/// so that the write cannot be redirected to another file; an error names
+/// `process.oomScoreAdj` and the value.
+///
+/// The setup helper writes it for the container init before the init runs: from inside a new
+/// user namespace the init could not, its /proc files being owned by the host's root.
 ///
 /// Raising the score always works; lowering it below the current value needs
 /// `CAP_SYS_RESOURCE`, which a failure message spells out.
-pub fn set_oom_score_adj(value: i32) -> Result<()> {
+pub fn set_oom_score_adj(pid: u32, value: i32) -> Result<()> {
     if !(-1000..=1000).contains(&value) {
         return Err(Error::invalid(
             "process.oomScoreAdj",
@@ -123,7 +128,7 @@ pub fn set_oom_score_adj(value: i32) -> Result<()> {
     }
     let invalid = |msg: String| Error::invalid("process.oomScoreAdj", msg);
     let proc = ProcFs::open().map_err(|e| invalid(format!("cannot set {value}: {e}")))?;
-    let file = Path::new(&ProcFs::own_dir()).join("oom_score_adj");
+    let file = Path::new(&pid.to_string()).join("oom_score_adj");
     proc.write(&file, &value.to_string()).map_err(|e| {
         let denied = matches!(
             e,
@@ -240,7 +245,7 @@ mod tests {
     #[test]
     fn oom_score_adj_can_be_raised() {
         in_child(|| {
-            set_oom_score_adj(500).map_err(|e| e.to_string())?;
+            set_oom_score_adj(std::process::id(), 500).map_err(|e| e.to_string())?;
             let got =
                 std::fs::read_to_string("/proc/self/oom_score_adj").map_err(|e| e.to_string())?;
             if got.trim() != "500" {
@@ -253,14 +258,14 @@ mod tests {
     #[test]
     fn lowering_oom_score_adj_without_cap_sys_resource_names_the_field() {
         in_child(|| {
-            set_oom_score_adj(500).map_err(|e| e.to_string())?;
+            set_oom_score_adj(std::process::id(), 500).map_err(|e| e.to_string())?;
             caps::drop(
                 None,
                 caps::CapSet::Effective,
                 caps::Capability::CAP_SYS_RESOURCE,
             )
             .map_err(|e| e.to_string())?;
-            let err = match set_oom_score_adj(-500) {
+            let err = match set_oom_score_adj(std::process::id(), -500) {
                 Ok(()) => return Err("lowering oom_score_adj succeeded".to_string()),
                 Err(e) => e.to_string(),
             };
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn out_of_range_oom_score_adj_is_invalid() {
-        let err = set_oom_score_adj(1001).unwrap_err().to_string();
+        let err = set_oom_score_adj(1, 1001).unwrap_err().to_string();
         assert!(
             err.contains("process.oomScoreAdj") && err.contains("1001"),
             "{err}"

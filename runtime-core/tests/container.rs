@@ -98,6 +98,14 @@ impl Bundle {
         self.create_spec(launcher, self.spec(args))
     }
 
+    /// Builds and starts the container; returns its exit code.
+    fn run_spec(&self, launcher: &Launcher, spec: Spec) -> i32 {
+        let created = self.create_spec(launcher, spec);
+        let pid = created.pid();
+        created.start().unwrap();
+        exit_code(pid)
+    }
+
     fn create_spec(&self, launcher: &Launcher, spec: Spec) -> CreatedInit {
         let pending = self.spawn_spec(launcher, spec);
         let helper = pending.helper_pid();
@@ -245,10 +253,7 @@ fn default_devices_are_usable_under_a_deny_all_device_rule(launcher: &Launcher) 
     resources.set_devices(Some(vec![deny_all]));
     linux.set_resources(Some(resources));
     spec.set_linux(Some(linux));
-    let created = bundle.create_spec(launcher, spec);
-    let pid = created.pid();
-    created.start().unwrap();
-    assert_eq!(exit_code(pid), 3);
+    assert_eq!(bundle.run_spec(launcher, spec), 3);
 }
 
 /// CVE-2024-21626 class: blocked before exec, the init has resolved every spec path (mounts,
@@ -382,14 +387,95 @@ fn without_resources_a_device_node_cannot_be_read(launcher: &Launcher) {
         .set_ambient(Some(Default::default()));
     process.set_capabilities(Some(set));
     spec.set_process(Some(process));
-    let created = bundle.create_spec(launcher, spec);
-    let pid = created.pid();
-    created.start().unwrap();
     assert_eq!(
-        exit_code(pid),
+        bundle.run_spec(launcher, spec),
         3,
         "10: mknod failed, 11: /dev/null unusable, 12: the block device {major}:{minor} was opened"
     );
+}
+
+/// Namespaced sysctls and `oomScoreAdj` are written through the container's own procfs and
+/// land inside: the container reads them back, the host keeps its values.
+fn sysctls_and_oom_score_adj_land_inside(launcher: &Launcher) {
+    for userns in [false, true] {
+        sysctls_and_oom_score_adj_land_inside_of(launcher, userns);
+    }
+}
+
+fn sysctls_and_oom_score_adj_land_inside_of(launcher: &Launcher, userns: bool) {
+    let host_shmmax = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    let bundle = Bundle::new(if userns { "sysctl-userns" } else { "sysctl" });
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        "[ $(cat /proc/sys/kernel/shmmax) = 7654321 ] || exit 10; \
+         [ $(cat /proc/self/oom_score_adj) = 321 ] || exit 11; exit 3",
+    ]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_sysctl(Some(
+        [("kernel.shmmax".to_string(), "7654321".to_string())].into(),
+    ));
+    if userns {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::User)
+                .build()
+                .unwrap(),
+        );
+        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap();
+        linux
+            .set_namespaces(Some(namespaces))
+            .set_uid_mappings(Some(vec![map]))
+            .set_gid_mappings(Some(vec![map]));
+    }
+    spec.set_linux(Some(linux));
+    let mut process = spec.process().clone().unwrap();
+    process.set_oom_score_adj(Some(321));
+    spec.set_process(Some(process));
+    assert_eq!(
+        bundle.run_spec(launcher, spec),
+        3,
+        "user namespace {userns}: 10: shmmax not set inside, 11: oom_score_adj not set"
+    );
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        host_shmmax
+    );
+}
+
+/// CVE-2022-29162: inheritable and ambient capabilities the caller holds do not reach the
+/// container's process when the spec asks for none.
+fn inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process(
+    launcher: &Launcher,
+) {
+    use caps::{CapSet, Capability};
+    let bundle = Bundle::new("capinh");
+    let mut spec = bundle.spec(&[
+        "sh",
+        "-c",
+        "grep -q '^CapInh:\t0000000000000000' /proc/self/status || exit 10; \
+         grep -q '^CapAmb:\t0000000000000000' /proc/self/status || exit 11; exit 3",
+    ]);
+    let mut process = spec.process().clone().unwrap();
+    let mut set = process.capabilities().clone().unwrap();
+    set.set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()));
+    process.set_capabilities(Some(set));
+    spec.set_process(Some(process));
+    // The caller (this process) holds CAP_KILL inheritable and ambient; the helper and the init
+    // inherit both across their exec and clone.
+    caps::raise(None, CapSet::Inheritable, Capability::CAP_KILL).unwrap();
+    caps::raise(None, CapSet::Ambient, Capability::CAP_KILL).unwrap();
+    let code = bundle.run_spec(launcher, spec);
+    caps::clear(None, CapSet::Ambient).unwrap();
+    caps::clear(None, CapSet::Inheritable).unwrap();
+    assert_eq!(code, 3, "10: CapInh not empty, 11: CapAmb not empty");
 }
 
 /// A test: its name and its body.
@@ -402,7 +488,15 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 7] = [
+    let tests: [Test; 9] = [
+        (
+            "inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process",
+            inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process,
+        ),
+        (
+            "sysctls_and_oom_score_adj_land_inside",
+            sysctls_and_oom_score_adj_land_inside,
+        ),
         (
             "without_resources_a_device_node_cannot_be_read",
             without_resources_a_device_node_cannot_be_read,

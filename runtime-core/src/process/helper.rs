@@ -133,6 +133,9 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
                         linux.gid_mappings().as_deref(),
                     )?;
                 }
+                if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+                    crate::rlimits::set_oom_score_adj(pid.as_raw() as u32, adj)?;
+                }
                 channel.send(&Message::Pid { pid: pid.as_raw() })
             })();
             if let Err(err) = result {
@@ -261,9 +264,9 @@ fn write_id_maps(
             ));
         }
     };
+    let proc = crate::procfs::ProcFs::open()?;
     for (file, text) in [("uid_map", format(uids)), ("gid_map", format(gids))] {
-        let path = format!("/proc/{pid}/{file}");
-        fs::write(&path, text).map_err(|e| Error::io("write", path, e))?;
+        proc.write(&std::path::Path::new(&pid.to_string()).join(file), &text)?;
     }
     Ok(())
 }

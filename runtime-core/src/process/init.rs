@@ -119,9 +119,6 @@ fn setup_and_exec(
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
-    if let Some(adj) = process.oom_score_adj() {
-        rlimits::set_oom_score_adj(adj)?;
-    }
     if process.terminal().unwrap_or(false) {
         return Err(Error::invalid(
             "process.terminal",
