@@ -478,6 +478,78 @@ fn inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process(
     assert_eq!(code, 3, "10: CapInh not empty, 11: CapAmb not empty");
 }
 
+/// A spec naming a cgroup that already holds processes in only some hierarchies (here the
+/// cgroup2 and memory ones of a hybrid host, not `pids`) is refused: no limit or device rule
+/// lands on those processes, they survive, and the directories Create made elsewhere are
+/// removed again while the occupied ones are left to their owner.
+fn a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone(launcher: &Launcher) {
+    let bundle = Bundle::new("occupied");
+    let victim = format!("{}/victim", bundle.cgroup_parent);
+    let victim_rel = victim.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let mut occupied: Vec<PathBuf> = ["unified", "memory"]
+        .iter()
+        .map(|h| root.join(h))
+        .filter(|h| h.is_dir())
+        .collect();
+    if occupied.is_empty() {
+        occupied.push(root.to_path_buf());
+    }
+    let mut sleeper = std::process::Command::new("/bin/busybox")
+        .args(["sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let dirs: Vec<PathBuf> = occupied.iter().map(|h| h.join(victim_rel)).collect();
+    for dir in &dirs {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    }
+    let limit_before = fs::read_to_string(
+        root.join("memory")
+            .join(victim_rel)
+            .join("memory.limit_in_bytes"),
+    )
+    .ok();
+
+    let mut spec = bundle.spec(&["true"]);
+    let mut linux = spec.linux().clone().unwrap();
+    linux.set_cgroups_path(Some(PathBuf::from(&victim)));
+    let mut memory = oci_spec::runtime::LinuxMemory::default();
+    memory.set_limit(Some(64 << 20));
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    resources.set_memory(Some(memory));
+    linux.set_resources(Some(resources));
+    spec.set_linux(Some(linux));
+    let result = bundle.spawn_spec(launcher, spec).wait_ready();
+
+    let alive = sleeper.try_wait().unwrap().is_none();
+    let limit_after = fs::read_to_string(
+        root.join("memory")
+            .join(victim_rel)
+            .join("memory.limit_in_bytes"),
+    )
+    .ok();
+    let made_elsewhere: Vec<PathBuf> = fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(victim_rel))
+        .filter(|d| d.is_dir() && !dirs.contains(d))
+        .collect();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    for dir in &dirs {
+        let _ = fs::remove_dir(dir);
+    }
+    let err = result.map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("already holds processes"), "{err}");
+    assert!(alive, "the cgroup's own process was killed");
+    assert_eq!(
+        limit_before, limit_after,
+        "a limit landed on the occupied cgroup"
+    );
+    assert!(made_elsewhere.is_empty(), "left behind: {made_elsewhere:?}");
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -488,7 +560,11 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 9] = [
+    let tests: [Test; 10] = [
+        (
+            "a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone",
+            a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone,
+        ),
         (
             "inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process",
             inheritable_and_ambient_capabilities_of_the_caller_do_not_reach_the_process,

@@ -498,17 +498,26 @@ impl CgroupManager {
     /// Creates the cgroup directories (and missing parents). On v1 `cpuset`, empty
     /// `cpuset.cpus`/`cpuset.mems` along the path are copied from the parent (a task cannot
     /// join a cpuset without them). On a unified host, the controllers available at each
-    /// parent are enabled in its `cgroup.subtree_control`. On failure, the directories this
-    /// call created are removed again.
-    pub fn create(&self) -> Result<()> {
+    /// parent are enabled in its `cgroup.subtree_control`. Returns the directories this call
+    /// created (parents first), for [`CgroupManager::remove_created`]; on failure they are
+    /// removed again.
+    pub fn create(&self) -> Result<Vec<PathBuf>> {
         let mut created = Vec::new();
-        let result = self.create_inner(&mut created);
-        if result.is_err() {
-            for dir in created.iter().rev() {
-                let _ = fs::remove_dir(dir);
+        match self.create_inner(&mut created) {
+            Ok(()) => Ok(created),
+            Err(e) => {
+                Self::remove_created(&created);
+                Err(e)
             }
         }
-        result
+    }
+
+    /// Removes directories [`CgroupManager::create`] made, deepest first, and only while
+    /// they are empty (`rmdir`): what another process put there since is left alone.
+    pub fn remove_created(created: &[PathBuf]) {
+        for dir in created.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
     }
 
     fn create_inner(&self, created: &mut Vec<PathBuf>) -> Result<()> {
@@ -598,22 +607,30 @@ impl CgroupManager {
             .map_err(|e| Error::io("open cgroup", &d.dir, e))
     }
 
-    /// The pids in the cgroup and its sub-cgroups (from `cgroup.procs` of the v1 `pids` or
-    /// `memory` hierarchy, or of cgroup2 on a unified host). Empty when the cgroup is gone.
+    /// The pids in the cgroup and its sub-cgroups, in every hierarchy (sorted, each once).
+    /// Empty when the cgroup is gone. Every hierarchy counts: a process placed in only one of
+    /// them (say the cgroup2 directory of a hybrid host) still makes the cgroup someone's.
     pub fn pids(&self) -> Result<Vec<i32>> {
-        let dir = match self.layout {
-            Layout::Unified => self.unified_path(),
-            Layout::Legacy | Layout::Hybrid => self
-                .v1_path("pids")
-                .or_else(|| self.v1_path("memory"))
-                .or_else(|| self.v1.first().map(|d| d.dir.as_path()))
-                .or_else(|| self.unified_path()),
-        };
         let mut pids = Vec::new();
-        if let Some(dir) = dir {
-            collect_pids(dir, &mut pids)?;
+        for d in self.dirs() {
+            collect_pids(&d.dir, &mut pids)?;
         }
+        pids.sort_unstable();
+        pids.dedup();
         Ok(pids)
+    }
+
+    /// The first directory of the cgroup (or a sub-cgroup of it), in any hierarchy, that
+    /// holds processes, with their pids.
+    pub fn occupied(&self) -> Result<Option<(PathBuf, Vec<i32>)>> {
+        for d in self.dirs() {
+            let mut pids = Vec::new();
+            collect_pids(&d.dir, &mut pids)?;
+            if !pids.is_empty() {
+                return Ok(Some((d.dir.clone(), pids)));
+            }
+        }
+        Ok(None)
     }
 
     /// Sends `signal` to every process in the cgroup. SIGKILL uses `cgroup.kill` where the

@@ -712,16 +712,20 @@ fn add_process_writes_the_pid_to_every_hierarchy() {
 }
 
 #[test]
-fn pids_are_read_from_the_pids_hierarchy_and_its_sub_cgroups() {
+fn pids_are_read_from_every_hierarchy_and_their_sub_cgroups() {
     let f = Fixture::v1();
     let m = f.manager("/c1");
     let dir = m.v1_path("pids").unwrap();
     fs::write(dir.join("cgroup.procs"), "10\n11\n").unwrap();
     fs::create_dir(dir.join("sub")).unwrap();
     fs::write(dir.join("sub/cgroup.procs"), "12\n").unwrap();
-    let mut pids = m.pids().unwrap();
-    pids.sort();
-    assert_eq!(pids, [10, 11, 12]);
+    // A process only in another hierarchy counts too; one in several counts once.
+    let memory = m.v1_path("memory").unwrap();
+    fs::write(memory.join("cgroup.procs"), "11\n13\n").unwrap();
+    assert_eq!(m.pids().unwrap(), [10, 11, 12, 13]);
+    let (first, pids) = m.occupied().unwrap().unwrap();
+    assert!(first.starts_with(f.root.as_path()), "{}", first.display());
+    assert!(!pids.is_empty());
 }
 
 // ---- v2 on fixture directories ----
@@ -849,7 +853,17 @@ fn v2_unified_values_are_written_as_given_and_bad_keys_rejected() {
     m.apply(&resources(r#"{"unified": {"memory.high": "50000000"}}"#))
         .unwrap();
     assert_eq!(read(m.unified_path(), "memory.high"), "50000000");
-    for key in ["../memory.high", "sub/memory.high", "..", ""] {
+    // Keys that move or kill processes are no limits: a host pid in `cgroup.procs` would
+    // pull that process into the container's cgroup.
+    for key in [
+        "../memory.high",
+        "sub/memory.high",
+        "..",
+        "",
+        "cgroup.procs",
+        "cgroup.kill",
+        "cgroup.threads",
+    ] {
         let json = format!(r#"{{"unified": {{"{key}": "1"}}}}"#);
         let err = m.apply(&resources(&json)).unwrap_err();
         assert!(

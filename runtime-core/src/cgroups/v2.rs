@@ -243,6 +243,22 @@ fn check_unified_key(key: &str) -> Result<()> {
             Path::new(key).components().next(),
             Some(Component::Normal(_))
         );
+    // These move or kill processes, or reshape the tree, rather than limit resources:
+    // `cgroup.procs` = a host pid would pull that process into the container's cgroup, where
+    // Kill and Delete reach it.
+    const NOT_LIMITS: [&str; 5] = [
+        "cgroup.procs",
+        "cgroup.threads",
+        "cgroup.kill",
+        "cgroup.subtree_control",
+        "cgroup.type",
+    ];
+    if NOT_LIMITS.contains(&key) {
+        return Err(Error::invalid(
+            format!("linux.resources.unified[{key:?}]"),
+            "is not a resource limit: mini manages the cgroup's processes itself",
+        ));
+    }
     if plain {
         Ok(())
     } else {

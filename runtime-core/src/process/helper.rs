@@ -71,16 +71,21 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         Some(cgroup) => cgroup.clone(),
         None => CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?,
     };
-    cgroup.create()?;
-    // A cgroup that already holds processes belongs to something else (a container with
-    // the same id in another namespace, a leftover): sharing it would let our Kill and
-    // Delete reach those processes.
-    if !cgroup.pids()?.is_empty() {
+    let created = cgroup.create()?;
+    // A cgroup that already holds processes, in any hierarchy, belongs to something else (a
+    // container with the same id in another namespace, a leftover, a spec naming another
+    // service's cgroup): sharing it would put our limits on those processes and let our Kill
+    // and Delete reach them. Refuse, and remove only what this call created.
+    let occupied = cgroup
+        .occupied()
+        .inspect_err(|_| CgroupManager::remove_created(&created))?;
+    if let Some((dir, pids)) = occupied {
+        CgroupManager::remove_created(&created);
         return Err(Error::invalid(
             "linux.cgroupsPath",
             format!(
-                "the cgroup {} already holds processes",
-                cgroup_display(&cgroup)
+                "the cgroup {} already holds processes {pids:?}",
+                dir.display()
             ),
         ));
     }
@@ -148,14 +153,6 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             Ok(())
         }
     }
-}
-
-fn cgroup_display(cgroup: &CgroupManager) -> String {
-    cgroup
-        .dirs()
-        .next()
-        .map(|d| d.dir.display().to_string())
-        .unwrap_or_default()
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {

@@ -132,8 +132,6 @@ fn setup_and_exec(
     // (close_inherited_fds) and every lookup also confined by the kernel: a path through
     // /proc/self/fd/N/.. or a symlink cannot name a file outside the root.
     let root = rootfs::resolve::Root::open(Path::new("/"))?;
-    let program = find_executable(&args[0], &env)?;
-    check_inside_root(&root, &program, "process.args[0]")?;
     // As runc does, a working directory missing from the image is created (as root, inside
     // the new root); enter_cwd then checks where it really is.
     root.mkdir_all(process.cwd()).map_err(|e| {
@@ -142,8 +140,13 @@ fn setup_and_exec(
             format!("cannot create {}: {e}", process.cwd().display()),
         )
     })?;
-    drop(root);
     enter_cwd(process.cwd())?;
+    // Looked up from the cwd, as execve will (a relative `PATH` entry or args[0] names a
+    // file there), and checked as the absolute path of that very file.
+    let program = find_executable(&args[0], &env)?;
+    let program = process.cwd().join(program);
+    check_inside_root(&root, &program, "process.args[0]")?;
+    drop(root);
 
     let filter = match linux.seccomp() {
         Some(profile) => Some(seccomp::compile(profile)?),
