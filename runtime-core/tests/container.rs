@@ -537,8 +537,13 @@ fn a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone(launcher
         .collect();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
-    for dir in &dirs {
-        let _ = fs::remove_dir(dir);
+    if let Ok(created) = &result {
+        // Without the guard: the container was built inside the occupied cgroup.
+        let _ = nix::sys::signal::kill(Pid::from_raw(created.pid()), nix::sys::signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(created.pid()), None);
+    }
+    for hierarchy in fs::read_dir(root).unwrap().flatten() {
+        remove_cgroup_tree(&hierarchy.path().join(victim_rel));
     }
     let err = result.map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("already holds processes"), "{err}");
@@ -548,6 +553,16 @@ fn a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone(launcher
         "a limit landed on the occupied cgroup"
     );
     assert!(made_elsewhere.is_empty(), "left behind: {made_elsewhere:?}");
+}
+
+/// Removes `dir` and its sub-cgroups, deepest first (rmdir only).
+fn remove_cgroup_tree(dir: &Path) {
+    for child in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if child.path().is_dir() {
+            remove_cgroup_tree(&child.path());
+        }
+    }
+    let _ = fs::remove_dir(dir);
 }
 
 /// A test: its name and its body.
