@@ -31,6 +31,7 @@ mini_e2e::on_every_version!(
     shim_killed_while_the_init_builds_the_container_leaves_nothing,
     containerd_killed_during_create_leaves_nothing,
     shim_killed_after_create_leaves_nothing,
+    a_created_task_outlives_the_shim_thread_that_built_it,
     shim_killed_during_start_leaves_nothing,
     fifty_containers_survive_a_containerd_restart_and_each_exit_is_delivered_once,
 );
@@ -287,6 +288,31 @@ fn shim_killed_after_create_leaves_nothing(version: Version) {
     let shim = shim_of(&id).expect("the shim of the created task runs");
     leftovers::kill(shim);
     assert_aftermath(&ns, &id, &[init], false);
+}
+
+/// The setup processes die with the shim thread that spawned them (parent-death signal)
+/// only until the init is built: a created task waits for Start as long as it takes, even
+/// once that thread has ended (tokio ends a blocking thread idle for 10 s).
+fn a_created_task_outlives_the_shim_thread_that_built_it(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("fidle");
+    let id = ns.new_id("fidle");
+    let init = create_only(&ns, &id);
+    std::thread::sleep(Duration::from_secs(13));
+    assert_eq!(
+        ns.task(&id),
+        Some((init, "CREATED".to_string())),
+        "the created init must still wait for Start"
+    );
+    assert!(
+        matches!(state_of(init), Some('S' | 'R')),
+        "init {init}: state {:?}",
+        state_of(init)
+    );
+    ns.ctr(&["task", "delete", "-f", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(id.as_str());
+    leftovers::remove_client_fifos(&id);
 }
 
 /// The shim's ttrpc address, as containerd keeps it in the bundle: `bootstrap.json`
