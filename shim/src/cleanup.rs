@@ -16,15 +16,19 @@ use runtime_core::cgroups::CgroupManager;
 
 use crate::args::Args;
 
+/// The bundle files where the daemon records its container's init as soon as it learns of
+/// it: the pid, and its start time (for `delete` to tell it from a later process that reused
+/// the pid).
+pub const INIT_PID: &str = "init.pid";
+pub const INIT_START: &str = "init.start";
+
 pub fn delete(args: &Args) -> Result<(), String> {
     let bundle = args
         .bundle_dir()
         .map_err(|e| format!("working directory: {e}"))?;
-    let pid = std::fs::read_to_string(bundle.join("init.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .unwrap_or(0);
-    clean(&bundle, &args.id, pid);
+    let pid = read_number(&bundle.join(INIT_PID)).unwrap_or(0);
+    let start = read_number(&bundle.join(INIT_START));
+    clean(&bundle, &args.id, pid, start);
     let response = DeleteResponse {
         pid: pid.max(0) as u32,
         exit_status: 128 + Signal::SIGKILL as u32,
@@ -41,7 +45,7 @@ pub fn delete(args: &Args) -> Result<(), String> {
 
 /// Best effort, each step on its own: a failure is reported on stderr (containerd's log)
 /// and the next step still runs.
-fn clean(bundle: &Path, id: &str, pid: i32) {
+fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     // Read, not validated: cleaning up needs only the cgroup path, even of a spec that
     // Create refused.
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
@@ -49,42 +53,60 @@ fn clean(bundle: &Path, id: &str, pid: i32) {
         .as_ref()
         .and_then(|s| s.linux().as_ref())
         .and_then(|l| l.cgroups_path().clone());
-    // The cgroup is ours to empty and remove only if our init was created in it (its pid was
-    // recorded): a Create that failed may have found it holding others' processes.
-    let cgroup = if pid > 0 {
-        CgroupManager::new(id, cgroups_path.as_deref()).ok()
-    } else {
-        None
-    };
+    let cgroup = CgroupManager::new(id, cgroups_path.as_deref()).ok();
+    // The cgroup is ours to empty only if our init was placed in it (its pid was recorded):
+    // a Create that failed may have found it holding others' processes. Without a recorded
+    // pid, what our setup left in it (an init the daemon never learnt of) dies with the
+    // daemon (parent-death signal): wait for it to go, and remove the cgroup once empty.
+    let ours = pid > 0;
 
-    if pid > 0 && init_is_ours(pid, cgroups_path.as_deref(), id) {
+    // The recorded start time tells our init from a process that reused its pid; the init
+    // may not be in the cgroup yet (stopped before it joined its v1 hierarchies).
+    let init_alive = || match start {
+        Some(start) => start_time(pid) == Some(start),
+        None => init_is_ours(pid, cgroups_path.as_deref(), id),
+    };
+    if ours && init_alive() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    if let Some(cgroup) = &cgroup {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let _ = cgroup.kill_all(Signal::SIGKILL);
-            match cgroup.pids() {
-                Ok(pids) if !pids.is_empty() && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => break,
-            }
-        }
-    }
+    let empty = cgroup
+        .as_ref()
+        .is_some_and(|cgroup| settle(cgroup, ours, SETTLE));
     let rootfs = bundle.join("rootfs");
     if let Err(err) = runtime_core::rootfs::unmount_rootfs(&rootfs) {
         eprintln!("unmount {}: {err}", rootfs.display());
     }
-    if let Some(cgroup) = &cgroup
-        && let Err(err) = cgroup.destroy()
-    {
-        eprintln!("remove cgroup: {err}");
+    if let Some(cgroup) = &cgroup {
+        if !empty {
+            eprintln!("cgroup of {id} still holds processes: left in place");
+        } else if let Err(err) = cgroup.destroy() {
+            eprintln!("remove cgroup: {err}");
+        }
     }
     if let Some(socket) = crate::bootstrap::recorded_socket(bundle)
         && UnixStream::connect(&socket).is_err()
     {
         let _ = std::fs::remove_file(&socket);
+    }
+}
+
+/// How long `delete` waits for the processes in the container's cgroup to go, after the
+/// SIGKILL (which on cgroup v1 waits up to 2 s itself): within containerd's 5 s timeout.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// Waits until `cgroup` holds no process, after SIGKILLing what is in it when `kill_first`;
+/// whether it is empty (a cgroup that cannot be read counts as not empty).
+fn settle(cgroup: &CgroupManager, kill_first: bool, timeout: Duration) -> bool {
+    if kill_first && let Err(err) = cgroup.kill_all(Signal::SIGKILL) {
+        eprintln!("kill the cgroup's processes: {err}");
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        match cgroup.pids() {
+            Ok(pids) if pids.is_empty() => return true,
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return false,
+        }
     }
 }
 
@@ -101,4 +123,38 @@ fn init_is_ours(pid: i32, cgroups_path: Option<&Path>, id: &str) -> bool {
     let wanted = wanted.trim_end_matches('/');
     text.lines()
         .any(|line| line.rsplit(':').next().is_some_and(|p| p.ends_with(wanted)))
+}
+
+/// The start time of process `pid` (clock ticks after boot, `/proc/PID/stat` field 22): with
+/// the pid, it names one process for the whole uptime.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces and ')': field 3 onwards.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_names_one_process() {
+        let me = std::process::id() as i32;
+        let ours = start_time(me).expect("our own start time");
+        assert_eq!(start_time(me), Some(ours));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let theirs = start_time(child.id() as i32).expect("a child's start time");
+        assert!(theirs >= ours, "{theirs} < {ours}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(start_time(child.id() as i32), None);
+    }
 }

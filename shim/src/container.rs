@@ -173,6 +173,7 @@ impl Container {
         // Exits of unknown pids are kept until the init's pid is subscribed: it may die
         // before we learn it.
         let window = monitor.spawn_window();
+        let bundle = params.bundle.clone();
         let built = tokio::task::spawn_blocking(move || {
             // std's spawn panics if our reaper took the status of a child whose exec failed.
             let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -186,6 +187,11 @@ impl Container {
             let mut pending = spawned?;
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
+            // Recorded at once, for `delete` after this daemon died: the helper reports the pid
+            // once the init is in the container's cgroup, which it found empty, so a recorded
+            // pid also says that the cgroup is ours. Until then the setup processes die with
+            // this thread (see Launcher::spawn).
+            record_init(&bundle, pid);
             let _ = pid_tx.send((pid, m.subscribe(pid)));
             pending.wait_ready()
         })
@@ -215,7 +221,6 @@ impl Container {
             Some((_, rx)) => rx,
             None => monitor.subscribe(pid),
         };
-        let _ = fs::write(params.bundle.join("init.pid"), pid.to_string());
 
         let (exit_tx, exit_watch) = watch::channel(None);
         let container = Arc::new(Container {
@@ -421,6 +426,24 @@ impl Container {
     pub async fn discard(&self) -> Result<Exit, Failure> {
         self.discarded.store(true, Ordering::SeqCst);
         self.delete().await
+    }
+}
+
+/// Records the init for `delete` (see `cleanup::INIT_PID`): its start time first, so that a
+/// recorded pid always comes with it.
+fn record_init(bundle: &std::path::Path, pid: i32) {
+    let start = crate::cleanup::start_time(pid).map(|t| t.to_string());
+    let files = [
+        (crate::cleanup::INIT_START, start),
+        (crate::cleanup::INIT_PID, Some(pid.to_string())),
+    ];
+    for (name, text) in files {
+        let path = bundle.join(name);
+        if let Some(text) = text
+            && let Err(err) = fs::write(&path, text)
+        {
+            log::warn!("record {}: {err}", path.display());
+        }
     }
 }
 

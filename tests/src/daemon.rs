@@ -219,6 +219,20 @@ impl Containerd {
         self.spawn_daemon();
     }
 
+    /// SIGKILLs the daemon, as a crash would (shims keep running); [`Containerd::start_again`]
+    /// brings it back.
+    pub fn crash(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same directories after [`Containerd::crash`].
+    pub fn start_again(&self) {
+        self.spawn_daemon();
+    }
+
     /// The daemon's pid, while it runs.
     pub fn pid(&self) -> Option<i32> {
         self.child
@@ -397,6 +411,20 @@ impl Namespace<'_> {
     /// Starts ctr in the background (e.g. `ctr events`).
     pub fn spawn_ctr(&self, args: &[&str]) -> Background {
         Background::spawn(&self.cd.ctr_path(), &self.cd.address(), &self.name, args)
+    }
+
+    /// `ctr run -d` of mini container `id` (busybox, `sleep 300`) in the background.
+    pub fn spawn_mini_sleep(&self, id: &str) -> Background {
+        self.spawn_ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            crate::MINI,
+            crate::IMAGE,
+            id,
+            "sleep",
+            "300",
+        ])
     }
 
     /// Imports the busybox test image as `localhost/busybox:latest`.

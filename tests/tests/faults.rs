@@ -5,6 +5,9 @@
 //! included —, mount, cgroup, bundle, socket, fifo) and its id must work again. The stages
 //! are held still with SIGSTOP so that the kill lands where it should:
 //!
+//! - the setup helper (`mini-init`, the shim's child that creates the cgroup and clones the
+//!   init) stopped: Create waits for the init's pid;
+//! - the init stopped while it builds the container: Create waits for "ready";
 //! - Create done, Start not called: the init is blocked before exec. ctr cannot create a
 //!   task without starting it, except that `ctr run -d --pid-file` writes the pid file
 //!   between the two calls and gives up when it cannot: a pid file in a missing directory
@@ -15,7 +18,7 @@
 //! These run mini whatever `MINI_E2E_RUNTIME` says: the stages are mini's own processes.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{StartRequest, StartResponse};
 use containerd_shim_protos::shim_async::Client;
@@ -24,10 +27,26 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 mini_e2e::on_every_version!(
+    shim_killed_while_the_setup_helper_runs_leaves_nothing,
+    shim_killed_while_the_init_builds_the_container_leaves_nothing,
+    containerd_killed_during_create_leaves_nothing,
     shim_killed_after_create_leaves_nothing,
+    a_created_task_outlives_the_shim_thread_that_built_it,
     shim_killed_during_start_leaves_nothing,
     fifty_containers_survive_a_containerd_restart_and_each_exit_is_delivered_once,
 );
+
+/// How often a test tries to catch a short-lived setup process before it gives up.
+const ATTEMPTS: usize = 8;
+
+/// A process of the container's setup, as the test finds it below the shim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The setup helper: runs in the host's pid namespace.
+    Helper,
+    /// The container init: the helper clones it into the container's new pid namespace.
+    Init,
+}
 
 /// The live shim daemon of container `id` (not its `start` or `delete` invocations).
 fn shim_of(id: &str) -> Option<i32> {
@@ -44,6 +63,42 @@ fn shim_of(id: &str) -> Option<i32> {
         .map(|p| p.pid)
 }
 
+/// Children of `pid`, over all its threads (the shim forks setup helpers from worker
+/// threads).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Which setup process `pid` is, if it is one: argv[0] `mini-init`; the init's pid
+/// namespace is nested (two NSpid entries).
+fn stage_of(pid: i32) -> Option<Stage> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if cmdline.split(|&b| b == 0).next()? != b"mini-init" {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let levels = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .count();
+    Some(if levels > 1 {
+        Stage::Init
+    } else {
+        Stage::Helper
+    })
+}
+
 /// The one-letter state of `pid` (`T` when stopped), if it exists.
 fn state_of(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -58,6 +113,94 @@ fn stop(pid: i32) -> bool {
     wait_until(Duration::from_secs(2), || {
         matches!(state_of(pid), Some('T') | None)
     }) && state_of(pid) == Some('T')
+}
+
+/// While `ctr` (a `ctr run -d` of `id`) runs, watches the shim's children for the setup
+/// process of `stage` and SIGSTOPs it. Returns `(shim, stopped)`, or None when ctr finished
+/// first (the process came and went between two looks).
+fn catch_and_stop(ctr: &mut Background, id: &str, stage: Stage) -> Option<(i32, i32)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shim = loop {
+        if let Some(shim) = shim_of(id) {
+            break shim;
+        }
+        if ctr.finished() || Instant::now() > deadline {
+            return None;
+        }
+    };
+    while Instant::now() < deadline {
+        for child in children_of(shim) {
+            if stage_of(child) == Some(stage) && stop(child) {
+                return Some((shim, child));
+            }
+        }
+        if ctr.finished() {
+            return None;
+        }
+    }
+    None
+}
+
+/// Removes container `id` whatever state a missed attempt left it in.
+fn force_remove(ns: &Namespace<'_>, id: &str) {
+    let _ = ns.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+    ns.wait_status(id, "STOPPED", Duration::from_secs(10));
+    let _ = ns.ctr(&["task", "delete", "-f", id]);
+    let _ = ns.ctr(&["container", "delete", id]);
+    ns.assert_nothing_left(id);
+}
+
+/// What the test kills while Create is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// The container's shim.
+    Shim,
+    /// containerd (then started again; the setup process is let go first).
+    Containerd,
+}
+
+/// Kills `victim` while the Create of a container is held at `stage`, then checks the
+/// aftermath.
+fn killed_during_create(version: Version, stage: Stage, victim: Victim, tag: &str) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace(tag);
+    for attempt in 1..=ATTEMPTS {
+        let id = ns.new_id(tag);
+        let mut ctr = ns.spawn_mini_sleep(&id);
+        let caught = catch_and_stop(&mut ctr, &id, stage);
+        // Create must still be in flight: containerd lists a task only once it returned.
+        let in_create = caught.is_some() && ns.task(&id).is_none();
+        let Some((shim, stopped)) = caught.filter(|_| in_create) else {
+            eprintln!("attempt {attempt}: missed the {stage:?} of {id}; again");
+            if let Some((_, pid)) = caught {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+            eprintln!("{}", ctr.wait(Duration::from_secs(30)));
+            force_remove(&ns, &id);
+            continue;
+        };
+        match victim {
+            Victim::Shim => leftovers::kill(shim),
+            Victim::Containerd => cd.crash(),
+        }
+        let out = ctr.wait(Duration::from_secs(30));
+        assert!(
+            !out.success(),
+            "ctr run must fail when {victim:?} dies during Create: {out}"
+        );
+        if victim == Victim::Containerd {
+            // Setup completes with no one waiting for it; the restarted daemon may find the
+            // task (created) through its bundle: deleting it must clean up everything.
+            let _ = kill(Pid::from_raw(stopped), Signal::SIGCONT);
+            cd.start_again();
+            if ns.task(&id).is_some() {
+                let _ = ns.ctr(&["task", "delete", "-f", &id]);
+            }
+        }
+        assert_aftermath(&ns, &id, &[stopped], victim == Victim::Shim);
+        return;
+    }
+    panic!("could not catch the {stage:?} of a container in {ATTEMPTS} attempts");
 }
 
 /// What must hold once the shim of `id` died: containerd drops the task, nothing of the
@@ -100,6 +243,18 @@ fn assert_aftermath(ns: &Namespace<'_>, id: &str, held: &[i32], ctr_cleaned: boo
     ns.assert_no_client_fifos(id);
 }
 
+fn shim_killed_while_the_setup_helper_runs_leaves_nothing(version: Version) {
+    killed_during_create(version, Stage::Helper, Victim::Shim, "fhelper");
+}
+
+fn containerd_killed_during_create_leaves_nothing(version: Version) {
+    killed_during_create(version, Stage::Init, Victim::Containerd, "fcdkill");
+}
+
+fn shim_killed_while_the_init_builds_the_container_leaves_nothing(version: Version) {
+    killed_during_create(version, Stage::Init, Victim::Shim, "finit");
+}
+
 /// `ctr run -d` that stops after Create: its pid file cannot be written. Returns the
 /// init's pid; the task is CREATED, its init blocked before exec.
 fn create_only(ns: &Namespace<'_>, id: &str) -> i32 {
@@ -129,9 +284,35 @@ fn shim_killed_after_create_leaves_nothing(version: Version) {
     let ns = cd.busybox_namespace("fcreated");
     let id = ns.new_id("fcreated");
     let init = create_only(&ns, &id);
+    assert_eq!(stage_of(init), Some(Stage::Init), "task pid {init}");
     let shim = shim_of(&id).expect("the shim of the created task runs");
     leftovers::kill(shim);
     assert_aftermath(&ns, &id, &[init], false);
+}
+
+/// The setup processes die with the shim thread that spawned them (parent-death signal)
+/// only until the init is built: a created task waits for Start as long as it takes, even
+/// once that thread has ended (tokio ends a blocking thread idle for 10 s).
+fn a_created_task_outlives_the_shim_thread_that_built_it(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("fidle");
+    let id = ns.new_id("fidle");
+    let init = create_only(&ns, &id);
+    std::thread::sleep(Duration::from_secs(13));
+    assert_eq!(
+        ns.task(&id),
+        Some((init, "CREATED".to_string())),
+        "the created init must still wait for Start"
+    );
+    assert!(
+        matches!(state_of(init), Some('S' | 'R')),
+        "init {init}: state {:?}",
+        state_of(init)
+    );
+    ns.ctr(&["task", "delete", "-f", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(id.as_str());
+    leftovers::remove_client_fifos(&id);
 }
 
 /// The shim's ttrpc address, as containerd keeps it in the bundle: `bootstrap.json`

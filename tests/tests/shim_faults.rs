@@ -13,7 +13,7 @@ use containerd_shim_protos::api::CreateTaskRequest;
 use containerd_shim_protos::shim_async::TaskClient;
 use containerd_shim_protos::types::mount::Mount;
 use mini_e2e::grpc::mini_container;
-use mini_e2e::{Background, Containerd, MINI, Namespace, Version, leftovers, wait_until};
+use mini_e2e::{Background, Containerd, Namespace, Version, leftovers, wait_until};
 
 mini_e2e::on_every_version!(
     client_killed_mid_create_leaves_nothing_and_the_shim_exits,
@@ -69,16 +69,7 @@ impl Drop for FrozenCgroup {
 /// held: the setup helper (`mini-init … <id>`) runs and the cgroup is frozen.
 fn start_held_create(ns: &Namespace<'_>, id: &str) -> (Background, FrozenCgroup) {
     let frozen = FrozenCgroup::new(ns.name(), id);
-    let ctr = ns.spawn_ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        MINI,
-        mini_e2e::IMAGE,
-        id,
-        "sleep",
-        "300",
-    ]);
+    let ctr = ns.spawn_mini_sleep(id);
     assert!(
         wait_until(Duration::from_secs(15), || {
             leftovers::processes_of(id)

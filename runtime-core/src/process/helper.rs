@@ -36,6 +36,10 @@ fn helper_main() -> i32 {
     // Close-on-exec, so the caller sees EOF once the init execs the user's process.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // Dies with the caller (set before the exec too; again in case the exec cleared it).
+    if init::die_with_caller(CHANNEL_FD).is_err() {
+        return 2;
+    }
     let mut channel = Channel::new(stream);
     let config = match channel.recv() {
         Ok(Some(Message::Config(config))) => config,
@@ -107,6 +111,12 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())?;
     match child {
         None => {
+            // The init dies with the caller too until it reports ready; the parent-death
+            // signal is not inherited across clone.
+            if init::die_with_caller(channel.stream().as_raw_fd()).is_err() {
+                // SAFETY: _exit is always safe to call; the child owns no state to flush.
+                unsafe { libc::_exit(1) };
+            }
             // The cgroup2 directory is a host directory: through /proc/self/fd/N/.. a spec
             // path could walk out of the container from it (CVE-2024-21626). The init does not
             // need it; init::run closes anything else inherited.

@@ -70,6 +70,8 @@ fn setup_and_exec(
             .map_err(|e| Error::sys("setresgid", "0 in the new user namespace", e))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(|e| Error::sys("setresuid", "0 in the new user namespace", e))?;
+        // The uid change cleared the parent-death signal: set it again.
+        die_with_caller(channel.stream().as_raw_fd())?;
     }
     if !config.no_new_keyring {
         join_new_session_keyring()?;
@@ -176,6 +178,9 @@ fn setup_and_exec(
         }
     }
 
+    // Built: from here the caller knows our pid, and the thread that spawned the helper may
+    // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
+    set_parent_death_signal(0)?;
     channel.send(&Message::Ready)?;
     match channel.recv()? {
         Some(Message::Start) => {}
@@ -201,6 +206,41 @@ fn setup_and_exec(
         .collect::<Result<Vec<_>>>()?;
     let err = execve(&program_c, &args_c, &env_c).unwrap_err();
     Err(Error::sys("exec", format!("{:?}", args[0]), err))
+}
+
+/// Makes a setup process (the helper, and the init until it reports ready) die with its
+/// caller: the kernel sends SIGKILL, which also ends a stopped process, when the caller's
+/// thread that spawned the helper ends (PR_SET_PDEATHSIG; the init, cloned with
+/// CLONE_PARENT, has the same parent). Otherwise a setup process stopped or stuck (a hung
+/// mount) when the caller dies stays forever, and no one knows its pid. A caller that died
+/// before this call has closed its end of the setup channel: an error then (getppid() cannot
+/// tell: in a new pid namespace the parent is outside it and reads as 0).
+pub(super) fn die_with_caller(channel: RawFd) -> Result<()> {
+    set_parent_death_signal(libc::SIGKILL)?;
+    let mut fds = [libc::pollfd {
+        fd: channel,
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: poll on one pollfd that outlives the call, with no timeout.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    if rc > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+        return Err(Error::Setup("the caller went away during setup".into()));
+    }
+    Ok(())
+}
+
+/// PR_SET_PDEATHSIG: `signal` when the parent thread ends; 0 clears it.
+fn set_parent_death_signal(signal: i32) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
+        return Err(Error::sys(
+            "prctl",
+            format!("PR_SET_PDEATHSIG {signal}"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 /// A new anonymous session keyring, so the container cannot see the keys of the caller's

@@ -40,10 +40,14 @@ impl Launcher {
 
     /// Execs the helper and hands it `config`. The helper clones the init, which builds the
     /// container; call [`PendingInit::wait_pid`] then [`PendingInit::wait_ready`].
+    ///
+    /// Until the init reports ready, the helper and the init die (SIGKILL) when the calling
+    /// thread ends: call `wait_ready` from the thread that called `spawn`.
     pub fn spawn(&self, config: HelperConfig, stdio: InitStdio) -> Result<PendingInit> {
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
         let theirs_fd = theirs.as_raw_fd();
+        let caller = std::process::id() as libc::pid_t;
         let mut cmd = Command::new(self.exe.path());
         cmd.arg0("mini-init")
             .arg(HELPER_ARG)
@@ -52,10 +56,26 @@ impl Launcher {
             .stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
-        // SAFETY: the closure runs between fork and exec and only calls dup2/fcntl, which are
-        // async-signal-safe.
+        // SAFETY: the closure runs between fork and exec and only calls prctl/getppid/dup2/
+        // fcntl, which are async-signal-safe.
         unsafe {
             cmd.pre_exec(move || {
+                // Dies with the calling thread from before its exec on: a helper stopped or
+                // stuck in setup would otherwise outlive its caller (the helper sets it again,
+                // see init::die_with_caller). A caller already gone is our parent no more.
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != caller {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
                 if theirs_fd == CHANNEL_FD {
                     let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
                     if flags < 0
