@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use containerd_shim_protos::api::DeleteResponse;
@@ -64,7 +64,7 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     // may not be in the cgroup yet (stopped before it joined its v1 hierarchies).
     let init_alive = || match start {
         Some(start) => start_time(pid) == Some(start),
-        None => init_is_ours(pid, cgroups_path.as_deref(), id),
+        None => cgroup.as_ref().is_some_and(|c| init_is_ours(pid, c)),
     };
     if ours && init_alive() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -112,17 +112,25 @@ fn settle(cgroup: &CgroupManager, kill_first: bool, timeout: Duration) -> bool {
 
 /// Whether `pid` still is the container's init: its cgroup is the container's. Guards
 /// against killing an unrelated process that reused the pid.
-fn init_is_ours(pid: i32, cgroups_path: Option<&Path>, id: &str) -> bool {
+fn init_is_ours(pid: i32, cgroup: &CgroupManager) -> bool {
     let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
         return false;
     };
-    let wanted = match cgroups_path {
-        Some(p) => p.display().to_string(),
-        None => format!("/{id}"),
-    };
-    let wanted = wanted.trim_end_matches('/');
-    text.lines()
-        .any(|line| line.rsplit(':').next().is_some_and(|p| p.ends_with(wanted)))
+    in_cgroup(&text, cgroup)
+}
+
+/// Whether a `/proc/PID/cgroup` text places the process exactly in one of the container's
+/// cgroup directories (not in one that merely ends with the same names).
+fn in_cgroup(proc_cgroup: &str, cgroup: &CgroupManager) -> bool {
+    let ours: Vec<PathBuf> = cgroup
+        .dirs()
+        .filter_map(|d| d.dir.strip_prefix(&d.mount_point).ok())
+        .map(|rel| Path::new("/").join(rel))
+        .collect();
+    proc_cgroup
+        .lines()
+        .filter_map(|line| line.splitn(3, ':').nth(2))
+        .any(|path| ours.iter().any(|o| o == Path::new(path)))
 }
 
 /// The start time of process `pid` (clock ticks after boot, `/proc/PID/stat` field 22): with
@@ -156,5 +164,28 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(start_time(child.id() as i32), None);
+    }
+
+    #[test]
+    fn the_init_must_be_in_exactly_the_containers_cgroup() {
+        use runtime_core::cgroups::{ProcessCgroups, parse_mountinfo};
+        let mountinfo = "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                         31 25 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let hierarchies = parse_mountinfo(mountinfo, Path::new("/sys/fs/cgroup")).unwrap();
+        let own = ProcessCgroups::parse("5:memory:/\n0::/\n").unwrap();
+        let cgroup = CgroupManager::with_hierarchies(
+            &hierarchies,
+            &own,
+            "c1",
+            Some(Path::new("/default/c1")),
+        )
+        .unwrap();
+        assert!(in_cgroup("5:memory:/default/c1\n0::/default/c1\n", &cgroup));
+        // Same trailing names, another cgroup: not ours.
+        assert!(!in_cgroup(
+            "5:memory:/x/default/c1\n0::/x/default/c1\n",
+            &cgroup
+        ));
+        assert!(!in_cgroup("5:memory:/default/c10\n", &cgroup));
     }
 }
