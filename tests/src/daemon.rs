@@ -51,50 +51,87 @@ impl Version {
         self != Version::V1_6
     }
 
-    fn config(self, dir: &Path) -> String {
+    /// The `deploy/` snippet that adds the mini runtime to this version's config.
+    pub fn deploy_config(self) -> PathBuf {
+        let name = match self {
+            Version::V1_6 | Version::V1_7 => "containerd-1.x.toml",
+            Version::V2 => "containerd-2.x.toml",
+        };
+        crate::workspace_dir().join("deploy").join(name)
+    }
+
+    /// The daemon's config: private paths, then the `deploy/` snippet as a user installs it
+    /// (so the tests check it), then, with `cri`, the CRI plugin set up for this host.
+    fn config(self, dir: &Path, cri: bool) -> String {
         let d = dir.display();
-        // Plugins a ctr-driven test never uses; skipping them speeds startup and keeps
-        // daemons from sharing host paths (NRI's socket) with each other.
-        let common_disabled = r#""io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing", "io.containerd.nri.v1.nri""#;
+        let deploy = fs::read_to_string(self.deploy_config()).unwrap_or_else(|e| {
+            panic!("reading {}: {e}", self.deploy_config().display());
+        });
+        // Plugins a test never uses; skipping them speeds startup and keeps daemons from
+        // sharing host paths (NRI's socket) with each other.
+        let mut disabled = vec![
+            "io.containerd.snapshotter.v1.btrfs",
+            "io.containerd.snapshotter.v1.zfs",
+            "io.containerd.snapshotter.v1.devmapper",
+            "io.containerd.snapshotter.v1.aufs",
+            "io.containerd.tracing.processor.v1.otlp",
+            "io.containerd.internal.v1.tracing",
+            "io.containerd.nri.v1.nri",
+        ];
+        if !cri {
+            disabled.extend(match self {
+                Version::V1_6 | Version::V1_7 => &["io.containerd.grpc.v1.cri"][..],
+                Version::V2 => &[
+                    "io.containerd.grpc.v1.cri",
+                    "io.containerd.cri.v1.images",
+                    "io.containerd.cri.v1.runtime",
+                    "io.containerd.podsandbox.controller.v1.podsandbox",
+                ][..],
+            });
+        }
+        let disabled: Vec<String> = disabled.iter().map(|p| format!("{p:?}")).collect();
+        // Top-level keys first: the deploy snippet opens tables.
+        let mut config = format!(
+            "root = \"{d}/root\"\nstate = \"{d}/state\"\ndisabled_plugins = [{}]\n\n{deploy}\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+            disabled.join(", ")
+        );
+        if cri {
+            config.push_str(&self.cri_config(dir));
+        }
+        config
+    }
+
+    /// The CRI plugin on this host: the local pause image as the sandbox image, no CNI
+    /// (host-network pods only; a private, empty config dir), and `restrict_oom_score_adj`
+    /// (sandboxes ask for oom_score_adj -998, which needs CAP_SYS_RESOURCE here).
+    fn cri_config(self, dir: &Path) -> String {
+        let d = dir.display();
+        let pause = crate::cri::PAUSE_IMAGE;
         match self {
             Version::V1_6 | Version::V1_7 => format!(
-                r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", {common_disabled}]
-
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.mini]
-  runtime_type = "io.containerd.mini.v2"
+                r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+[plugins."io.containerd.grpc.v1.cri".cni]
+  conf_dir = "{d}/cni/net.d"
+  bin_dir = "{d}/cni/bin"
 "#
             ),
             Version::V2 => format!(
-                r#"version = 3
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", {common_disabled}]
-
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.cri.v1.runtime".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.mini]
-  runtime_type = "io.containerd.mini.v2"
+                r#"[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "{pause}"
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+[plugins."io.containerd.cri.v1.runtime".cni]
+  conf_dir = "{d}/cni/net.d"
+  bin_dir = "{d}/cni/bin"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
 "#
             ),
         }
@@ -118,6 +155,16 @@ impl Containerd {
     /// Starts a daemon of `version` and waits until `ctr version` answers.
     /// Panics (with the daemon's log) if it does not come up.
     pub fn start(version: Version) -> Containerd {
+        Containerd::start_with(version, false)
+    }
+
+    /// Starts a daemon of `version` with its CRI plugin serving on its gRPC socket (see
+    /// [`crate::cri`]).
+    pub fn start_cri(version: Version) -> Containerd {
+        Containerd::start_with(version, true)
+    }
+
+    fn start_with(version: Version, cri: bool) -> Containerd {
         let bin = version.bin_dir();
         for b in ["containerd", "ctr", "containerd-shim-runc-v2"] {
             assert!(
@@ -131,7 +178,7 @@ impl Containerd {
             .tempdir_in("/tmp")
             .expect("creating the daemon's temp dir in /tmp")
             .keep();
-        fs::write(dir.join("config.toml"), version.config(&dir)).expect("writing config.toml");
+        fs::write(dir.join("config.toml"), version.config(&dir, cri)).expect("writing config.toml");
         let cd = Containerd {
             version,
             dir,
@@ -289,6 +336,33 @@ impl Containerd {
         let ns = self.namespace(&format!("{test}-{}", self.version().tag()));
         ns.import_busybox();
         ns
+    }
+
+    /// The namespace containerd's CRI plugin keeps pods in (`k8s.io`). Its cgroups are not
+    /// removed on drop: a CRI test names its own cgroup parent
+    /// ([`Containerd::remove_cgroup_tree_on_drop`]).
+    pub fn cri_namespace(&self) -> Namespace<'_> {
+        Namespace {
+            cd: self,
+            name: crate::cri::CRI_NAMESPACE.to_string(),
+        }
+    }
+
+    /// Remembers container `id` of namespace `ns`, created by another client than ctr (the
+    /// CRI), so that dropping the daemon kills what is left of it.
+    pub fn track(&self, ns: &str, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((ns.to_string(), id.to_string()));
+    }
+
+    /// Removes the cgroup tree `/<top>` of every hierarchy when the daemon is dropped.
+    pub fn remove_cgroup_tree_on_drop(&self, top: &str) {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(top.to_string());
     }
 
     fn cleanup(&self) {

@@ -5,6 +5,7 @@
 //! container ids, so tests run in parallel and never meet a user's containers. Dropping the
 //! daemon removes everything it and its shims left behind, even when the test failed.
 
+pub mod cri;
 mod ctr;
 mod daemon;
 pub mod grpc;

@@ -1,0 +1,343 @@
+//! The Kubernetes CRI API of a private containerd ([`Containerd::start_cri`]), driven as the
+//! kubelet drives it: host-network pods with the runtime handler under test, containers in
+//! them, their status and logs. Synchronous wrappers: each call runs on this client's own
+//! runtime and is bounded.
+//!
+//! There is no kubelet: the pods' cgroup parent is a unique `/<name>` of this client (the
+//! cgroupfs driver, as containerd's default `SystemdCgroup = false`), removed when the daemon
+//! is dropped, and CRI writes container logs below a temporary directory of this client.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::{Request, Status};
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+
+use crate::Containerd;
+
+/// The namespace containerd's CRI plugin keeps its pods and images in.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The sandbox ("pause") image the CRI config names; built locally from busybox.
+pub const PAUSE_IMAGE: &str = "localhost/pause:latest";
+/// The runtime handler (`runtimes.<name>` of the CRI config) of mini.
+pub const MINI_HANDLER: &str = "mini";
+
+/// Deadline of one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The handler the CRI scenarios run pods with: `mini`, or `runc` when `MINI_E2E_RUNTIME`
+/// names the stock shim (to check a scenario itself against it).
+pub fn handler_under_test() -> &'static str {
+    if crate::runtime_under_test() == crate::RUNC {
+        "runc"
+    } else {
+        MINI_HANDLER
+    }
+}
+
+/// The pause image tar (busybox whose entrypoint sleeps until killed: CRI stops a sandbox
+/// with SIGKILL), built once into the test cache.
+pub fn pause_image_tar() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let tar = crate::cache_dir().join("pause-oci.tar");
+    if !tar.is_file() {
+        crate::build_image(
+            &tar,
+            "latest",
+            &[],
+            serde_json::json!({"Entrypoint": ["sleep", "2147483647"], "Cmd": []}),
+        );
+    }
+    tar
+}
+
+/// A pod made by [`Cri::run_pod`]: its sandbox id and the config CRI wants again with
+/// every container created in it.
+pub struct Pod {
+    pub id: String,
+    pub config: PodSandboxConfig,
+}
+
+/// A CRI client of one daemon, with the pause and busybox images imported.
+pub struct Cri<'a> {
+    cd: &'a Containerd,
+    runtime: tokio::runtime::Runtime,
+    channel: Channel,
+    logs: tempfile::TempDir,
+    cgroup_parent: String,
+}
+
+impl<'a> Cri<'a> {
+    /// Imports the pause and busybox images into `k8s.io` and connects to the daemon's
+    /// CRI service (on its gRPC socket).
+    pub fn connect(cd: &'a Containerd) -> Cri<'a> {
+        let ns = cd.cri_namespace();
+        let pause = pause_image_tar();
+        ns.ctr(&[
+            "images",
+            "import",
+            "--base-name",
+            "localhost/pause",
+            &pause.to_string_lossy(),
+        ])
+        .expect_success();
+        ns.import_busybox();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building a tokio runtime");
+        let address = cd.address();
+        let channel = runtime
+            .block_on(containerd_client::connect(&address))
+            .unwrap_or_else(|e| panic!("connecting to {}: {e:?}", address.display()));
+        let cgroup_parent = crate::unique_name("mini-cri");
+        cd.remove_cgroup_tree_on_drop(&cgroup_parent);
+        Cri {
+            cd,
+            runtime,
+            channel,
+            logs: tempfile::Builder::new()
+                .prefix("mini-cri-logs")
+                .tempdir()
+                .expect("log directory"),
+            cgroup_parent,
+        }
+    }
+
+    /// The cgroup parent of this client's pods, as CRI gets it (`/<unique name>`).
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{}", self.cgroup_parent)
+    }
+
+    fn client(&self) -> RuntimeServiceClient<Channel> {
+        RuntimeServiceClient::new(self.channel.clone())
+    }
+
+    fn call<T, R, F>(
+        &self,
+        message: T,
+        f: impl FnOnce(RuntimeServiceClient<Channel>, Request<T>) -> F,
+    ) -> Result<R, Status>
+    where
+        F: std::future::Future<Output = Result<containerd_client::tonic::Response<R>, Status>>,
+    {
+        let mut req = Request::new(message);
+        req.set_timeout(CALL_TIMEOUT);
+        self.runtime
+            .block_on(f(self.client(), req))
+            .map(|r| r.into_inner())
+    }
+
+    /// RunPodSandbox with `handler`: host network, the pod's own pid, ipc and uts
+    /// namespaces, this client's cgroup parent and log directory.
+    #[track_caller]
+    pub fn run_pod(&self, name: &str, handler: &str) -> Pod {
+        let name = crate::unique_name(name);
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.clone(),
+                uid: name.clone(),
+                namespace: "mini-test".into(),
+                attempt: 0,
+            }),
+            log_directory: self.logs.path().join(&name).display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent(),
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(pod_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        };
+        let id = self
+            .call(req, |mut c, r| async move { c.run_pod_sandbox(r).await })
+            .unwrap_or_else(|e| panic!("RunPodSandbox {name} ({handler}): {e:?}"))
+            .pod_sandbox_id;
+        self.cd.track(CRI_NAMESPACE, &id);
+        Pod { id, config }
+    }
+
+    /// CreateContainer of busybox running `command` in `pod`, sharing the pod's pid, ipc and
+    /// uts namespaces; its log goes to [`Cri::log_path`]`(pod, name)`.
+    pub fn create_container(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+    ) -> Result<String, Status> {
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: crate::IMAGE.into(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext {
+                    namespace_options: Some(pod_namespaces()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod.id.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.config.clone()),
+        };
+        let id = self
+            .call(req, |mut c, r| async move { c.create_container(r).await })?
+            .container_id;
+        self.cd.track(CRI_NAMESPACE, &id);
+        Ok(id)
+    }
+
+    /// Where CRI writes the log of container `name` of `pod`.
+    pub fn log_path(&self, pod: &Pod, name: &str) -> PathBuf {
+        let dir = pod.config.log_directory.clone();
+        Path::new(&dir).join(format!("{name}.log"))
+    }
+
+    /// The log of container `name` of `pod` so far (CRI's format: `<time> <stream> F <line>`).
+    pub fn log(&self, pod: &Pod, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(pod, name)).unwrap_or_default()
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), Status> {
+        let req = StartContainerRequest {
+            container_id: id.into(),
+        };
+        self.call(req, |mut c, r| async move { c.start_container(r).await })
+            .map(drop)
+    }
+
+    pub fn container_status(&self, id: &str) -> Result<ContainerStatus, Status> {
+        let req = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
+        self.call(req, |mut c, r| async move { c.container_status(r).await })?
+            .status
+            .ok_or_else(|| Status::not_found(format!("no status of {id}")))
+    }
+
+    /// Polls ContainerStatus until the container is in `state`; its last status.
+    #[track_caller]
+    pub fn wait_state(
+        &self,
+        id: &str,
+        state: ContainerState,
+        timeout: Duration,
+    ) -> ContainerStatus {
+        let mut last = None;
+        let reached = crate::wait_until(timeout, || {
+            last = self.container_status(id).ok();
+            last.as_ref().is_some_and(|s| s.state == state as i32)
+        });
+        assert!(
+            reached,
+            "container {id} not {state:?} after {timeout:?}: {last:?}"
+        );
+        last.expect("a status")
+    }
+
+    pub fn stop_container(&self, id: &str, timeout_s: i64) -> Result<(), Status> {
+        let req = StopContainerRequest {
+            container_id: id.into(),
+            timeout: timeout_s,
+        };
+        self.call(req, |mut c, r| async move { c.stop_container(r).await })
+            .map(drop)
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), Status> {
+        let req = RemoveContainerRequest {
+            container_id: id.into(),
+        };
+        self.call(req, |mut c, r| async move { c.remove_container(r).await })
+            .map(drop)
+    }
+
+    pub fn stop_pod(&self, pod: &Pod) -> Result<(), Status> {
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        };
+        self.call(req, |mut c, r| async move { c.stop_pod_sandbox(r).await })
+            .map(drop)
+    }
+
+    pub fn remove_pod(&self, pod: &Pod) -> Result<(), Status> {
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: pod.id.clone(),
+        };
+        self.call(req, |mut c, r| async move { c.remove_pod_sandbox(r).await })
+            .map(drop)
+    }
+
+    /// The pid of the task `id` (a sandbox or a container), from `ctr -n k8s.io task ls`.
+    #[track_caller]
+    pub fn task_pid(&self, id: &str) -> i32 {
+        self.cd
+            .cri_namespace()
+            .task(id)
+            .unwrap_or_else(|| panic!("no task {id} in {CRI_NAMESPACE}"))
+            .0
+    }
+
+    /// The shim daemons of runtime `shim_binary` (e.g. `containerd-shim-mini-v2`) serving
+    /// this daemon's `k8s.io` namespace.
+    pub fn shims(&self, shim_binary: &str) -> Vec<crate::leftovers::Proc> {
+        let address = self.cd.address().display().to_string();
+        crate::leftovers::processes()
+            .into_iter()
+            .filter(|p| {
+                p.cmdline.contains(shim_binary)
+                    && crate::leftovers::contains_token(&p.cmdline, &address)
+                    && crate::leftovers::contains_token(&p.cmdline, CRI_NAMESPACE)
+            })
+            .collect()
+    }
+
+    /// The cgroup directories left below this client's cgroup parent, in every hierarchy.
+    pub fn cgroups_below_parent(&self) -> Vec<PathBuf> {
+        crate::leftovers::hierarchies()
+            .into_iter()
+            .map(|h| h.join(&self.cgroup_parent))
+            .filter_map(|top| std::fs::read_dir(top).ok())
+            .flat_map(|entries| entries.filter_map(|e| e.ok()))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+/// The pod's own pid, ipc and uts namespaces; the host network (no CNI here).
+fn pod_namespaces() -> NamespaceOption {
+    NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Pod as i32,
+        ipc: NamespaceMode::Pod as i32,
+        ..Default::default()
+    }
+}

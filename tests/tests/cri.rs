@@ -1,0 +1,210 @@
+//! The Kubernetes path: containerd's CRI plugin, configured from `deploy/`, runs pods with
+//! the `mini` runtime handler. A pod is one shim daemon; its containers share the
+//! sandbox's namespaces, land in the cgroup parent CRI asks for, report their exit codes and
+//! logs, and nothing is left once the pod is removed.
+
+use std::fs;
+use std::time::Duration;
+
+use k8s_cri::v1::ContainerState;
+use mini_e2e::cri::{Cri, handler_under_test};
+use mini_e2e::{Containerd, Version, on_every_version};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The shim binary serving the handler under test.
+fn shim_binary() -> &'static str {
+    if handler_under_test() == "runc" {
+        "containerd-shim-runc-v2"
+    } else {
+        "containerd-shim-mini-v2"
+    }
+}
+
+/// `/proc/<pid>/ns/<kind>` as the kernel names it (`pid:[4026531836]`).
+fn ns_of(pid: i32, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/ns/{kind}: {e}"))
+        .display()
+        .to_string()
+}
+
+/// The v1 memory cgroup (or the v2 path on a pure v2 host) of `pid`.
+fn cgroup_of(pid: i32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|c| c.split(',').any(|c| c == "memory"))
+        })
+        .or_else(|| text.lines().find(|l| l.starts_with("0::")));
+    line.and_then(|l| l.splitn(3, ':').nth(2))
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A pod with a long-running container and one that exits 3: one shim for the sandbox and
+/// both containers (their parent), the sandbox's pid/ipc/uts namespaces shared, the cgroup
+/// parent honoured, exit code and both output streams in CRI's log; stopping and removing
+/// everything leaves no shim, process, cgroup, mount or socket.
+fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let sandbox_pid = cri.task_pid(&pod.id);
+
+    let sleeper = cri
+        .create_container(&pod, "sleeper", &["sh", "-c", "echo ready; exec sleep 300"])
+        .expect("CreateContainer sleeper");
+    cri.start_container(&sleeper)
+        .expect("StartContainer sleeper");
+    cri.wait_state(&sleeper, ContainerState::ContainerRunning, WAIT);
+    assert!(
+        mini_e2e::wait_until(WAIT, || cri.log(&pod, "sleeper").contains("stdout F ready")),
+        "sleeper's output not in its CRI log {}: {:?}",
+        cri.log_path(&pod, "sleeper").display(),
+        cri.log(&pod, "sleeper")
+    );
+    let sleeper_pid = cri.task_pid(&sleeper);
+
+    // The container joined the sandbox's namespaces (host network: the host's).
+    for kind in ["pid", "ipc", "uts", "net"] {
+        assert_eq!(
+            ns_of(sleeper_pid, kind),
+            ns_of(sandbox_pid, kind),
+            "{kind} namespace of the container is not the sandbox's"
+        );
+    }
+    assert_eq!(
+        ns_of(sleeper_pid, "net"),
+        ns_of(std::process::id() as i32, "net"),
+        "host network"
+    );
+    assert_ne!(
+        ns_of(sleeper_pid, "pid"),
+        ns_of(std::process::id() as i32, "pid"),
+        "the pod's own pid namespace"
+    );
+    assert_ne!(
+        ns_of(sleeper_pid, "mnt"),
+        ns_of(sandbox_pid, "mnt"),
+        "each container has its own root"
+    );
+
+    // The cgroupsPath CRI sends (cgroupfs driver: <parent>/<id>) is where the init runs.
+    assert_eq!(
+        cgroup_of(sleeper_pid),
+        format!("{}/{sleeper}", cri.cgroup_parent()),
+        "cgroup of the container"
+    );
+    assert_eq!(
+        cgroup_of(sandbox_pid),
+        format!("{}/{}", cri.cgroup_parent(), pod.id),
+        "cgroup of the sandbox"
+    );
+
+    let short = cri
+        .create_container(
+            &pod,
+            "short",
+            &["sh", "-c", "echo out-line; echo err-line >&2; exit 3"],
+        )
+        .expect("CreateContainer short");
+    cri.start_container(&short).expect("StartContainer short");
+    let status = cri.wait_state(&short, ContainerState::ContainerExited, WAIT);
+    assert_eq!(status.exit_code, 3, "exit code of short: {status:?}");
+    assert!(status.finished_at > 0, "finished_at of short: {status:?}");
+    let log = cri.log(&pod, "short");
+    assert!(
+        log.contains("stdout F out-line") && log.contains("stderr F err-line"),
+        "short's CRI log: {log:?}"
+    );
+
+    // One shim for the whole pod, the parent of the sandbox's and the containers' inits.
+    let shims = cri.shims(shim_binary());
+    assert_eq!(
+        shims.len(),
+        1,
+        "one shim per pod expected: {:#?}",
+        shims.iter().map(|p| &p.cmdline).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        parent_of(sandbox_pid),
+        shims[0].pid,
+        "parent of the sandbox"
+    );
+    assert_eq!(
+        parent_of(sleeper_pid),
+        shims[0].pid,
+        "parent of the container"
+    );
+
+    cri.stop_container(&sleeper, 10).expect("StopContainer");
+    let status = cri.wait_state(&sleeper, ContainerState::ContainerExited, WAIT);
+    assert_ne!(status.exit_code, 0, "a stopped sleeper: {status:?}");
+    cri.remove_container(&sleeper)
+        .expect("RemoveContainer sleeper");
+    cri.remove_container(&short).expect("RemoveContainer short");
+    // The sandbox still runs, in the same shim.
+    assert_eq!(
+        cri.shims(shim_binary()).len(),
+        1,
+        "the pod's shim went early"
+    );
+    assert!(
+        fs::metadata(format!("/proc/{sandbox_pid}")).is_ok(),
+        "the sandbox died with its containers"
+    );
+
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+
+    let mut left = Vec::new();
+    let clean = mini_e2e::wait_until(Duration::from_secs(10), || {
+        left.clear();
+        left.extend(
+            cri.shims(shim_binary())
+                .into_iter()
+                .map(|p| format!("shim {}: {}", p.pid, p.cmdline)),
+        );
+        for pid in [sandbox_pid, sleeper_pid] {
+            if mini_e2e::leftovers::processes()
+                .iter()
+                .any(|p| p.pid == pid)
+            {
+                left.push(format!("process {pid}"));
+            }
+        }
+        left.extend(
+            cri.cgroups_below_parent()
+                .into_iter()
+                .map(|c| format!("cgroup {}", c.display())),
+        );
+        for id in [&pod.id, &sleeper, &short] {
+            left.extend(
+                mini_e2e::leftovers::mounts_of(cd.dir(), Some(id))
+                    .into_iter()
+                    .map(|m| format!("mount {m}")),
+            );
+            let socket =
+                mini_e2e::leftovers::shim_socket(&cd.address(), mini_e2e::cri::CRI_NAMESPACE, id);
+            if socket.exists() {
+                left.push(format!("shim socket {} of {id}", socket.display()));
+            }
+        }
+        left.is_empty()
+    });
+    assert!(clean, "the removed pod left:\n  {}", left.join("\n  "));
+}
+
+on_every_version!(pod_is_one_shim_sharing_the_sandbox);
