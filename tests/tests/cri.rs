@@ -7,7 +7,7 @@ use std::fs;
 use std::time::Duration;
 
 use k8s_cri::v1::ContainerState;
-use mini_e2e::cri::{Cri, handler_under_test};
+use mini_e2e::cri::{Cri, Pod, handler_under_test};
 use mini_e2e::{Containerd, Version, on_every_version};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -169,6 +169,19 @@ fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
 
+    assert_pod_gone(
+        &cd,
+        &cri,
+        &pod,
+        &[&sleeper, &short],
+        &[sandbox_pid, sleeper_pid],
+    );
+}
+
+/// Polls (10 s) until nothing of `pod` is left: no shim of this daemon's `k8s.io`, none of
+/// `pids`, no cgroup below the client's parent, no mount or shim socket of `ids`.
+#[track_caller]
+fn assert_pod_gone(cd: &Containerd, cri: &Cri<'_>, pod: &Pod, ids: &[&str], pids: &[i32]) {
     let mut left = Vec::new();
     let clean = mini_e2e::wait_until(Duration::from_secs(10), || {
         left.clear();
@@ -177,7 +190,7 @@ fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
                 .into_iter()
                 .map(|p| format!("shim {}: {}", p.pid, p.cmdline)),
         );
-        for pid in [sandbox_pid, sleeper_pid] {
+        for &pid in pids {
             if mini_e2e::leftovers::processes()
                 .iter()
                 .any(|p| p.pid == pid)
@@ -190,7 +203,7 @@ fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
                 .into_iter()
                 .map(|c| format!("cgroup {}", c.display())),
         );
-        for id in [&pod.id, &sleeper, &short] {
+        for id in ids.iter().copied().chain([pod.id.as_str()]) {
             left.extend(
                 mini_e2e::leftovers::mounts_of(cd.dir(), Some(id))
                     .into_iter()
@@ -207,4 +220,62 @@ fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
     assert!(clean, "the removed pod left:\n  {}", left.join("\n  "));
 }
 
-on_every_version!(pod_is_one_shim_sharing_the_sandbox);
+/// A container of a pod whose program does not exist fails with an error naming it, and
+/// takes nothing else down: the sandbox keeps running in the same shim, which then serves
+/// a good container; removing the pod leaves nothing.
+fn failed_container_leaves_the_pod_serving(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let sandbox_pid = cri.task_pid(&pod.id);
+    let shim = cri.shims(shim_binary());
+    assert_eq!(shim.len(), 1, "one shim for the sandbox");
+
+    let bad = cri.create_container(&pod, "bad", &["/no/such/program"]);
+    let err = match &bad {
+        Ok(id) => cri
+            .start_container(id)
+            .expect_err("StartContainer of a missing program must fail"),
+        Err(e) => e.clone(),
+    };
+    assert!(
+        err.message().contains("/no/such/program"),
+        "the error must name the missing program: {err:?}"
+    );
+    assert!(
+        fs::metadata(format!("/proc/{sandbox_pid}")).is_ok(),
+        "the sandbox died with the failed container"
+    );
+    let good = cri
+        .create_container(&pod, "good", &["sh", "-c", "echo fine; exec sleep 300"])
+        .expect("CreateContainer after a failed one");
+    cri.start_container(&good)
+        .expect("StartContainer after a failed one");
+    cri.wait_state(&good, ContainerState::ContainerRunning, WAIT);
+    let good_pid = cri.task_pid(&good);
+    let shims = cri.shims(shim_binary());
+    assert_eq!(
+        shims.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        shim.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        "the pod's shim changed"
+    );
+    assert_eq!(
+        parent_of(good_pid),
+        shim[0].pid,
+        "parent of the good container"
+    );
+
+    let mut ids = vec![good.as_str()];
+    if let Ok(id) = &bad {
+        ids.push(id);
+    }
+    // StopPodSandbox stops the containers too; RemovePodSandbox removes them.
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert_pod_gone(&cd, &cri, &pod, &ids, &[sandbox_pid, good_pid]);
+}
+
+on_every_version!(
+    pod_is_one_shim_sharing_the_sandbox,
+    failed_container_leaves_the_pod_serving
+);
