@@ -72,7 +72,7 @@ pub struct Pod {
 pub struct Cri<'a> {
     cd: &'a Containerd,
     runtime: tokio::runtime::Runtime,
-    channel: Channel,
+    channel: Mutex<Channel>,
     logs: tempfile::TempDir,
     cgroup_parent: String,
 }
@@ -105,7 +105,7 @@ impl<'a> Cri<'a> {
         Cri {
             cd,
             runtime,
-            channel,
+            channel: Mutex::new(channel),
             logs: tempfile::Builder::new()
                 .prefix("mini-cri-logs")
                 .tempdir()
@@ -120,7 +120,22 @@ impl<'a> Cri<'a> {
     }
 
     fn client(&self) -> RuntimeServiceClient<Channel> {
-        RuntimeServiceClient::new(self.channel.clone())
+        RuntimeServiceClient::new(
+            self.channel
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Connects again, after the daemon restarted.
+    pub fn reconnect(&self) {
+        let address = self.cd.address();
+        let channel = self
+            .runtime
+            .block_on(containerd_client::connect(&address))
+            .unwrap_or_else(|e| panic!("connecting to {}: {e:?}", address.display()));
+        *self.channel.lock().unwrap_or_else(|e| e.into_inner()) = channel;
     }
 
     fn call<T, R, F>(

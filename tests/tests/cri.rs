@@ -275,7 +275,53 @@ fn failed_container_leaves_the_pod_serving(version: Version) {
     assert_pod_gone(&cd, &cri, &pod, &ids, &[sandbox_pid, good_pid]);
 }
 
+/// A running pod outlives a restart of containerd: its shim is found again (every
+/// container's bundle names the pod's socket), the container still runs and is stopped and
+/// removed through the CRI as before, leaving nothing.
+fn pod_survives_a_containerd_restart(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let sandbox_pid = cri.task_pid(&pod.id);
+    let app = cri
+        .create_container(&pod, "app", &["sleep", "300"])
+        .expect("CreateContainer");
+    cri.start_container(&app).expect("StartContainer");
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    let app_pid = cri.task_pid(&app);
+    let shims: Vec<i32> = cri.shims(shim_binary()).iter().map(|p| p.pid).collect();
+
+    cd.restart();
+    cri.reconnect();
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    assert_eq!(
+        cri.task_pid(&app),
+        app_pid,
+        "the container after the restart"
+    );
+    assert_eq!(
+        cri.shims(shim_binary())
+            .iter()
+            .map(|p| p.pid)
+            .collect::<Vec<_>>(),
+        shims,
+        "the pod's shim after the restart"
+    );
+
+    cri.stop_container(&app, 10)
+        .expect("StopContainer after the restart");
+    cri.wait_state(&app, ContainerState::ContainerExited, WAIT);
+    cri.remove_container(&app)
+        .expect("RemoveContainer after the restart");
+    cri.stop_pod(&pod)
+        .expect("StopPodSandbox after the restart");
+    cri.remove_pod(&pod)
+        .expect("RemovePodSandbox after the restart");
+    assert_pod_gone(&cd, &cri, &pod, &[&app], &[sandbox_pid, app_pid]);
+}
+
 on_every_version!(
     pod_is_one_shim_sharing_the_sandbox,
-    failed_container_leaves_the_pod_serving
+    failed_container_leaves_the_pod_serving,
+    pod_survives_a_containerd_restart
 );
