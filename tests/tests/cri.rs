@@ -320,8 +320,55 @@ fn pod_survives_a_containerd_restart(version: Version) {
     assert_pod_gone(&cd, &cri, &pod, &[&app], &[sandbox_pid, app_pid]);
 }
 
+/// Two pods have a shim each: grouping is by sandbox, and removing one pod leaves the
+/// other's shim and container running.
+fn two_pods_have_a_shim_each(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let mut apps = Vec::new();
+    let pods: Vec<Pod> = (0..2)
+        .map(|_| {
+            let pod = cri.run_pod("pod", handler_under_test());
+            let app = cri
+                .create_container(&pod, "app", &["sleep", "300"])
+                .expect("CreateContainer");
+            cri.start_container(&app).expect("StartContainer");
+            cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+            apps.push(app);
+            pod
+        })
+        .collect();
+    let shims = cri.shims(shim_binary());
+    assert_eq!(shims.len(), 2, "one shim per pod, two pods");
+    let app_pids: Vec<i32> = apps.iter().map(|a| cri.task_pid(a)).collect();
+    let parents: Vec<i32> = app_pids.iter().map(|&pid| parent_of(pid)).collect();
+    assert_ne!(parents[0], parents[1], "the pods' containers share a shim");
+
+    let pids: Vec<i32> = pods.iter().map(|p| cri.task_pid(&p.id)).collect();
+    cri.stop_pod(&pods[0]).expect("StopPodSandbox");
+    cri.remove_pod(&pods[0]).expect("RemovePodSandbox");
+    assert!(
+        mini_e2e::wait_until(Duration::from_secs(10), || {
+            cri.shims(shim_binary())
+                .iter()
+                .map(|p| p.pid)
+                .collect::<Vec<_>>()
+                == [parents[1]]
+        }),
+        "only the second pod's shim should remain"
+    );
+    cri.wait_state(&apps[1], ContainerState::ContainerRunning, WAIT);
+    cri.stop_pod(&pods[1]).expect("StopPodSandbox");
+    cri.remove_pod(&pods[1]).expect("RemovePodSandbox");
+    let all_pids: Vec<i32> = pids.iter().chain(&app_pids).copied().collect();
+    for (pod, app) in pods.iter().zip(&apps) {
+        assert_pod_gone(&cd, &cri, pod, &[app], &all_pids);
+    }
+}
+
 on_every_version!(
     pod_is_one_shim_sharing_the_sandbox,
     failed_container_leaves_the_pod_serving,
-    pod_survives_a_containerd_restart
+    pod_survives_a_containerd_restart,
+    two_pods_have_a_shim_each
 );
