@@ -196,6 +196,18 @@ impl<'a> Cri<'a> {
         name: &str,
         command: &[&str],
     ) -> Result<String, Status> {
+        self.create_container_in(pod, name, command, NamespaceMode::Pod)
+    }
+
+    /// [`Cri::create_container`] with the pid namespace `pid`: `Pod` (the sandbox's) or
+    /// `Container` (its own, the Kubernetes default).
+    pub fn create_container_in(
+        &self,
+        pod: &Pod,
+        name: &str,
+        command: &[&str],
+        pid: NamespaceMode,
+    ) -> Result<String, Status> {
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
@@ -209,7 +221,10 @@ impl<'a> Cri<'a> {
             log_path: format!("{name}.log"),
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(pod_namespaces()),
+                    namespace_options: Some(NamespaceOption {
+                        pid: pid as i32,
+                        ..pod_namespaces()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -6,7 +6,7 @@
 use std::fs;
 use std::time::Duration;
 
-use k8s_cri::v1::ContainerState;
+use k8s_cri::v1::{ContainerState, NamespaceMode};
 use mini_e2e::cri::{Cri, Pod, handler_under_test};
 use mini_e2e::{Containerd, Version, on_every_version};
 
@@ -112,6 +112,41 @@ fn pod_is_one_shim_sharing_the_sandbox(version: Version) {
         format!("{}/{}", cri.cgroup_parent(), pod.id),
         "cgroup of the sandbox"
     );
+
+    // The Kubernetes default: the container's own pid namespace, the pod's ipc and uts.
+    let own = cri
+        .create_container_in(&pod, "own-pid", &["sleep", "300"], NamespaceMode::Container)
+        .expect("CreateContainer own-pid");
+    cri.start_container(&own).expect("StartContainer own-pid");
+    cri.wait_state(&own, ContainerState::ContainerRunning, WAIT);
+    let own_pid = cri.task_pid(&own);
+    assert_ne!(
+        ns_of(own_pid, "pid"),
+        ns_of(sandbox_pid, "pid"),
+        "pid namespace CONTAINER must not be the sandbox's"
+    );
+    for kind in ["ipc", "uts"] {
+        assert_eq!(
+            ns_of(own_pid, kind),
+            ns_of(sandbox_pid, kind),
+            "{kind} of own-pid"
+        );
+    }
+    let status = fs::read_to_string(format!("/proc/{own_pid}/status")).unwrap_or_default();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.ends_with("\t1")),
+        "own-pid's init is not pid 1 in its namespace:\n{status}"
+    );
+    // pid 1 ignores SIGTERM: StopContainer kills it after the timeout.
+    cri.stop_container(&own, 1).expect("StopContainer own-pid");
+    let status = cri.wait_state(&own, ContainerState::ContainerExited, WAIT);
+    assert_eq!(
+        status.exit_code, 137,
+        "own-pid after StopContainer: {status:?}"
+    );
+    cri.remove_container(&own).expect("RemoveContainer own-pid");
 
     let short = cri
         .create_container(
