@@ -15,11 +15,13 @@ use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ImageSpec, LinuxContainerConfig, LinuxContainerSecurityContext,
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatsRequest,
+    ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
     RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest,
 };
 
 use crate::Containerd;
@@ -208,29 +210,15 @@ impl<'a> Cri<'a> {
         command: &[&str],
         pid: NamespaceMode,
     ) -> Result<String, Status> {
-        let config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: crate::IMAGE.into(),
-                ..Default::default()
-            }),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}.log"),
-            linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        pid: pid as i32,
-                        ..pod_namespaces()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        self.create_container_from(pod, container_config(name, command, pid))
+    }
+
+    /// CreateContainer of `config` (e.g. [`container_config`] with resources) in `pod`.
+    pub fn create_container_from(
+        &self,
+        pod: &Pod,
+        config: ContainerConfig,
+    ) -> Result<String, Status> {
         let req = CreateContainerRequest {
             pod_sandbox_id: pod.id.clone(),
             config: Some(config),
@@ -241,6 +229,53 @@ impl<'a> Cri<'a> {
             .container_id;
         self.cd.track(CRI_NAMESPACE, &id);
         Ok(id)
+    }
+
+    /// ExecSync of `cmd` in container `id`: its exit code, stdout and stderr.
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[&str],
+        timeout_s: i64,
+    ) -> Result<(i32, String, String), Status> {
+        let req = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: timeout_s,
+        };
+        let resp = self.call(req, |mut c, r| async move { c.exec_sync(r).await })?;
+        Ok((
+            resp.exit_code,
+            String::from_utf8_lossy(&resp.stdout).into_owned(),
+            String::from_utf8_lossy(&resp.stderr).into_owned(),
+        ))
+    }
+
+    /// ContainerStats of container `id`.
+    pub fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
+        let req = ContainerStatsRequest {
+            container_id: id.into(),
+        };
+        self.call(req, |mut c, r| async move { c.container_stats(r).await })?
+            .stats
+            .ok_or_else(|| Status::not_found(format!("no stats of {id}")))
+    }
+
+    /// UpdateContainerResources of container `id` to `resources`.
+    pub fn update_resources(
+        &self,
+        id: &str,
+        resources: LinuxContainerResources,
+    ) -> Result<(), Status> {
+        let req = UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(resources),
+            ..Default::default()
+        };
+        self.call(req, |mut c, r| async move {
+            c.update_container_resources(r).await
+        })
+        .map(drop)
     }
 
     /// Where CRI writes the log of container `name` of `pod`.
@@ -359,6 +394,35 @@ impl<'a> Cri<'a> {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
             .collect()
+    }
+}
+
+/// The config of a busybox container `name` running `command` in the pid namespace `pid`
+/// (`Pod` or `Container`), with the pod's ipc and uts; its log goes to `<name>.log` in the
+/// pod's log directory.
+pub fn container_config(name: &str, command: &[&str], pid: NamespaceMode) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: crate::IMAGE.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: pid as i32,
+                    ..pod_namespaces()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
