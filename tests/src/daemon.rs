@@ -487,6 +487,23 @@ impl Namespace<'_> {
         Background::spawn(&self.cd.ctr_path(), &self.cd.address(), &self.name, args)
     }
 
+    /// `ctr events`, once it provably receives this namespace's events: it subscribes
+    /// asynchronously, so the namespace is labelled until the resulting
+    /// `/namespaces/update` shows up. Panics if none does within 15 s.
+    #[track_caller]
+    pub fn subscribe_events(&self) -> Background {
+        let events = self.spawn_ctr(&["events"]);
+        let mut probe = 0;
+        let subscribed = crate::wait_until(Duration::from_secs(15), || {
+            probe += 1;
+            let label = format!("probe={probe}");
+            let _ = self.ctr(&["namespaces", "label", &self.name, &label]);
+            events.stdout_so_far().contains("/namespaces/update")
+        });
+        assert!(subscribed, "ctr events shows no events");
+        events
+    }
+
     /// `ctr run -d` of mini container `id` (busybox, `sleep 300`) in the background.
     pub fn spawn_mini_sleep(&self, id: &str) -> Background {
         self.spawn_ctr(&[

@@ -69,17 +69,7 @@ fn events_are_published_once_each_in_order(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("events");
     let id = ns.new_id("events");
-    let events = ns.spawn_ctr(&["events"]);
-    // `ctr events` subscribes asynchronously: label the namespace until the resulting
-    // /namespaces/update shows up, so the run's events cannot be missed.
-    let mut probe = 0;
-    let subscribed = mini_e2e::wait_until(Duration::from_secs(10), || {
-        probe += 1;
-        let label = format!("probe={probe}");
-        let _ = ns.ctr(&["namespaces", "label", ns.name(), &label]);
-        events.stdout_so_far().contains("/namespaces/update")
-    });
-    assert!(subscribed, "ctr events shows no events");
+    let events = ns.subscribe_events();
     run_rm(&ns, &[], &id, &["true"]).expect_success();
     let topics_of = |text: &str| -> Vec<String> {
         text.lines()

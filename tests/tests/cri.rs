@@ -356,10 +356,12 @@ fn pod_survives_a_containerd_restart(version: Version) {
 }
 
 /// Two pods have a shim each: grouping is by sandbox, and removing one pod leaves the
-/// other's shim and container running.
+/// other's shim and container running. Every task of both pods (sandboxes and containers)
+/// gets its create, start, exit and delete events once each, in order, under its own id.
 fn two_pods_have_a_shim_each(version: Version) {
     let cd = Containerd::start_cri(version);
     let cri = Cri::connect(&cd);
+    let events = cd.cri_namespace().subscribe_events();
     let mut apps = Vec::new();
     let pods: Vec<Pod> = (0..2)
         .map(|_| {
@@ -398,6 +400,32 @@ fn two_pods_have_a_shim_each(version: Version) {
     let all_pids: Vec<i32> = pids.iter().chain(&app_pids).copied().collect();
     for (pod, app) in pods.iter().zip(&apps) {
         assert_pod_gone(&cd, &cri, pod, &[app], &all_pids);
+    }
+    // Late duplicates would show up after the deletes: wait a little for them.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = events.stop();
+    for id in pods
+        .iter()
+        .map(|p| p.id.as_str())
+        .chain(apps.iter().map(String::as_str))
+    {
+        let topics: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| mini_e2e::leftovers::contains_token(l, id))
+            .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exit",
+                "/tasks/delete"
+            ],
+            "task events of {id}:\n{}",
+            out.stdout
+        );
     }
 }
 

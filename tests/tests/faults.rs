@@ -408,21 +408,6 @@ fn exits(events: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// `ctr events`, once it provably receives this namespace's events: the namespace is
-/// labelled until the resulting `/namespaces/update` shows up.
-fn subscribe(ns: &Namespace<'_>) -> Background {
-    let events = ns.spawn_ctr(&["events"]);
-    let mut probe = 0;
-    let subscribed = wait_until(Duration::from_secs(15), || {
-        probe += 1;
-        let label = format!("probe={probe}");
-        let _ = ns.ctr(&["namespaces", "label", ns.name(), &label]);
-        events.stdout_so_far().contains("/namespaces/update")
-    });
-    assert!(subscribed, "ctr events shows no events");
-    events
-}
-
 /// Runs `work` on every item from a few threads (ctr start-up dominates; 2 cores).
 fn in_parallel<T: Sync>(items: &[T], work: impl Fn(&T) + Sync) {
     let threads = 4;
@@ -481,10 +466,10 @@ fn fifty_containers_survive_a_containerd_restart_and_each_exit_is_delivered_once
     assert!(running, "not all {RESTART_CONTAINERS} RUNNING: {table:?}");
     let pids: HashMap<String, i32> = table.into_iter().map(|(id, (pid, _))| (id, pid)).collect();
 
-    let before = subscribe(&ns);
+    let before = ns.subscribe_events();
     cd.restart();
     let before = before.wait(Duration::from_secs(5));
-    let events = subscribe(&ns);
+    let events = ns.subscribe_events();
 
     let (running, table) = wait_all(&ns, &ids, "RUNNING", Duration::from_secs(30));
     assert!(
