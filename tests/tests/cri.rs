@@ -429,9 +429,65 @@ fn two_pods_have_a_shim_each(version: Version) {
     }
 }
 
+/// Eight containers created and started at once in one pod are all served by the pod's
+/// shim: each one's output reaches its own log and each one's exit code its own status.
+fn containers_started_at_once_share_the_pods_shim(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let sandbox_pid = cri.task_pid(&pod.id);
+    let shim: Vec<i32> = cri.shims(shim_binary()).iter().map(|p| p.pid).collect();
+    let ids: Vec<(usize, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=8)
+            .map(|n| {
+                let (cri, pod) = (&cri, &pod);
+                s.spawn(move || {
+                    let script = format!("echo from-c{n}; exit {n}");
+                    let id = cri
+                        .create_container(pod, &format!("c{n}"), &["sh", "-c", &script])
+                        .unwrap_or_else(|e| panic!("CreateContainer c{n}: {e:?}"));
+                    cri.start_container(&id)
+                        .unwrap_or_else(|e| panic!("StartContainer c{n}: {e:?}"));
+                    (n, id)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a creating thread"))
+            .collect()
+    });
+    for (n, id) in &ids {
+        let status = cri.wait_state(id, ContainerState::ContainerExited, WAIT);
+        assert_eq!(status.exit_code, *n as i32, "exit code of c{n}: {status:?}");
+        let log = cri.log(&pod, &format!("c{n}"));
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.contains(" stdout F "))
+                .map(|l| l.rsplit(' ').next().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            [format!("from-c{n}")],
+            "log of c{n}: {log:?}"
+        );
+    }
+    assert_eq!(
+        cri.shims(shim_binary())
+            .iter()
+            .map(|p| p.pid)
+            .collect::<Vec<_>>(),
+        shim,
+        "the pod's shim"
+    );
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    let ids: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    assert_pod_gone(&cd, &cri, &pod, &ids, &[sandbox_pid]);
+}
+
 on_every_version!(
     pod_is_one_shim_sharing_the_sandbox,
     failed_container_leaves_the_pod_serving,
     pod_survives_a_containerd_restart,
-    two_pods_have_a_shim_each
+    two_pods_have_a_shim_each,
+    containers_started_at_once_share_the_pods_shim
 );
