@@ -484,10 +484,52 @@ fn containers_started_at_once_share_the_pods_shim(version: Version) {
     assert_pod_gone(&cd, &cri, &pod, &ids, &[sandbox_pid]);
 }
 
+/// The pod's shim SIGKILLed: containerd cleans up every container it served (the
+/// sandbox's and the containers' processes, mounts and cgroups; the socket), CRI reports them
+/// exited, and removing the pod leaves nothing.
+fn killed_pod_shim_leaves_nothing(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let sandbox_pid = cri.task_pid(&pod.id);
+    let mut apps = Vec::new();
+    for name in ["a", "b"] {
+        let id = cri
+            .create_container(&pod, name, &["sleep", "300"])
+            .expect("CreateContainer");
+        cri.start_container(&id).expect("StartContainer");
+        cri.wait_state(&id, ContainerState::ContainerRunning, WAIT);
+        apps.push(id);
+    }
+    let pids: Vec<i32> = apps
+        .iter()
+        .map(|id| cri.task_pid(id))
+        .chain([sandbox_pid])
+        .collect();
+    let shims = cri.shims(shim_binary());
+    assert_eq!(shims.len(), 1, "one shim per pod");
+    mini_e2e::leftovers::kill(shims[0].pid);
+
+    for id in &apps {
+        cri.wait_state(id, ContainerState::ContainerExited, WAIT);
+    }
+    for id in &apps {
+        cri.remove_container(id)
+            .expect("RemoveContainer after the shim died");
+    }
+    cri.stop_pod(&pod)
+        .expect("StopPodSandbox after the shim died");
+    cri.remove_pod(&pod)
+        .expect("RemovePodSandbox after the shim died");
+    let ids: Vec<&str> = apps.iter().map(String::as_str).collect();
+    assert_pod_gone(&cd, &cri, &pod, &ids, &pids);
+}
+
 on_every_version!(
     pod_is_one_shim_sharing_the_sandbox,
     failed_container_leaves_the_pod_serving,
     pod_survives_a_containerd_restart,
     two_pods_have_a_shim_each,
-    containers_started_at_once_share_the_pods_shim
+    containers_started_at_once_share_the_pods_shim,
+    killed_pod_shim_leaves_nothing
 );
