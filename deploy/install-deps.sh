@@ -19,8 +19,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # --- 1. bookworm packages -------------------------------------------------------------
-# protobuf-compiler (+ libprotobuf-dev, its well-known types): `protoc` for the gRPC client
-# of the end-to-end tests (containerd-client).
+# protobuf-compiler (+ libprotobuf-dev, its well-known types): `protoc` for the gRPC clients
+# of the end-to-end tests (containerd-client, and k8s-cri for the CRI API).
 PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev)
 missing=()
 for p in "${PKGS[@]}"; do
