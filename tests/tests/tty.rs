@@ -25,6 +25,7 @@ mini_e2e::on_every_version!(
     resize_changes_the_size_stty_reports,
     a_million_lines_arrive_complete_and_in_order,
     close_io_makes_cat_on_a_tty_read_eof,
+    the_terminal_belongs_to_the_processs_user,
 );
 
 /// `ctr run -t` running on a pty of the test. Killed with SIGKILL on drop.
@@ -297,6 +298,25 @@ fn close_io_makes_cat_on_a_tty_read_eof(version: Version) {
         2,
         "the pending line, echoed then passed on to cat: {output:?}"
     );
+    ns.assert_nothing_left(&id);
+}
+
+fn the_terminal_belongs_to_the_processs_user(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("ttyuser");
+    let id = ns.new_id("ttyuser");
+    let script = "id -u; stat -c owner=%u $(tty)";
+    let ctr = TtyCtr::run(
+        &ns,
+        &runtime_under_test(),
+        &["--rm", "--user", "1000:1000"],
+        &id,
+        &["sh", "-c", script],
+        (24, 80),
+    );
+    let (code, output) = ctr.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{output:?}");
+    assert!(output.contains("1000\r\nowner=1000\r\n"), "{output:?}");
     ns.assert_nothing_left(&id);
 }
 

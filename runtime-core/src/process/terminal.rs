@@ -43,6 +43,17 @@ pub fn attach_new_console(process: &Process) -> Result<OwnedFd> {
             },
         )?;
     }
+    // The process's user owns its terminal (so it may, e.g., change its mode), as with runc;
+    // the group stays devpts' own (its `gid=` option).
+    let uid = process.user().uid();
+    if uid != 0 {
+        nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), None).map_err(|e| {
+            Error::invalid(
+                "process.user.uid",
+                format!("cannot give the terminal to uid {uid}: {e}"),
+            )
+        })?;
+    }
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", "terminal session", e))?;
     for fd in 0..=2 {
         // SAFETY: dup2 onto the standard fds; the slave stays open until dropped below.
