@@ -25,8 +25,19 @@ mini_e2e::on_every_version!(
     resize_changes_the_size_stty_reports,
     a_million_lines_arrive_complete_and_in_order,
     close_io_makes_cat_on_a_tty_read_eof,
-    the_terminal_belongs_to_the_processs_user,
 );
+
+/// ctr 1.6 has no `--user`: on containerd 1.7 and 2.x only.
+mod the_terminal_belongs_to_the_processs_user {
+    #[test]
+    fn containerd_1_7() {
+        super::the_terminal_belongs_to_the_processs_user(mini_e2e::Version::V1_7)
+    }
+    #[test]
+    fn containerd_2() {
+        super::the_terminal_belongs_to_the_processs_user(mini_e2e::Version::V2)
+    }
+}
 
 /// `ctr run -t` running on a pty of the test. Killed with SIGKILL on drop.
 struct TtyCtr {
