@@ -565,6 +565,66 @@ fn remove_cgroup_tree(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
+/// `process.terminal`: the process's stdio is a pty of the container's devpts whose master
+/// comes back with Ready, sized by `process.consoleSize` before the process runs.
+fn terminal_master_comes_back_sized_by_console_size(launcher: &Launcher) {
+    use std::io::Read;
+    let bundle = Bundle::new("tty");
+    let mut spec = bundle.spec(&["sh", "-c", "stty size; tty"]);
+    let mut process = spec.process().clone().unwrap();
+    process.set_terminal(Some(true));
+    process.set_console_size(Some(
+        oci_spec::runtime::BoxBuilder::default()
+            .height(33u64)
+            .width(77u64)
+            .build()
+            .unwrap(),
+    ));
+    spec.set_process(Some(process));
+    let mut created = bundle.create_spec(launcher, spec);
+    let master = created
+        .take_console()
+        .expect("the pty master comes with Ready");
+    let pid = created.pid();
+    created.start().unwrap();
+    let mut output = Vec::new();
+    // Read until the process's side is closed everywhere (EIO).
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    assert_eq!(exit_code(pid), 0);
+    let output = String::from_utf8_lossy(&output);
+    assert!(
+        output.starts_with("33 77\r\n/dev/pts/0\r\n"),
+        "stty size and tty: {output:?}"
+    );
+}
+
+/// Without a devpts in the container there is no pty to allocate: Create fails naming
+/// `process.terminal`.
+fn terminal_without_a_container_ptmx_fails_naming_process_terminal(launcher: &Launcher) {
+    let bundle = Bundle::new("tty-noptmx");
+    let mut spec = bundle.spec(&["true"]);
+    let mut process = spec.process().clone().unwrap();
+    process.set_terminal(Some(true));
+    spec.set_process(Some(process));
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let mounts = mounts
+        .into_iter()
+        .filter(|m| !m.destination().starts_with("/dev"))
+        .collect();
+    spec.set_mounts(Some(mounts));
+    let pending = bundle.spawn_spec(launcher, spec);
+    let helper = pending.helper_pid();
+    let err = pending
+        .wait_ready()
+        .expect_err("a terminal without /dev/ptmx");
+    let _ = waitpid(Pid::from_raw(helper), None);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("process.terminal") && msg.contains("/dev/ptmx"),
+        "{msg}"
+    );
+}
+
 /// A test: its name and its body.
 type Test = (&'static str, fn(&Launcher));
 
@@ -575,7 +635,15 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 10] = [
+    let tests: [Test; 12] = [
+        (
+            "terminal_master_comes_back_sized_by_console_size",
+            terminal_master_comes_back_sized_by_console_size,
+        ),
+        (
+            "terminal_without_a_container_ptmx_fails_naming_process_terminal",
+            terminal_without_a_container_ptmx_fails_naming_process_terminal,
+        ),
         (
             "a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone",
             a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone,

@@ -89,13 +89,16 @@ impl Container {
         publisher: Publisher,
         namespace: String,
     ) -> Result<Arc<Container>, Failure> {
-        if params.terminal {
-            return Err(Failure::Invalid(
-                "terminal (tty) containers are not supported by mini yet".into(),
-            ));
-        }
         let spec = runtime_core::spec::load(&params.bundle)
             .map_err(|e| Failure::Runtime("load spec", e))?;
+        let spec_terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        if spec_terminal != params.terminal {
+            return Err(Failure::Invalid(format!(
+                "process.terminal is {spec_terminal} in the spec but the task asks for terminal \
+                 {}",
+                params.terminal
+            )));
+        }
         let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
         let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref())
             .map_err(|e| Failure::Runtime("cgroup", e))?;
@@ -143,15 +146,19 @@ impl Container {
             namespace: &namespace,
             ids: params.io_owner,
         };
-        let opened = stdio::open(
-            &params.stdin,
-            &params.stdout,
-            &params.stderr,
-            owner,
-            &monitor,
-        )
-        .await;
-        let (child_stdio, copies) = match opened {
+        let opened = if params.terminal {
+            stdio::open_terminal(&params.stdin, &params.stdout, owner, &monitor).await
+        } else {
+            stdio::open(
+                &params.stdin,
+                &params.stdout,
+                &params.stderr,
+                owner,
+                &monitor,
+            )
+            .await
+        };
+        let (child_stdio, mut copies) = match opened {
             Ok(x) => x,
             Err(err) => {
                 undo_rootfs(&mounted_rootfs);
@@ -200,6 +207,19 @@ impl Container {
         .and_then(|r| r.map_err(|e| Failure::Runtime("create", e)));
         let subscribed = pid_rx.await.ok();
         drop(window);
+        // The init's pty master comes with its ready message.
+        let built = built.and_then(|mut created| {
+            if let Some(master) = created.take_console() {
+                copies
+                    .attach_console(master)
+                    .map_err(|e| Failure::Internal(format!("process.terminal: {e}")))?;
+            } else if params.terminal {
+                return Err(Failure::Internal(
+                    "process.terminal: the container init sent no pty master".into(),
+                ));
+            }
+            Ok(created)
+        });
 
         let created = match built {
             Ok(created) => created,
@@ -343,6 +363,27 @@ impl Container {
             pids.push(self.pid);
         }
         pids
+    }
+
+    /// ResizePty: the init's terminal gets `width` columns and `height` rows.
+    pub async fn resize_pty(&self, width: u32, height: u32) -> Result<(), Failure> {
+        let (Ok(cols), Ok(rows)) = (u16::try_from(width), u16::try_from(height)) else {
+            return Err(Failure::Invalid(format!(
+                "terminal size {width}x{height}: width and height go up to {}",
+                u16::MAX
+            )));
+        };
+        let state = self.state.lock().await;
+        if !state.stdio.is_terminal() {
+            return Err(Failure::State(format!(
+                "container {} has no terminal to resize",
+                self.id
+            )));
+        }
+        state
+            .stdio
+            .resize(rows, cols)
+            .map_err(|e| Failure::State(format!("resize terminal of {}: {e}", self.id)))
     }
 
     pub async fn close_stdin(&self) {

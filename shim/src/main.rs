@@ -15,6 +15,7 @@ mod events;
 mod info;
 mod log_binary;
 mod logger;
+mod pty;
 mod reaper;
 mod service;
 mod stdio;

@@ -511,9 +511,14 @@ impl Task for TaskService {
     async fn resize_pty(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::ResizePtyRequest,
+        req: api::ResizePtyRequest,
     ) -> TtrpcResult<Empty> {
-        Err(errors::unimplemented("ResizePty"))
+        let container = self.get(&req.id, &req.exec_id)?;
+        container
+            .resize_pty(req.width, req.height)
+            .await
+            .map_err(failure)?;
+        Ok(Empty::new())
     }
 
     async fn update(

@@ -1,6 +1,8 @@
 //! The process's stdio: containerd hands us fifo paths; the process gets pipes, and the
 //! daemon copies between them, so that it knows when output has drained (Wait answers and
-//! `/tasks/exit` goes out only then) and can deliver EOF on CloseIO.
+//! `/tasks/exit` goes out only then) and can deliver EOF on CloseIO. With a terminal the
+//! process gets a pty instead ([`open_terminal`], then [`StdioCopies::attach_console`]), whose
+//! master is copied to and from the same pipes (see `pty`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -14,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::log_binary::{self, BinaryUri, LogBinary};
+use crate::pty::Pty;
 use crate::reaper::ExitMonitor;
 
 /// How long an exited process's output may take to drain (a daemonized grandchild outside
@@ -27,6 +30,17 @@ pub struct StdioCopies {
     outputs: Vec<JoinHandle<()>>,
     /// The logging binary of a `binary://` stdout, which reads the output itself.
     logger: Option<LogBinary>,
+    /// With a terminal: our ends of the pipes that the pty's master is copied to and from,
+    /// until the process hands the master over.
+    console_ends: Option<ConsoleEnds>,
+    pty: Option<Pty>,
+}
+
+struct ConsoleEnds {
+    /// What the client types; `None` without a stdin.
+    input: Option<OwnedFd>,
+    /// `None` without a stdout: the output is read and dropped.
+    output: Option<OwnedFd>,
 }
 
 /// Whose stdio it is: a logging binary is told.
@@ -91,7 +105,59 @@ pub async fn open(
     ))
 }
 
+/// Opens containerd's fifos for a process with a terminal. A tty has no stderr. The process
+/// itself gets /dev/null until it has set up its pty; its master then goes to
+/// [`StdioCopies::attach_console`].
+pub async fn open_terminal(
+    stdin: &str,
+    stdout: &str,
+    owner: Owner<'_>,
+    monitor: &ExitMonitor,
+) -> io::Result<(InitStdio, StdioCopies)> {
+    let (ends, mut copies) = open(stdin, stdout, "", owner, monitor).await?;
+    copies.console_ends = Some(ConsoleEnds {
+        input: (!stdin.is_empty()).then_some(ends.stdin),
+        output: (!stdout.is_empty()).then_some(ends.stdout),
+    });
+    let child = InitStdio {
+        stdin: dev_null()?,
+        stdout: dev_null()?,
+        stderr: dev_null()?,
+    };
+    Ok((child, copies))
+}
+
 impl StdioCopies {
+    /// Starts copying the pty `master` of a process opened with [`open_terminal`].
+    pub fn attach_console(&mut self, master: OwnedFd) -> io::Result<()> {
+        let ends = self.console_ends.take().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a pty master for a process without a terminal",
+            )
+        })?;
+        let (pty, output) = Pty::start(master, ends.input, ends.output)?;
+        self.outputs.push(output);
+        self.pty = Some(pty);
+        Ok(())
+    }
+
+    /// Whether the process was opened with [`open_terminal`].
+    pub fn is_terminal(&self) -> bool {
+        self.console_ends.is_some() || self.pty.is_some()
+    }
+
+    /// ResizePty: sets the terminal's window size.
+    pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
+        match &self.pty {
+            Some(pty) => pty.resize(rows, cols),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the process has no terminal",
+            )),
+        }
+    }
+
     /// CloseIO: the process reads EOF once what containerd already wrote has been passed on.
     pub fn close_stdin(&mut self) {
         if let Some(tx) = self.close_stdin.take() {

@@ -9,7 +9,7 @@ use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest,
+    CloseIoRequest, CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, ResizePtyRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
@@ -126,6 +126,29 @@ impl Grpc {
             .process
             .unwrap_or_default();
         Ok((process.status, process.pid))
+    }
+
+    /// CloseIO of the init's stdin (containerd forwards it to the shim).
+    pub fn close_stdin(&self, id: &str) -> Result<(), Status> {
+        let req = self.request(CloseIoRequest {
+            container_id: id.into(),
+            stdin: true,
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime.block_on(client.close_io(req)).map(drop)
+    }
+
+    /// ResizePty of the init's terminal (`ctr` has no command for it).
+    pub fn resize_pty(&self, id: &str, width: u32, height: u32) -> Result<(), Status> {
+        let req = self.request(ResizePtyRequest {
+            container_id: id.into(),
+            width,
+            height,
+            ..Default::default()
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime.block_on(client.resize_pty(req)).map(drop)
     }
 
     /// Sends `signal` to the task's init.

@@ -2,7 +2,8 @@
 //! on a unix stream socket. Both the helper and the init write to the same socket; the helper
 //! writes `Pid` before the init may run.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -40,7 +41,8 @@ pub enum Message {
     Config(Box<HelperConfig>),
     /// helper → caller: the container init's pid.
     Pid { pid: i32 },
-    /// init → caller: built; blocked before exec.
+    /// init → caller: built; blocked before exec. With `process.terminal` it carries the
+    /// pty master (SCM_RIGHTS): see [`Channel::take_fd`].
     Ready,
     /// caller → init: exec the user's process.
     Start,
@@ -55,11 +57,21 @@ const MAX_MESSAGE: usize = 16 << 20;
 #[derive(Debug)]
 pub struct Channel {
     stream: UnixStream,
+    /// An fd that came with the last message received.
+    received_fd: Option<OwnedFd>,
 }
 
 impl Channel {
     pub fn new(stream: UnixStream) -> Self {
-        Self { stream }
+        Self {
+            stream,
+            received_fd: None,
+        }
+    }
+
+    /// The fd that came with the last message received, if any.
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.received_fd.take()
     }
 
     pub fn stream(&self) -> &UnixStream {
@@ -67,21 +79,69 @@ impl Channel {
     }
 
     pub fn send(&mut self, msg: &Message) -> Result<()> {
-        let body =
-            serde_json::to_vec(msg).map_err(|e| Error::Setup(format!("encode message: {e}")))?;
-        let mut frame = Vec::with_capacity(4 + body.len());
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&body);
         self.stream
-            .write_all(&frame)
+            .write_all(&frame(msg)?)
             .map_err(|e| Error::io("write", "setup channel", e))
+    }
+
+    /// Sends `msg` with `fd` attached to its first byte.
+    pub fn send_with_fd(&mut self, msg: &Message, fd: RawFd) -> Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        let frame = frame(msg)?;
+        let fds = [fd];
+        let sent = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &[IoSlice::new(&frame)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| Error::sys("sendmsg", "setup channel", e))?;
+        self.stream
+            .write_all(&frame[sent..])
+            .map_err(|e| Error::io("write", "setup channel", e))
+    }
+
+    /// Reads the length prefix with recvmsg, so that an fd sent with the message is kept.
+    fn read_prefix(&mut self, len: &mut [u8; 4]) -> std::io::Result<()> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        let mut got = 0;
+        while got < len.len() {
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [IoSliceMut::new(&mut len[got..])];
+            let msg = match recvmsg::<()>(
+                self.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => msg,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let n = msg.bytes;
+            for cmsg in msg.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    for fd in fds {
+                        // SAFETY: the kernel just installed this fd for us; nothing owns it.
+                        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                        self.received_fd.get_or_insert(fd);
+                    }
+                }
+            }
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            got += n;
+        }
+        Ok(())
     }
 
     /// The next message; `None` when the other side closed the socket (for the init: it
     /// exec'd, the socket being close-on-exec, or it died).
     pub fn recv(&mut self) -> Result<Option<Message>> {
         let mut len = [0u8; 4];
-        match self.stream.read_exact(&mut len) {
+        match self.read_prefix(&mut len) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(None),
@@ -103,6 +163,14 @@ impl Channel {
     }
 }
 
+fn frame(msg: &Message) -> Result<Vec<u8>> {
+    let body = serde_json::to_vec(msg).map_err(|e| Error::Setup(format!("encode message: {e}")))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +190,24 @@ mod tests {
             matches!(b.recv().unwrap(), Some(Message::Error { message }) if message.contains("/x"))
         );
         assert!(b.recv().unwrap().is_none());
+    }
+
+    #[test]
+    fn an_fd_sent_with_a_message_arrives_with_it() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = (Channel::new(a), Channel::new(b));
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        a.send(&Message::Pid { pid: 1 }).unwrap();
+        a.send_with_fd(&Message::Ready, file.as_raw_fd()).unwrap();
+        assert!(matches!(b.recv().unwrap(), Some(Message::Pid { pid: 1 })));
+        assert!(b.take_fd().is_none());
+        assert!(matches!(b.recv().unwrap(), Some(Message::Ready)));
+        let fd = b.take_fd().expect("the fd sent with Ready");
+        let (ours, theirs) = (
+            std::fs::metadata("/proc/self/exe").unwrap(),
+            std::fs::File::from(fd).metadata().unwrap(),
+        );
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()));
     }
 }

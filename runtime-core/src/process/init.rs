@@ -121,12 +121,11 @@ fn setup_and_exec(
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
-    if process.terminal().unwrap_or(false) {
-        return Err(Error::invalid(
-            "process.terminal",
-            "terminals are not supported by mini yet",
-        ));
-    }
+    // The pty comes from the container's devpts: after pivot_root, no host fd open.
+    let console = match process.terminal() {
+        Some(true) => Some(super::terminal::attach_new_console(process)?),
+        _ => None,
+    };
 
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
@@ -181,7 +180,10 @@ fn setup_and_exec(
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
     set_parent_death_signal(0)?;
-    channel.send(&Message::Ready)?;
+    match console {
+        Some(master) => channel.send_with_fd(&Message::Ready, master.as_raw_fd())?,
+        None => channel.send(&Message::Ready)?,
+    }
     match channel.recv()? {
         Some(Message::Start) => {}
         // The caller went away or changed its mind: nothing to run.

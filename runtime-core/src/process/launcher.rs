@@ -144,6 +144,7 @@ impl PendingInit {
         let pid = self.wait_pid()?;
         match self.channel.recv()? {
             Some(Message::Ready) => Ok(CreatedInit {
+                console: self.channel.take_fd(),
                 channel: self.channel,
                 pid,
             }),
@@ -161,11 +162,17 @@ impl PendingInit {
 pub struct CreatedInit {
     channel: Channel,
     pid: i32,
+    console: Option<OwnedFd>,
 }
 
 impl CreatedInit {
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The master of the init's pty (`process.terminal`), once.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
     }
 
     /// Lets the init exec the user's process. Ok once the exec happened (the channel closes

@@ -12,6 +12,7 @@ pub mod channel;
 mod helper;
 mod init;
 mod launcher;
+pub mod terminal;
 
 pub use channel::{HelperConfig, Message};
 pub use helper::run_helper_if_requested;
