@@ -231,7 +231,7 @@ pub(super) fn die_with_caller(channel: RawFd) -> Result<()> {
 }
 
 /// PR_SET_PDEATHSIG: `signal` when the parent thread ends; 0 clears it.
-fn set_parent_death_signal(signal: i32) -> Result<()> {
+pub(super) fn set_parent_death_signal(signal: i32) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
         return Err(Error::sys(
@@ -267,7 +267,7 @@ fn join_new_session_keyring() -> Result<()> {
     }
 }
 
-fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
+pub(super) fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
     CString::new(bytes).map_err(|_| Error::invalid(field, "contains a NUL byte"))
 }
 
@@ -286,7 +286,7 @@ fn set_domainname(domain: &str) -> Result<()> {
 
 /// Finds the program as execvp would, in the container's root and `PATH` (from the spec's
 /// env). Missing programs fail here, at create, with an error naming them.
-fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+pub(super) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     let is_exec = |p: &Path| {
         fs::metadata(p)
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -322,7 +322,7 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
 /// directories (the cgroup2 directory for CLONE_INTO_CGROUP), and a spec path through
 /// `/proc/self/fd/N/..` would walk out of the container from them (CVE-2024-21626). The
 /// standard streams must not be directories either.
-fn close_inherited_fds(channel: RawFd) -> Result<()> {
+pub(super) fn close_inherited_fds(channel: RawFd) -> Result<()> {
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     for (fd, stream) in stdio.into_iter().enumerate() {
@@ -358,7 +358,11 @@ fn close_inherited_fds(channel: RawFd) -> Result<()> {
 
 /// Refuses `path` unless the plain lookup (what execve does) and a lookup confined to the
 /// root by the kernel (`RESOLVE_IN_ROOT`, no magic links) reach the same file.
-fn check_inside_root(root: &rootfs::resolve::Root, path: &Path, field: &str) -> Result<()> {
+pub(super) fn check_inside_root(
+    root: &rootfs::resolve::Root,
+    path: &Path,
+    field: &str,
+) -> Result<()> {
     let outside = |why: String| {
         Error::invalid(
             field,
@@ -403,7 +407,7 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
     }
 }
 
-fn set_identity(process: &Process) -> Result<()> {
+pub(super) fn set_identity(process: &Process) -> Result<()> {
     let user = process.user();
     // No `process.capabilities` means no capabilities at all (oci-spec's Default has some).
     let none = no_capabilities();
@@ -459,7 +463,7 @@ fn no_capabilities() -> oci_spec::runtime::LinuxCapabilities {
 
 /// Marks every fd above 2 close-on-exec: the user's process starts with only stdio
 /// (CVE-2024-21626 leaked a host directory fd this way).
-fn close_fds_on_exec() -> Result<()> {
+pub(super) fn close_fds_on_exec() -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of this process.
     let rc = unsafe {
         libc::syscall(
@@ -489,7 +493,7 @@ fn close_fds_on_exec() -> Result<()> {
 /// Every signal back to its default disposition and an empty mask: ignored signals and the
 /// mask survive execve, and Rust's runtime ignores SIGPIPE. The raw syscall reaches the
 /// signals glibc reserves for itself (32, 33), which its `signal()` refuses.
-fn reset_signals() -> Result<()> {
+pub(super) fn reset_signals() -> Result<()> {
     #[repr(C)]
     struct KernelSigaction {
         handler: usize,
