@@ -188,16 +188,7 @@ impl Container {
         let window = monitor.spawn_window();
         let bundle = params.bundle.clone();
         let built = tokio::task::spawn_blocking(move || {
-            // std's spawn panics if our reaper took the status of a child whose exec failed.
-            let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                launcher.spawn(config, child_stdio)
-            }))
-            .unwrap_or_else(|_| {
-                Err(runtime_core::Error::Setup(
-                    "the setup helper could not be executed".into(),
-                ))
-            });
-            let mut pending = spawned?;
+            let mut pending = spawn_helper(|| launcher.spawn(config, child_stdio))?;
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
             // Recorded at once, for `delete` after this daemon died: the helper reports the pid
@@ -567,6 +558,18 @@ impl Container {
         self.discarded.store(true, Ordering::SeqCst);
         self.delete().await
     }
+}
+
+/// Runs `spawn` (the Launcher's). std's spawn panics if our reaper took the status of a child
+/// whose exec failed: that is an error here.
+pub(crate) fn spawn_helper<T>(
+    spawn: impl FnOnce() -> runtime_core::Result<T>,
+) -> runtime_core::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(spawn)).unwrap_or_else(|_| {
+        Err(runtime_core::Error::Setup(
+            "the setup helper could not be executed".into(),
+        ))
+    })
 }
 
 /// Records the init for `delete` (see `cleanup::INIT_PID`): its start time first, so that a

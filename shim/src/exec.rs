@@ -13,7 +13,7 @@ use runtime_core::cgroups::CgroupManager;
 use runtime_core::process::{ExecConfig, Launcher};
 use tokio::sync::{Mutex, oneshot, watch};
 
-use crate::container::{Failure, Status, send_signal, signal_number};
+use crate::container::{Failure, Status, send_signal, signal_number, spawn_helper};
 use crate::events::Publisher;
 use crate::reaper::{Exit, ExitMonitor};
 use crate::stdio::{self, StdioCopies};
@@ -135,16 +135,8 @@ impl ExecProcess {
         let window = ctx.monitor.spawn_window();
         let launcher = ctx.launcher;
         let built = tokio::task::spawn_blocking(move || {
-            // std's spawn panics if our reaper took the status of a child whose exec failed.
-            let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                launcher.spawn_exec(config, child_stdio, init.as_fd())
-            }))
-            .unwrap_or_else(|_| {
-                Err(runtime_core::Error::Setup(
-                    "the setup helper could not be executed".into(),
-                ))
-            });
-            let mut pending = spawned?;
+            let mut pending =
+                spawn_helper(|| launcher.spawn_exec(config, child_stdio, init.as_fd()))?;
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
             let _ = pid_tx.send((pid, m.subscribe(pid)));

@@ -26,7 +26,7 @@ use super::init;
 use super::launcher::PIDFD_FD;
 use crate::cgroups::CgroupManager;
 use crate::namespaces::clone_flag;
-use crate::{Error, Result, rlimits, rootfs, seccomp};
+use crate::{Error, Result, rlimits, rootfs};
 
 /// Everything the helper needs to start an exec.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,31 +211,7 @@ fn setup_and_exec(spec: &Spec) -> Result<Never> {
     init::check_inside_root(&root, &program, "process.args[0]")?;
     drop(root);
 
-    let filter = match linux.seccomp() {
-        Some(profile) => Some(seccomp::compile(profile)?),
-        None => None,
-    };
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    // As the init: without no_new_privs the filter is loaded while CAP_SYS_ADMIN is held.
-    let mut late_filter = None;
-    if let Some(filter) = filter {
-        if no_new_privs {
-            late_filter = Some(filter);
-        } else {
-            filter.load()?;
-        }
-    }
-    init::set_identity(process)?;
-    if no_new_privs {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(Error::sys(
-                "prctl",
-                "PR_SET_NO_NEW_PRIVS",
-                nix::errno::Errno::last(),
-            ));
-        }
-    }
+    let late_filter = init::drop_privileges(process, linux)?;
     // The program must outlive the caller's thread that started it.
     init::set_parent_death_signal(0)?;
     init::close_fds_on_exec()?;

@@ -150,33 +150,7 @@ fn setup_and_exec(
     check_inside_root(&root, &program, "process.args[0]")?;
     drop(root);
 
-    let filter = match linux.seccomp() {
-        Some(profile) => Some(seccomp::compile(profile)?),
-        None => None,
-    };
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user may be
-    // about to lose: load it now (as runc does). With it, load as late as possible.
-    let mut late_filter = None;
-    if let Some(filter) = filter {
-        if no_new_privs {
-            late_filter = Some(filter);
-        } else {
-            filter.load()?;
-        }
-    }
-
-    set_identity(process)?;
-    if no_new_privs {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(Error::sys(
-                "prctl",
-                "PR_SET_NO_NEW_PRIVS",
-                nix::errno::Errno::last(),
-            ));
-        }
-    }
+    let late_filter = drop_privileges(process, linux)?;
 
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
@@ -206,6 +180,41 @@ fn setup_and_exec(
         .collect::<Result<Vec<_>>>()?;
     let err = execve(&program_c, &args_c, &env_c).unwrap_err();
     Err(Error::sys("exec", format!("{:?}", args[0]), err))
+}
+
+/// The process's seccomp filter (the container's profile), user and capabilities, and
+/// no_new_privs. Returns the filter still to load right before exec (with no_new_privs, as
+/// late as possible); without no_new_privs it is loaded here, while CAP_SYS_ADMIN is held,
+/// as runc does.
+pub(super) fn drop_privileges(
+    process: &Process,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Option<seccomp::Filter>> {
+    let filter = match linux.seccomp() {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let mut late_filter = None;
+    if let Some(filter) = filter {
+        if no_new_privs {
+            late_filter = Some(filter);
+        } else {
+            filter.load()?;
+        }
+    }
+    set_identity(process)?;
+    if no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::sys(
+                "prctl",
+                "PR_SET_NO_NEW_PRIVS",
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
+    Ok(late_filter)
 }
 
 /// Makes a setup process (the helper, and the init until it reports ready) die with its

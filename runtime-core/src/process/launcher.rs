@@ -175,19 +175,9 @@ impl PendingInit {
         if let Some(pid) = self.pid {
             return Ok(pid);
         }
-        match self.channel.recv()? {
-            Some(Message::Pid { pid }) => {
-                self.pid = Some(pid);
-                Ok(pid)
-            }
-            Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!(
-                "setup helper sent {other:?} before the init's pid"
-            ))),
-            None => Err(Error::Setup(
-                "setup helper exited before creating the container init".into(),
-            )),
-        }
+        let pid = recv_pid(&mut self.channel, "creating the container init")?;
+        self.pid = Some(pid);
+        Ok(pid)
     }
 
     /// Waits until the init has built the container and blocks before exec.
@@ -252,19 +242,9 @@ impl PendingExec {
         if let Some(pid) = self.pid {
             return Ok(pid);
         }
-        match self.channel.recv()? {
-            Some(Message::Pid { pid }) => {
-                self.pid = Some(pid);
-                Ok(pid)
-            }
-            Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!(
-                "setup helper sent {other:?} before the exec's pid"
-            ))),
-            None => Err(Error::Setup(
-                "setup helper exited before forking the exec process".into(),
-            )),
-        }
+        let pid = recv_pid(&mut self.channel, "forking the exec process")?;
+        self.pid = Some(pid);
+        Ok(pid)
     }
 
     /// Ok once the process exec'd the program (the channel closes on exec) or died (its exit
@@ -278,5 +258,17 @@ impl PendingExec {
                 "exec process sent {other:?} instead of exec'ing"
             ))),
         }
+    }
+}
+
+/// The helper's `Pid` message; an error if it reports one or ends before `doing` is done.
+fn recv_pid(channel: &mut Channel, doing: &str) -> Result<i32> {
+    match channel.recv()? {
+        Some(Message::Pid { pid }) => Ok(pid),
+        Some(Message::Error { message }) => Err(Error::Setup(message)),
+        Some(other) => Err(Error::Setup(format!(
+            "setup helper sent {other:?} before the pid ({doing})"
+        ))),
+        None => Err(Error::Setup(format!("setup helper exited before {doing}"))),
     }
 }
