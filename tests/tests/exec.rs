@@ -227,6 +227,13 @@ fn execs_are_killed_when_the_init_exits(version: Version) {
         "exec never started: {}",
         events.stdout_so_far()
     );
+    // `ctr task ps` names the exec's process by its exec id (as with the stock shim).
+    let ps = ns.ctr(&["task", "ps", &id]);
+    ps.expect_success();
+    assert!(
+        ps.stdout.lines().any(|l| l.contains("long")),
+        "the exec id in ctr task ps: {ps}"
+    );
     ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
         .expect_success();
     let out = bg.wait(Duration::from_secs(20));
