@@ -151,6 +151,37 @@ fn parent_of(pid: i32) -> i32 {
         .unwrap()
 }
 
+/// New namespaces of `types` (those not yet listed); with a user namespace, container ids
+/// 0–65535 map to host ids from 100000.
+fn add_namespaces(
+    linux: &mut oci_spec::runtime::Linux,
+    types: &[oci_spec::runtime::LinuxNamespaceType],
+) {
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for typ in types {
+        if !namespaces.iter().any(|ns| ns.typ() == *typ) {
+            namespaces.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(*typ)
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    if types.contains(&oci_spec::runtime::LinuxNamespaceType::User) {
+        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap();
+        linux
+            .set_uid_mappings(Some(vec![map]))
+            .set_gid_mappings(Some(vec![map]));
+    }
+}
+
 fn exit_code(pid: i32) -> i32 {
     match waitpid(Pid::from_raw(pid), None).unwrap() {
         WaitStatus::Exited(_, code) => code,
@@ -422,23 +453,7 @@ fn sysctls_and_oom_score_adj_land_inside_of(launcher: &Launcher, userns: bool) {
         [("kernel.shmmax".to_string(), "7654321".to_string())].into(),
     ));
     if userns {
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        namespaces.push(
-            oci_spec::runtime::LinuxNamespaceBuilder::default()
-                .typ(oci_spec::runtime::LinuxNamespaceType::User)
-                .build()
-                .unwrap(),
-        );
-        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
-            .container_id(0u32)
-            .host_id(100000u32)
-            .size(65536u32)
-            .build()
-            .unwrap();
-        linux
-            .set_namespaces(Some(namespaces))
-            .set_uid_mappings(Some(vec![map]))
-            .set_gid_mappings(Some(vec![map]));
+        add_namespaces(&mut linux, &[oci_spec::runtime::LinuxNamespaceType::User]);
     }
     spec.set_linux(Some(linux));
     let mut process = spec.process().clone().unwrap();
@@ -570,31 +585,14 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launche
     let bundle = Bundle::new("exec-ns");
     let mut spec = bundle.spec(&["busybox", "sleep", "30"]);
     let mut linux = spec.linux().clone().unwrap();
-    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    for typ in [
-        oci_spec::runtime::LinuxNamespaceType::User,
-        oci_spec::runtime::LinuxNamespaceType::Cgroup,
-        oci_spec::runtime::LinuxNamespaceType::Time,
-    ] {
-        if !namespaces.iter().any(|ns| ns.typ() == typ) {
-            namespaces.push(
-                oci_spec::runtime::LinuxNamespaceBuilder::default()
-                    .typ(typ)
-                    .build()
-                    .unwrap(),
-            );
-        }
-    }
-    let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
-        .container_id(0u32)
-        .host_id(100000u32)
-        .size(65536u32)
-        .build()
-        .unwrap();
-    linux
-        .set_namespaces(Some(namespaces))
-        .set_uid_mappings(Some(vec![map]))
-        .set_gid_mappings(Some(vec![map]));
+    add_namespaces(
+        &mut linux,
+        &[
+            oci_spec::runtime::LinuxNamespaceType::User,
+            oci_spec::runtime::LinuxNamespaceType::Cgroup,
+            oci_spec::runtime::LinuxNamespaceType::Time,
+        ],
+    );
     spec.set_linux(Some(linux));
     let created = bundle.create_spec(launcher, spec.clone());
     let init = created.pid();
