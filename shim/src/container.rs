@@ -533,7 +533,13 @@ impl Container {
             init,
             io_owner: self.io_owner,
         };
-        exec.start(ctx, on_started).await
+        let pid = exec.start(ctx, on_started).await?;
+        // The init may have exited while the exec was built, after its watcher ended the
+        // execs it knew running: this one ends too.
+        if self.reaped.load(Ordering::SeqCst) {
+            exec.kill_if_running();
+        }
+        Ok(pid)
     }
 
     /// Delete of an exec: its exit, and it is forgotten.

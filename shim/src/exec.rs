@@ -317,6 +317,48 @@ pub fn process_details(exec_id: &str) -> protobuf::well_known_types::any::Any {
 mod tests {
     use super::*;
 
+    fn created() -> Arc<ExecProcess> {
+        ExecProcess::new(
+            "c1",
+            ExecParams {
+                exec_id: "e1".into(),
+                stdin: String::new(),
+                stdout: String::new(),
+                stderr: String::new(),
+                terminal: false,
+                spec: Spec::default(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_created_exec_cannot_be_signalled_and_deletes_without_running() {
+        let exec = created();
+        assert_eq!(exec.status().await, (Status::Created, None));
+        assert!(matches!(exec.kill(9), Err(Failure::State(_))));
+        let exit = exec.delete().await.unwrap();
+        assert_eq!(exit.status, 0);
+        assert_eq!(exec.status().await.0, Status::Stopped);
+        // Wait answers once deleted.
+        assert_eq!(exec.wait().await, exit);
+    }
+
+    #[tokio::test]
+    async fn a_running_exec_is_not_deleted_and_a_stopped_one_deletes_with_its_exit() {
+        let exec = created();
+        exec.state.lock().await.status = Status::Running;
+        assert!(matches!(exec.delete().await, Err(Failure::State(_))));
+        // Reaped with status 3 (what the exit watcher records).
+        exec.state.lock().await.status = Status::Stopped;
+        let exit = Exit {
+            status: 3,
+            at: SystemTime::now(),
+        };
+        let _ = exec.exit_tx.send(Some(exit));
+        assert_eq!(exec.delete().await.unwrap(), exit);
+        assert!(matches!(exec.kill(0), Err(Failure::Invalid(_))));
+    }
+
     #[test]
     fn process_details_carry_the_exec_id_as_field_1() {
         let any = process_details("probe");

@@ -260,6 +260,31 @@ mod tests {
     }
 
     #[test]
+    fn a_pidfd_is_opened_only_for_a_subscribed_pid_not_yet_reaped() {
+        let m = ExitMonitor::default();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Not subscribed: the monitor cannot vouch that the pid is still this child.
+        assert!(m.open_pidfd(pid).is_err());
+        let _rx = m.subscribe(pid);
+        assert!(m.open_pidfd(pid).is_ok());
+        // Reaped (recorded): the pid may be reused from now on.
+        m.record(
+            pid,
+            Exit {
+                status: 0,
+                at: SystemTime::now(),
+            },
+        );
+        assert!(m.open_pidfd(pid).is_err());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[test]
     fn an_ignored_pid_leaves_nothing_behind() {
         // The setup helper's pid is ignored inside the spawn window, before or after it exits.
         let m = ExitMonitor::default();
