@@ -578,8 +578,8 @@ fn a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone(launcher
 
 /// Removes `dir` and its sub-cgroups, deepest first (rmdir only).
 /// An exec into a container with every namespace of its own (user with id maps, cgroup and
-/// time included) joins each of them and the container's cgroups, as the exec's user, and is
-/// the caller's child.
+/// time included) joins each of them and the container's cgroups, with the exec's user,
+/// oom_score_adj, rlimits and cwd, and is the caller's child.
 fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launcher) {
     const NAMESPACES: [&str; 8] = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"];
     let bundle = Bundle::new("exec-ns");
@@ -599,7 +599,8 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launche
     created.start().unwrap();
 
     let script = format!(
-        "for n in {}; do busybox readlink /proc/self/ns/$n; done; busybox id -u; busybox sleep 1",
+        "for n in {}; do busybox readlink /proc/self/ns/$n; done; busybox id -u; \
+         busybox cat /proc/self/oom_score_adj; ulimit -n; busybox pwd; busybox sleep 1",
         NAMESPACES.join(" ")
     );
     let process = serde_json::json!({
@@ -607,6 +608,8 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launche
         "env": ["PATH=/bin"],
         "cwd": "/tmp",
         "user": {"uid": 1000, "gid": 1000},
+        "oomScoreAdj": 321,
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}],
     });
     let cgroup = CgroupManager::new(&bundle.id, Some(&bundle.cgroups_path())).unwrap();
     let exec = ExecConfig {
@@ -654,8 +657,8 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launche
         .collect();
     assert_eq!(
         out,
-        format!("{init_view}1000\n"),
-        "the exec's namespaces and uid"
+        format!("{init_view}1000\n321\n512\n/tmp\n"),
+        "the exec's namespaces, uid, oom_score_adj, rlimit and cwd"
     );
     assert_eq!(
         exec_cgroup,

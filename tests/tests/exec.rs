@@ -10,6 +10,7 @@ use mini_e2e::{Containerd, MINI, Namespace, Version, wait_until};
 mini_e2e::on_every_version!(
     exec_output_and_exit_code_come_back,
     exec_gets_its_env_cwd_and_user,
+    exec_gets_the_containers_seccomp_profile_and_its_own_capabilities,
     missing_binary_and_bad_cwd_fail_naming_them_and_the_container_keeps_running,
     twenty_concurrent_execs_get_their_own_output_and_exit_codes,
     exec_events_are_published_once_each_in_order,
@@ -102,6 +103,51 @@ fn exec_gets_its_env_cwd_and_user(version: Version) {
     );
     out.expect_success();
     assert_eq!(out.stdout, "hi /tmp 1000 2000\n", "{out}");
+    finish(&ns, &id);
+}
+
+/// The `Seccomp`, `NoNewPrivs`, `CapEff` and `CapBnd` lines of a `/proc/PID/status`.
+fn confinement(status: &str) -> String {
+    status
+        .lines()
+        .filter(|l| {
+            ["Seccomp:", "NoNewPrivs:", "CapEff:", "CapBnd:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn exec_gets_the_containers_seccomp_profile_and_its_own_capabilities(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exec-sec");
+    let id = ns.new_id("exec-sec");
+    ns.run_detached(MINI, &["--seccomp"], &id, &["sleep", "300"]);
+    let (pid, _) = ns.task(&id).expect("listed");
+    let init = confinement(&std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+    assert!(
+        init.contains("Seccomp:\t2"),
+        "the init runs under the profile: {init}"
+    );
+    let out = exec(&ns, &id, "root", &[], &["cat", "/proc/self/status"]);
+    out.expect_success();
+    assert_eq!(
+        confinement(&out.stdout),
+        init,
+        "an exec as root is confined as the init"
+    );
+    let out = exec(
+        &ns,
+        &id,
+        "user",
+        &["--user", "1000"],
+        &["cat", "/proc/self/status"],
+    );
+    out.expect_success();
+    let user = confinement(&out.stdout);
+    assert!(user.contains("Seccomp:\t2"), "{user}");
+    assert!(user.contains("CapEff:\t0000000000000000"), "{user}");
     finish(&ns, &id);
 }
 
