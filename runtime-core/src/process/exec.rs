@@ -250,13 +250,19 @@ mod tests {
         assert_eq!(process.user().uid(), 5);
         assert_eq!(spec.linux(), container().linux());
 
-        let err = exec_spec(&container(), br#"{"args":[],"cwd":"/"}"#)
-            .unwrap_err()
-            .to_string();
+        let err = exec_spec(
+            &container(),
+            br#"{"args":[],"cwd":"/","user":{"uid":0,"gid":0}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("process.args"), "{err}");
-        let err = exec_spec(&container(), br#"{"args":["sh"],"cwd":"tmp"}"#)
-            .unwrap_err()
-            .to_string();
+        let err = exec_spec(
+            &container(),
+            br#"{"args":["sh"],"cwd":"tmp","user":{"uid":0,"gid":0}}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("process.cwd"), "{err}");
         let err = exec_spec(&container(), b"not json")
             .unwrap_err()
