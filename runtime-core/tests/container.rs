@@ -617,6 +617,7 @@ fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launche
         exec_id: "probe".into(),
         spec: exec_spec(&spec, process.to_string().as_bytes()).unwrap(),
         cgroup,
+        no_new_keyring: false,
     };
     let (read, write) = nix::unistd::pipe().unwrap();
     // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.

@@ -69,6 +69,7 @@ pub struct Container {
     /// ExitMonitor::open_pidfd): execs join its namespaces through it.
     init_pidfd: Option<OwnedFd>,
     io_owner: (u32, u32),
+    no_new_keyring: bool,
     /// The exec processes, by exec id, until each is deleted.
     execs: std::sync::Mutex<HashMap<String, Arc<ExecProcess>>>,
 }
@@ -256,6 +257,7 @@ impl Container {
             spec,
             init_pidfd,
             io_owner: params.io_owner,
+            no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
         });
         tokio::spawn(watch_exit(
@@ -532,6 +534,7 @@ impl Container {
             cgroup: self.cgroup.clone(),
             init,
             io_owner: self.io_owner,
+            no_new_keyring: self.no_new_keyring,
         };
         let pid = exec.start(ctx, on_started).await?;
         // The init may have exited while the exec was built, after its watcher ended the

@@ -62,6 +62,7 @@ pub struct StartContext<'a> {
     pub init: &'a OwnedFd,
     /// Owner of the process's stdio pipes.
     pub io_owner: (u32, u32),
+    pub no_new_keyring: bool,
 }
 
 /// How long a failed exec's process may take to be reaped.
@@ -128,6 +129,7 @@ impl ExecProcess {
             exec_id: self.id.clone(),
             spec: self.spec.clone(),
             cgroup: ctx.cgroup,
+            no_new_keyring: ctx.no_new_keyring,
         };
         let (pid_tx, pid_rx) = oneshot::channel();
         let m = ctx.monitor.clone();

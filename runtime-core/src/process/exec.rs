@@ -40,6 +40,10 @@ pub struct ExecConfig {
     pub spec: Spec,
     /// The container's cgroup.
     pub cgroup: CgroupManager,
+    /// Keep the caller's session keyring (as the container's init did, runc's
+    /// `--no-new-keyring`); otherwise the process gets a new one, as runc's exec does.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The container's spec with its process replaced by the exec's process (`json`: an OCI
@@ -167,6 +171,14 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
             init::die_with_caller(fd)
         })
         .and_then(|()| init::close_inherited_fds(fd))
+        .and_then(|()| {
+            // The kernel's keyrings are not namespaced: the caller's session keys stay out.
+            if config.no_new_keyring {
+                Ok(())
+            } else {
+                init::join_new_session_keyring()
+            }
+        })
         .and_then(|()| setup_and_exec(&config.spec));
     let err = match result {
         Ok(never) => match never {},
