@@ -254,7 +254,7 @@ pub(super) fn set_parent_death_signal(signal: i32) -> Result<()> {
 
 /// A new anonymous session keyring, so the container cannot see the keys of the caller's
 /// session (the kernel keyring is not namespaced).
-pub(super) fn join_new_session_keyring() -> Result<()> {
+pub fn join_new_session_keyring() -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own.
     let rc = unsafe {

@@ -18,6 +18,7 @@ mod launcher;
 pub use channel::{HelperConfig, Message};
 pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
+pub use init::join_new_session_keyring;
 pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit};
 
 /// argv[1] that makes a binary linking this library run as the setup helper. Every binary
