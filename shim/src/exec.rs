@@ -261,10 +261,20 @@ impl ExecProcess {
         Ok(self.wait().await)
     }
 
-    /// Ends a process left when its container goes (Delete of the init).
+    /// Ends a process left when its container goes (Delete of the init). A Wait on an exec
+    /// that never started answers then (255, as containerd reports an unknown exit).
     pub async fn discard(&self) {
         self.kill_if_running();
-        let stdio = std::mem::take(&mut self.state.lock().await.stdio);
+        let mut state = self.state.lock().await;
+        if state.status == Status::Created {
+            state.status = Status::Stopped;
+            let _ = self.exit_tx.send(Some(Exit {
+                status: 255,
+                at: SystemTime::now(),
+            }));
+        }
+        let stdio = std::mem::take(&mut state.stdio);
+        drop(state);
         stdio.close().await;
     }
 }
@@ -343,6 +353,21 @@ mod tests {
         assert_eq!(exec.status().await.0, Status::Stopped);
         // Wait answers once deleted.
         assert_eq!(exec.wait().await, exit);
+    }
+
+    #[tokio::test]
+    async fn a_created_exec_left_when_its_container_goes_answers_wait() {
+        let exec = created();
+        let waiter = tokio::spawn({
+            let exec = exec.clone();
+            async move { exec.wait().await }
+        });
+        exec.discard().await;
+        let exit = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("Wait answered")
+            .unwrap();
+        assert_eq!(exit.status, 255);
     }
 
     #[tokio::test]
