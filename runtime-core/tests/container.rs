@@ -11,7 +11,9 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxBuilder, ProcessBuilder, Spec};
 use runtime_core::cgroups::CgroupManager;
-use runtime_core::process::{CreatedInit, HelperConfig, InitStdio, Launcher, PendingInit};
+use runtime_core::process::{
+    CreatedInit, ExecConfig, HelperConfig, InitStdio, Launcher, PendingInit, exec_spec,
+};
 
 /// A bundle in a temp dir, and the cgroup its container gets; removed on drop.
 struct Bundle {
@@ -69,14 +71,6 @@ impl Bundle {
 
     /// Starts building a container from `spec`, with /dev/null as stdio.
     fn spawn_spec(&self, launcher: &Launcher, spec: Spec) -> PendingInit {
-        let null = || -> OwnedFd {
-            fs::File::options()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-                .unwrap()
-                .into()
-        };
         let config = HelperConfig {
             id: self.id.clone(),
             bundle: self.dir.path().to_path_buf(),
@@ -135,6 +129,84 @@ impl Drop for Bundle {
     }
 }
 
+fn null() -> OwnedFd {
+    fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap()
+        .into()
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Adds a user key named `name` to a new session keyring of this test process (so that
+/// nothing is left in a keyring shared with the shell that ran it).
+fn add_session_key(name: &str) {
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    runtime_core::process::join_new_session_keyring().unwrap();
+    let typ = CString::new("user").unwrap();
+    let desc = CString::new(name).unwrap();
+    // SAFETY: add_key reads the two strings and the 1-byte payload, all valid for the call.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            typ.as_ptr(),
+            desc.as_ptr(),
+            b"x".as_ptr(),
+            1usize,
+            KEY_SPEC_SESSION_KEYRING,
+        )
+    };
+    assert!(
+        id > 0,
+        "add_key {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// New namespaces of `types` (those not yet listed); with a user namespace, container ids
+/// 0–65535 map to host ids from 100000.
+fn add_namespaces(
+    linux: &mut oci_spec::runtime::Linux,
+    types: &[oci_spec::runtime::LinuxNamespaceType],
+) {
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for typ in types {
+        if !namespaces.iter().any(|ns| ns.typ() == *typ) {
+            namespaces.push(
+                oci_spec::runtime::LinuxNamespaceBuilder::default()
+                    .typ(*typ)
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    linux.set_namespaces(Some(namespaces));
+    if types.contains(&oci_spec::runtime::LinuxNamespaceType::User) {
+        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
+            .container_id(0u32)
+            .host_id(100000u32)
+            .size(65536u32)
+            .build()
+            .unwrap();
+        linux
+            .set_uid_mappings(Some(vec![map]))
+            .set_gid_mappings(Some(vec![map]));
+    }
+}
+
 fn exit_code(pid: i32) -> i32 {
     match waitpid(Pid::from_raw(pid), None).unwrap() {
         WaitStatus::Exited(_, code) => code,
@@ -147,18 +219,8 @@ fn init_is_the_callers_child_and_its_exit_code_comes_back(launcher: &Launcher) {
     let bundle = Bundle::new("exit");
     let created = bundle.create(launcher, &["sh", "-c", "exit 7"]);
     let pid = created.pid();
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let ppid: i32 = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
     assert_eq!(
-        ppid,
+        parent_of(pid),
         std::process::id() as i32,
         "the init must be the caller's child"
     );
@@ -416,23 +478,7 @@ fn sysctls_and_oom_score_adj_land_inside_of(launcher: &Launcher, userns: bool) {
         [("kernel.shmmax".to_string(), "7654321".to_string())].into(),
     ));
     if userns {
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        namespaces.push(
-            oci_spec::runtime::LinuxNamespaceBuilder::default()
-                .typ(oci_spec::runtime::LinuxNamespaceType::User)
-                .build()
-                .unwrap(),
-        );
-        let map = oci_spec::runtime::LinuxIdMappingBuilder::default()
-            .container_id(0u32)
-            .host_id(100000u32)
-            .size(65536u32)
-            .build()
-            .unwrap();
-        linux
-            .set_namespaces(Some(namespaces))
-            .set_uid_mappings(Some(vec![map]))
-            .set_gid_mappings(Some(vec![map]));
+        add_namespaces(&mut linux, &[oci_spec::runtime::LinuxNamespaceType::User]);
     }
     spec.set_linux(Some(linux));
     let mut process = spec.process().clone().unwrap();
@@ -556,6 +602,148 @@ fn a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone(launcher
 }
 
 /// Removes `dir` and its sub-cgroups, deepest first (rmdir only).
+/// What an exec left to check: its output, and its cgroups read while it ran.
+struct ExecRun {
+    out: String,
+    cgroup: String,
+}
+
+/// Runs `process` (an OCI process as JSON) as an exec in the running container of `bundle`
+/// (built from `spec`, init `init`); the process must end with status 0 and outlive the
+/// exec's start by a moment (its cgroups are read then).
+fn run_exec(
+    launcher: &Launcher,
+    bundle: &Bundle,
+    spec: &Spec,
+    init: i32,
+    process: serde_json::Value,
+) -> ExecRun {
+    let cgroup = CgroupManager::new(&bundle.id, Some(&bundle.cgroups_path())).unwrap();
+    let exec = ExecConfig {
+        container_id: bundle.id.clone(),
+        exec_id: "probe".into(),
+        spec: exec_spec(spec, process.to_string().as_bytes()).unwrap(),
+        cgroup,
+        no_new_keyring: false,
+    };
+    let (read, write) = nix::unistd::pipe().unwrap();
+    // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) };
+    assert!(fd >= 0, "pidfd_open {init}");
+    // SAFETY: a new fd nothing else owns.
+    let init_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    let stdio = InitStdio {
+        stdin: null(),
+        stdout: write,
+        stderr: null(),
+    };
+    let mut pending = launcher
+        .spawn_exec(exec, stdio, std::os::fd::AsFd::as_fd(&init_fd))
+        .unwrap();
+    let helper = pending.helper_pid();
+    let pid = pending.wait_pid().unwrap();
+    pending.wait_exec().unwrap();
+    let _ = waitpid(Pid::from_raw(helper), None);
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(
+        parent_of(pid),
+        std::process::id() as i32,
+        "the exec is the caller's child"
+    );
+    assert_eq!(exit_code(pid), 0);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut fs::File::from(read), &mut out).unwrap();
+    ExecRun { out, cgroup }
+}
+
+/// An exec into a container with every namespace of its own (user with id maps, cgroup and
+/// time included) joins each of them and the container's cgroups, with the exec's user,
+/// oom_score_adj, rlimits and cwd, and is the caller's child.
+fn exec_joins_every_namespace_and_the_cgroup_of_the_container(launcher: &Launcher) {
+    const NAMESPACES: [&str; 8] = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"];
+    let bundle = Bundle::new("exec-ns");
+    let mut spec = bundle.spec(&["busybox", "sleep", "30"]);
+    let mut linux = spec.linux().clone().unwrap();
+    add_namespaces(
+        &mut linux,
+        &[
+            oci_spec::runtime::LinuxNamespaceType::User,
+            oci_spec::runtime::LinuxNamespaceType::Cgroup,
+            oci_spec::runtime::LinuxNamespaceType::Time,
+        ],
+    );
+    spec.set_linux(Some(linux));
+    let created = bundle.create_spec(launcher, spec.clone());
+    let init = created.pid();
+    created.start().unwrap();
+
+    let script = format!(
+        "for n in {}; do busybox readlink /proc/self/ns/$n; done; busybox id -u; \
+         busybox cat /proc/self/oom_score_adj; ulimit -n; busybox pwd; busybox sleep 1",
+        NAMESPACES.join(" ")
+    );
+    let process = serde_json::json!({
+        "args": ["sh", "-c", script],
+        "env": ["PATH=/bin"],
+        "cwd": "/tmp",
+        "user": {"uid": 1000, "gid": 1000},
+        "oomScoreAdj": 321,
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}],
+    });
+    let run = run_exec(launcher, &bundle, &spec, init, process);
+    let init_view: String = NAMESPACES
+        .iter()
+        .map(|n| {
+            let link = fs::read_link(format!("/proc/{init}/ns/{n}")).unwrap();
+            let own = fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+            assert_ne!(link, own, "the container has a {n} namespace of its own");
+            format!("{}\n", link.display())
+        })
+        .collect();
+    assert_eq!(
+        run.out,
+        format!("{init_view}1000\n321\n512\n/tmp\n"),
+        "the exec's namespaces, uid, oom_score_adj, rlimit and cwd"
+    );
+    assert_eq!(
+        run.cgroup,
+        fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap(),
+        "the exec's cgroups"
+    );
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    exit_code(init);
+}
+
+/// The kernel's keyrings are not namespaced: an exec gets a session keyring of its own, so a
+/// key of the caller's session is not visible in the container's /proc/keys.
+fn exec_does_not_possess_the_callers_session_keys(launcher: &Launcher) {
+    let bundle = Bundle::new("exec-keys");
+    let mut spec = bundle.spec(&["busybox", "sleep", "30"]);
+    let mut linux = spec.linux().clone().unwrap();
+    // /proc/keys readable inside (masked by default).
+    linux.set_masked_paths(Some(Vec::new()));
+    spec.set_linux(Some(linux));
+    let key = format!("mini-exec-key-{}", std::process::id());
+    add_session_key(&key);
+    let created = bundle.create_spec(launcher, spec.clone());
+    let init = created.pid();
+    created.start().unwrap();
+    let process = serde_json::json!({
+        "args": ["sh", "-c", format!("busybox grep -c {key} /proc/keys; busybox sleep 0.2")],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        // Not the key's owner: it sees the key only if it possesses it.
+        "user": {"uid": 1000, "gid": 1000},
+    });
+    let run = run_exec(launcher, &bundle, &spec, init, process);
+    assert_eq!(
+        run.out, "0\n",
+        "the caller's key {key} is visible to the exec"
+    );
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    exit_code(init);
+}
+
 fn remove_cgroup_tree(dir: &Path) {
     for child in fs::read_dir(dir).into_iter().flatten().flatten() {
         if child.path().is_dir() {
@@ -635,7 +823,7 @@ fn main() {
         std::process::exit(1);
     }
     let launcher = Launcher::new().unwrap();
-    let tests: [Test; 12] = [
+    let tests: [Test; 14] = [
         (
             "terminal_master_comes_back_sized_by_console_size",
             terminal_master_comes_back_sized_by_console_size,
@@ -643,6 +831,14 @@ fn main() {
         (
             "terminal_without_a_container_ptmx_fails_naming_process_terminal",
             terminal_without_a_container_ptmx_fails_naming_process_terminal,
+        ),
+        (
+            "exec_does_not_possess_the_callers_session_keys",
+            exec_does_not_possess_the_callers_session_keys,
+        ),
+        (
+            "exec_joins_every_namespace_and_the_cgroup_of_the_container",
+            exec_joins_every_namespace_and_the_cgroup_of_the_container,
         ),
         (
             "a_cgroup_occupied_in_some_hierarchies_only_is_refused_and_left_alone",

@@ -1,7 +1,9 @@
 //! One container and its init process: created → running → stopped → deleted. Every RPC asks
 //! the state whether it is allowed; exits reach the state through one watcher task.
 
+use std::collections::HashMap;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +16,7 @@ use runtime_core::rootfs::{self, RootfsMount};
 use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::events::Publisher;
+use crate::exec::{ExecParams, ExecProcess, StartContext};
 use crate::reaper::{Exit, ExitMonitor};
 use crate::stdio::{self, StdioCopies};
 
@@ -60,6 +63,15 @@ pub struct Container {
     discarded: AtomicBool,
     state: Mutex<State>,
     exit: watch::Receiver<Option<Exit>>,
+    /// The spec the container was built from: an exec's process replaces its `process`.
+    spec: oci_spec::runtime::Spec,
+    /// A pidfd of the init, taken while it was ours for sure (see
+    /// ExitMonitor::open_pidfd): execs join its namespaces through it.
+    init_pidfd: Option<OwnedFd>,
+    io_owner: (u32, u32),
+    no_new_keyring: bool,
+    /// The exec processes, by exec id, until each is deleted.
+    execs: std::sync::Mutex<HashMap<String, Arc<ExecProcess>>>,
 }
 
 struct State {
@@ -77,6 +89,8 @@ pub enum Failure {
     Runtime(&'static str, runtime_core::Error),
     /// Not allowed in the current state.
     State(String),
+    /// The id is taken.
+    Exists(String),
     Internal(String),
 }
 
@@ -170,7 +184,7 @@ impl Container {
             id: params.id.clone(),
             bundle: params.bundle.clone(),
             rootfs: rootfs_path,
-            spec,
+            spec: spec.clone(),
             // Resolved once, here: the helper needs the same directories we remove later.
             cgroup: Some(cgroup.clone()),
             no_new_keyring: params.no_new_keyring,
@@ -182,16 +196,7 @@ impl Container {
         let window = monitor.spawn_window();
         let bundle = params.bundle.clone();
         let built = tokio::task::spawn_blocking(move || {
-            // std's spawn panics if our reaper took the status of a child whose exec failed.
-            let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                launcher.spawn(config, child_stdio)
-            }))
-            .unwrap_or_else(|_| {
-                Err(runtime_core::Error::Setup(
-                    "the setup helper could not be executed".into(),
-                ))
-            });
-            let mut pending = spawned?;
+            let mut pending = spawn_helper(|| launcher.spawn(config, child_stdio))?;
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
             // Recorded at once, for `delete` after this daemon died: the helper reports the pid
@@ -241,6 +246,13 @@ impl Container {
             Some((_, rx)) => rx,
             None => monitor.subscribe(pid),
         };
+        let init_pidfd = match monitor.open_pidfd(pid) {
+            Ok(fd) => Some(fd),
+            Err(err) => {
+                log::warn!("pidfd of {}'s init {pid}: {err}", params.id);
+                None
+            }
+        };
 
         let (exit_tx, exit_watch) = watch::channel(None);
         let container = Arc::new(Container {
@@ -262,6 +274,11 @@ impl Container {
                 stdio: copies,
             }),
             exit: exit_watch,
+            spec,
+            init_pidfd,
+            io_owner: params.io_owner,
+            no_new_keyring: params.no_new_keyring,
+            execs: std::sync::Mutex::new(HashMap::new()),
         });
         tokio::spawn(watch_exit(
             container.clone(),
@@ -407,6 +424,10 @@ impl Container {
             _ => {}
         }
         let exit = self.wait().await;
+        let execs: Vec<_> = self.execs_table().drain().map(|(_, e)| e).collect();
+        for exec in execs {
+            exec.discard().await;
+        }
         // Taken out: stopping a logging binary may take a while, and State must answer.
         let stdio = std::mem::take(&mut self.state.lock().await.stdio);
         stdio.close().await;
@@ -426,7 +447,7 @@ const MAX_SIGNAL: u32 = 64;
 
 /// A Kill request's signal: any of 1–64. nix's `Signal` cannot name the real-time signals
 /// (`SIGRTMIN`..`SIGRTMAX`, 32–64) that systemd images stop with, so signals stay numbers.
-fn signal_number(signal: u32) -> Result<i32, Failure> {
+pub(crate) fn signal_number(signal: u32) -> Result<i32, Failure> {
     if (1..=MAX_SIGNAL).contains(&signal) {
         Ok(signal as i32)
     } else {
@@ -437,7 +458,7 @@ fn signal_number(signal: u32) -> Result<i32, Failure> {
 }
 
 /// kill(2) with a signal number.
-fn send_signal(pid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
+pub(crate) fn send_signal(pid: i32, signal: i32) -> Result<(), nix::errno::Errno> {
     // SAFETY: kill takes plain integers and touches no memory of ours.
     if unsafe { libc::kill(pid, signal) } == 0 {
         Ok(())
@@ -462,12 +483,143 @@ fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
 }
 
 impl Container {
+    fn execs_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecProcess>>> {
+        self.execs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exec: records a process to start in the running container. The exec's process (the
+    /// JSON of an OCI Process) is checked against the container's spec now; the process is
+    /// built at Start.
+    pub async fn add_exec(
+        &self,
+        exec_id: &str,
+        process_json: &[u8],
+        stdio: [String; 3],
+        terminal: bool,
+    ) -> Result<Arc<ExecProcess>, Failure> {
+        if exec_id.is_empty() {
+            return Err(Failure::Invalid("exec: empty exec id".into()));
+        }
+        if terminal {
+            return Err(Failure::Invalid(
+                "exec with a terminal (tty) is not supported by mini yet".into(),
+            ));
+        }
+        self.check_running()?;
+        let spec = runtime_core::process::exec_spec(&self.spec, process_json)
+            .map_err(|e| Failure::Runtime("exec", e))?;
+        let [stdin, stdout, stderr] = stdio;
+        let mut execs = self.execs_table();
+        if execs.contains_key(exec_id) {
+            return Err(Failure::Exists(format!("exec {exec_id} of {}", self.id)));
+        }
+        let exec = ExecProcess::new(
+            &self.id,
+            ExecParams {
+                exec_id: exec_id.to_string(),
+                stdin,
+                stdout,
+                stderr,
+                terminal,
+                spec,
+            },
+        );
+        execs.insert(exec_id.to_string(), exec.clone());
+        Ok(exec)
+    }
+
+    /// Refused unless the init runs: an exec joins its namespaces.
+    fn check_running(&self) -> Result<(), Failure> {
+        if self.reaped.load(Ordering::SeqCst) || self.exit.borrow().is_some() {
+            return Err(Failure::State(format!(
+                "container {} has exited: cannot exec into it",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// The exec `exec_id`, NotFound-style `None` if there is none.
+    pub fn exec(&self, exec_id: &str) -> Option<Arc<ExecProcess>> {
+        self.execs_table().get(exec_id).cloned()
+    }
+
+    /// Start of an exec: builds its process in the container.
+    pub async fn start_exec(
+        &self,
+        exec: &Arc<ExecProcess>,
+        launcher: Arc<Launcher>,
+        monitor: ExitMonitor,
+        publisher: Publisher,
+        namespace: String,
+        on_started: impl FnOnce(i32),
+    ) -> Result<i32, Failure> {
+        if self.state.lock().await.status != Status::Running {
+            return Err(Failure::State(format!(
+                "container {} is not running: cannot exec into it",
+                self.id
+            )));
+        }
+        self.check_running()?;
+        let init = self.init_pidfd.as_ref().ok_or_else(|| {
+            Failure::State(format!(
+                "container {}: its init is gone: cannot exec into it",
+                self.id
+            ))
+        })?;
+        let ctx = StartContext {
+            launcher,
+            monitor,
+            publisher,
+            namespace,
+            cgroup: self.cgroup.clone(),
+            init,
+            io_owner: self.io_owner,
+            no_new_keyring: self.no_new_keyring,
+        };
+        let pid = exec.start(ctx, on_started).await?;
+        // The init may have exited while the exec was built, after its watcher ended the
+        // execs it knew running: this one ends too.
+        if self.reaped.load(Ordering::SeqCst) {
+            exec.kill_if_running();
+        }
+        Ok(pid)
+    }
+
+    /// Delete of an exec: its exit, and it is forgotten.
+    pub async fn delete_exec(&self, exec: &Arc<ExecProcess>) -> Result<Exit, Failure> {
+        let exit = exec.delete().await?;
+        self.execs_table().remove(&exec.id);
+        Ok(exit)
+    }
+
+    /// The exec id of each running exec's pid.
+    pub fn exec_pids(&self) -> HashMap<i32, String> {
+        self.execs_table()
+            .values()
+            .filter(|e| e.pid() != 0)
+            .map(|e| (e.pid(), e.id.clone()))
+            .collect()
+    }
+
     /// Removes a container whose Create's caller went away, without a word to containerd:
     /// it never learnt of it.
     pub async fn discard(&self) -> Result<Exit, Failure> {
         self.discarded.store(true, Ordering::SeqCst);
         self.delete().await
     }
+}
+
+/// Runs `spawn` (the Launcher's). std's spawn panics if our reaper took the status of a child
+/// whose exec failed: that is an error here.
+pub(crate) fn spawn_helper<T>(
+    spawn: impl FnOnce() -> runtime_core::Result<T>,
+) -> runtime_core::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(spawn)).unwrap_or_else(|_| {
+        Err(runtime_core::Error::Setup(
+            "the setup helper could not be executed".into(),
+        ))
+    })
 }
 
 /// Records the init for `delete` (see `cleanup::INIT_PID`): its start time first, so that a
@@ -523,6 +675,12 @@ async fn watch_exit(
 ) {
     let Ok(exit) = exit.await else { return };
     container.reaped.store(true, Ordering::SeqCst);
+    // The execs end with the init, as with the stock shim (the kernel also ends those in the
+    // init's pid namespace); each exit is still reported by its own watcher.
+    let execs: Vec<_> = container.execs_table().values().cloned().collect();
+    for exec in execs {
+        exec.kill_if_running();
+    }
     if !container.private_pid_ns {
         // Sharing a pid namespace, the container's other processes outlive its init unless
         // we end them (the stock shim does too); they would also hold its output open.

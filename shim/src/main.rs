@@ -12,6 +12,7 @@ mod container;
 mod daemon;
 mod errors;
 mod events;
+mod exec;
 mod info;
 mod log_binary;
 mod logger;

@@ -3,6 +3,7 @@
 //! its pid (a container that dies during Create or Start) is kept until someone does.
 
 use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -134,13 +135,32 @@ impl ExitMonitor {
         }
     }
 
+    /// A pidfd of `pid`, a subscribed child not reaped yet. Children are reaped only with the
+    /// table locked (see [`ExitMonitor::reap_all`]): while this holds the lock the pid cannot
+    /// have been freed and reused, so the pidfd names our child, alive or a zombie.
+    pub fn open_pidfd(&self, pid: i32) -> std::io::Result<OwnedFd> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if !table.waiting.contains_key(&pid) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        drop(table);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pidfd_open returned a new fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
     fn reap_all(&self) {
         loop {
+            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
             match reap_one() {
                 Ok(None) | Err(Errno::ECHILD) => return,
                 Ok(Some((pid, status))) => {
                     if let Some(exit) = Exit::from_raw_status(status) {
-                        self.record(pid, exit);
+                        record(&mut table, pid, exit);
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -152,20 +172,28 @@ impl ExitMonitor {
         }
     }
 
+    #[cfg(test)]
     fn record(&self, pid: i32, exit: Exit) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        match table.waiting.remove(&pid) {
-            Some(tx) => {
-                let _ = tx.send(exit);
-            }
-            None if table.spawning > 0 => {
-                table.early.insert(pid, exit);
-            }
-            None => log::debug!(
-                "reaped {pid} (exit {}), which nobody waits for",
-                exit.status
-            ),
+        record(
+            &mut self.table.lock().unwrap_or_else(|e| e.into_inner()),
+            pid,
+            exit,
+        );
+    }
+}
+
+fn record(table: &mut Table, pid: i32, exit: Exit) {
+    match table.waiting.remove(&pid) {
+        Some(tx) => {
+            let _ = tx.send(exit);
         }
+        None if table.spawning > 0 => {
+            table.early.insert(pid, exit);
+        }
+        None => log::debug!(
+            "reaped {pid} (exit {}), which nobody waits for",
+            exit.status
+        ),
     }
 }
 
@@ -229,6 +257,31 @@ mod tests {
         assert_eq!(unsafe { libc::kill(child.id() as i32, 40) }, 0);
         let status = child.wait().unwrap().into_raw();
         assert_eq!(Exit::from_raw_status(status).unwrap().status, 168);
+    }
+
+    #[test]
+    fn a_pidfd_is_opened_only_for_a_subscribed_pid_not_yet_reaped() {
+        let m = ExitMonitor::default();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Not subscribed: the monitor cannot vouch that the pid is still this child.
+        assert!(m.open_pidfd(pid).is_err());
+        let _rx = m.subscribe(pid);
+        assert!(m.open_pidfd(pid).is_ok());
+        // Reaped (recorded): the pid may be reused from now on.
+        m.record(
+            pid,
+            Exit {
+                status: 0,
+                at: SystemTime::now(),
+            },
+        );
+        assert!(m.open_pidfd(pid).is_err());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use containerd_shim_protos::api::{self, Empty};
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskIO, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
+};
 use containerd_shim_protos::shim_async::{Task, create_task};
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
 use protobuf::MessageField;
@@ -21,6 +23,7 @@ use crate::bootstrap::SocketFile;
 use crate::container::{Container, CreateParams, Failure, Status, rootfs_mounts};
 use crate::errors;
 use crate::events::{Publisher, timestamp};
+use crate::exec::ExecProcess;
 use crate::reaper::ExitMonitor;
 
 type TtrpcResult<T> = ttrpc::Result<T>;
@@ -188,6 +191,22 @@ impl TaskService {
             .ok_or_else(|| errors::not_found(format!("container {id}")))
     }
 
+    /// The container `id` and, for a non-empty `exec_id`, its exec of that id.
+    fn get_process(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> TtrpcResult<(Arc<Container>, Option<Arc<ExecProcess>>)> {
+        let container = self.get(id, "")?;
+        if exec_id.is_empty() {
+            return Ok((container, None));
+        }
+        let exec = container
+            .exec(exec_id)
+            .ok_or_else(|| errors::not_found(format!("exec {exec_id} of {id}")))?;
+        Ok((container, Some(exec)))
+    }
+
     /// Reserves `id` for a Create; AlreadyExists if it is taken or being created.
     fn reserve(&self, id: &str) -> TtrpcResult<Reservation> {
         let exists = self
@@ -223,6 +242,7 @@ fn failure(err: Failure) -> ttrpc::Error {
         Failure::Invalid(msg) => errors::invalid_argument(msg),
         Failure::Runtime(context, e) => errors::runtime(context, e),
         Failure::State(msg) => errors::failed_precondition(msg),
+        Failure::Exists(what) => errors::already_exists(what),
         Failure::Internal(msg) => errors::internal(msg),
     }
 }
@@ -327,7 +347,34 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let container = self.get(&req.id, &req.exec_id)?;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        if let Some(exec) = exec {
+            let pid = container
+                .start_exec(
+                    &exec,
+                    self.launcher()?,
+                    self.monitor.clone(),
+                    self.publisher.clone(),
+                    self.namespace.clone(),
+                    |pid| {
+                        self.publish(
+                            "/tasks/exec-started",
+                            &TaskExecStarted {
+                                container_id: req.id.clone(),
+                                exec_id: req.exec_id.clone(),
+                                pid: pid as u32,
+                                ..Default::default()
+                            },
+                        )
+                    },
+                )
+                .await
+                .map_err(failure)?;
+            return Ok(api::StartResponse {
+                pid: pid as u32,
+                ..Default::default()
+            });
+        }
         let pid = container.pid as u32;
         container
             .start(|| {
@@ -353,7 +400,24 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
-        let container = self.get(&req.id, &req.exec_id)?;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        if let Some(exec) = exec {
+            let (status, exit) = exec.status().await;
+            return Ok(api::StateResponse {
+                id: exec.id.clone(),
+                bundle: container.bundle.display().to_string(),
+                pid: exec.pid() as u32,
+                status: status_of(status).into(),
+                stdin: exec.stdin.clone(),
+                stdout: exec.stdout.clone(),
+                stderr: exec.stderr.clone(),
+                terminal: exec.terminal,
+                exit_status: exit.map(|e| e.status).unwrap_or_default(),
+                exited_at: exit.map(|e| timestamp(e.at)).into(),
+                exec_id: req.exec_id,
+                ..Default::default()
+            });
+        }
         let (status, exit) = container.status().await;
         Ok(api::StateResponse {
             id: container.id.clone(),
@@ -376,8 +440,11 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::WaitRequest,
     ) -> TtrpcResult<api::WaitResponse> {
-        let container = self.get(&req.id, &req.exec_id)?;
-        let exit = container.wait().await;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        let exit = match exec {
+            Some(exec) => exec.wait().await,
+            None => container.wait().await,
+        };
         Ok(api::WaitResponse {
             exit_status: exit.status,
             exited_at: MessageField::some(timestamp(exit.at)),
@@ -386,8 +453,12 @@ impl Task for TaskService {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
-        let container = self.get(&req.id, &req.exec_id)?;
-        match container.kill(req.signal, req.all).await {
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        let result = match exec {
+            Some(exec) => exec.kill(req.signal),
+            None => container.kill(req.signal, req.all).await,
+        };
+        match result {
             Ok(()) => Ok(Empty::new()),
             // containerd treats NotFound from Kill as "already finished".
             Err(Failure::State(msg)) => Err(errors::not_found(msg)),
@@ -400,7 +471,17 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::DeleteRequest,
     ) -> TtrpcResult<api::DeleteResponse> {
-        let container = self.get(&req.id, &req.exec_id)?;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        if let Some(exec) = exec {
+            // No `/tasks/delete` for an exec (the stock shim sends none either).
+            let exit = container.delete_exec(&exec).await.map_err(failure)?;
+            return Ok(api::DeleteResponse {
+                pid: exec.pid() as u32,
+                exit_status: exit.status,
+                exited_at: MessageField::some(timestamp(exit.at)),
+                ..Default::default()
+            });
+        }
         let exit = container.delete().await.map_err(failure)?;
         self.tasks
             .containers
@@ -427,9 +508,12 @@ impl Task for TaskService {
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
-        let container = self.get(&req.id, &req.exec_id)?;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
         if req.stdin {
-            container.close_stdin().await;
+            match exec {
+                Some(exec) => exec.close_stdin().await,
+                None => container.close_stdin().await,
+            }
         }
         Ok(Empty::new())
     }
@@ -473,12 +557,18 @@ impl Task for TaskService {
         req: api::PidsRequest,
     ) -> TtrpcResult<api::PidsResponse> {
         let container = self.get(&req.id, "")?;
+        // As the stock shim: an exec's process carries its exec id.
+        let execs = container.exec_pids();
         let processes = container
             .pids()
             .await
             .into_iter()
             .map(|pid| ProcessInfo {
                 pid: pid as u32,
+                info: execs
+                    .get(&pid)
+                    .map(|exec_id| crate::exec::process_details(exec_id))
+                    .into(),
                 ..Default::default()
             })
             .collect();
@@ -504,8 +594,28 @@ impl Task for TaskService {
         Err(errors::unimplemented("Checkpoint"))
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
-        Err(errors::unimplemented("Exec"))
+    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
+        log::info!("exec {} in {}", req.exec_id, req.id);
+        let container = self.get(&req.id, "")?;
+        let process = req.spec.as_ref().map(|s| s.value.as_slice()).unwrap_or(b"");
+        container
+            .add_exec(
+                &req.exec_id,
+                process,
+                [req.stdin.clone(), req.stdout.clone(), req.stderr.clone()],
+                req.terminal,
+            )
+            .await
+            .map_err(failure)?;
+        self.publish(
+            "/tasks/exec-added",
+            &TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
     }
 
     async fn resize_pty(

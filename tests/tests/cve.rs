@@ -1,7 +1,7 @@
 //! Regression tests for published container-runtime CVEs, through containerd 1.6, 1.7 and 2.x.
 //!
-//! Exec does not exist in mini yet (it answers UNIMPLEMENTED): the processes that enter a
-//! container here are the inits of further containers joining its pid namespace.
+//! The processes that enter a container here are execs (`ctr task exec`) and the inits of
+//! further containers joining its pid namespace.
 
 use std::fs;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 mini_e2e::on_every_version!(
     cve_2019_5736_entering_processes_cannot_rewrite_the_host_binary,
+    cve_2019_5736_execs_cannot_rewrite_the_host_binary,
     cve_2022_29162_inheritable_and_ambient_capabilities_are_empty,
 );
 
@@ -53,27 +54,20 @@ while :; do
 done
 "#;
 
-fn cve_2019_5736_entering_processes_cannot_rewrite_the_host_binary(version: Version) {
-    let cd = Containerd::start(version);
-    let ns = cd.busybox_namespace("cve5736");
+/// Runs the attacker in a container, lets `enter` make processes enter it (given the
+/// attacker's pid and container id; it returns ids of containers it left to check), then
+/// checks that no entering process exposed a writable handle and the shim binary is
+/// unchanged.
+fn race_entering_processes(
+    ns: &mini_e2e::Namespace<'_>,
+    enter: impl FnOnce(i32, &str) -> Vec<String>,
+) {
     let shim = shim_binary();
     let before = sha256(&shim);
     let attacker = ns.new_id("attacker");
     ns.run_detached(&runtime_under_test(), &[], &attacker, &["sh", "-c", ATTACK]);
     let (pid, _) = ns.task(&attacker).expect("attacker task listed");
-    let with = format!("pid:/proc/{pid}/ns/pid");
-    let mut entering = Vec::new();
-    for _ in 0..20 {
-        let id = ns.new_id("entering");
-        entering.push(id.clone());
-        ns.run(
-            &runtime_under_test(),
-            &["--rm", "--with-ns", &with],
-            &id,
-            &["sleep", "0.1"],
-        )
-        .expect_success();
-    }
+    let entering = enter(pid, &attacker);
     // The attacker's files, read from the host through its root.
     let read = |name: &str| fs::read_to_string(format!("/proc/{pid}/root/tmp/{name}"));
     let seen = read("seen").unwrap_or_default();
@@ -93,6 +87,48 @@ fn cve_2019_5736_entering_processes_cannot_rewrite_the_host_binary(version: Vers
         !seen.is_empty(),
         "the attacker never saw an entering process"
     );
+}
+
+fn cve_2019_5736_entering_processes_cannot_rewrite_the_host_binary(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("cve5736");
+    race_entering_processes(&ns, |pid, _| {
+        let with = format!("pid:/proc/{pid}/ns/pid");
+        let mut entering = Vec::new();
+        for _ in 0..20 {
+            let id = ns.new_id("entering");
+            entering.push(id.clone());
+            ns.run(
+                &runtime_under_test(),
+                &["--rm", "--with-ns", &with],
+                &id,
+                &["sleep", "0.1"],
+            )
+            .expect_success();
+        }
+        entering
+    });
+}
+
+/// 100 execs into the attacker's container, four at a time.
+fn cve_2019_5736_execs_cannot_rewrite_the_host_binary(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("cve5736x");
+    race_entering_processes(&ns, |_, attacker| {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let ns = &ns;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        let exec_id = format!("enter-{t}-{i}");
+                        ns.ctr(&["task", "exec", "--exec-id", &exec_id, attacker, "true"])
+                            .expect_success();
+                    }
+                });
+            }
+        });
+        Vec::new()
+    });
 }
 
 /// `CapInh` and `CapAmb` of `/proc/self/status`.

@@ -39,6 +39,8 @@ pub struct HelperConfig {
 pub enum Message {
     /// caller → helper: what to build.
     Config(Box<HelperConfig>),
+    /// caller → helper: what to start in a running container.
+    Exec(Box<super::exec::ExecConfig>),
     /// helper → caller: the container init's pid.
     Pid { pid: i32 },
     /// init → caller: built; blocked before exec. With `process.terminal` it carries the

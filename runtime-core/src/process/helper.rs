@@ -41,11 +41,12 @@ fn helper_main() -> i32 {
         return 2;
     }
     let mut channel = Channel::new(stream);
-    let config = match channel.recv() {
-        Ok(Some(Message::Config(config))) => config,
+    let result = match channel.recv() {
+        Ok(Some(Message::Config(config))) => build(&config, &mut channel),
+        Ok(Some(Message::Exec(config))) => super::exec::start(&config, &mut channel),
         _ => return 2,
     };
-    match build(&config, &mut channel) {
+    match result {
         Ok(()) => 0,
         Err(err) => {
             let _ = channel.send(&Message::Error {
@@ -192,7 +193,10 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Forks with CLONE_PARENT (the child is our parent's child) and `flags`, into the cgroup2
 /// directory `cgroup` when given. `None` in the child; the bool says whether the child was
 /// born in `cgroup` (false on kernels without clone3, where the caller moves it).
-fn clone_sibling(flags: CloneFlags, cgroup: Option<&fs::File>) -> Result<(Option<Pid>, bool)> {
+pub(super) fn clone_sibling(
+    flags: CloneFlags,
+    cgroup: Option<&fs::File>,
+) -> Result<(Option<Pid>, bool)> {
     let base = flags.bits() as u64 | libc::CLONE_PARENT as u64;
     if let Some(dir) = cgroup {
         let args = CloneArgs {

@@ -149,33 +149,7 @@ fn setup_and_exec(
     check_inside_root(&root, &program, "process.args[0]")?;
     drop(root);
 
-    let filter = match linux.seccomp() {
-        Some(profile) => Some(seccomp::compile(profile)?),
-        None => None,
-    };
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the user may be
-    // about to lose: load it now (as runc does). With it, load as late as possible.
-    let mut late_filter = None;
-    if let Some(filter) = filter {
-        if no_new_privs {
-            late_filter = Some(filter);
-        } else {
-            filter.load()?;
-        }
-    }
-
-    set_identity(process)?;
-    if no_new_privs {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(Error::sys(
-                "prctl",
-                "PR_SET_NO_NEW_PRIVS",
-                nix::errno::Errno::last(),
-            ));
-        }
-    }
+    let late_filter = drop_privileges(process, linux)?;
 
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
@@ -210,6 +184,41 @@ fn setup_and_exec(
     Err(Error::sys("exec", format!("{:?}", args[0]), err))
 }
 
+/// The process's seccomp filter (the container's profile), user and capabilities, and
+/// no_new_privs. Returns the filter still to load right before exec (with no_new_privs, as
+/// late as possible); without no_new_privs it is loaded here, while CAP_SYS_ADMIN is held,
+/// as runc does.
+pub(super) fn drop_privileges(
+    process: &Process,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<Option<seccomp::Filter>> {
+    let filter = match linux.seccomp() {
+        Some(profile) => Some(seccomp::compile(profile)?),
+        None => None,
+    };
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    let mut late_filter = None;
+    if let Some(filter) = filter {
+        if no_new_privs {
+            late_filter = Some(filter);
+        } else {
+            filter.load()?;
+        }
+    }
+    set_identity(process)?;
+    if no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::sys(
+                "prctl",
+                "PR_SET_NO_NEW_PRIVS",
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
+    Ok(late_filter)
+}
+
 /// Makes a setup process (the helper, and the init until it reports ready) die with its
 /// caller: the kernel sends SIGKILL, which also ends a stopped process, when the caller's
 /// thread that spawned the helper ends (PR_SET_PDEATHSIG; the init, cloned with
@@ -233,7 +242,7 @@ pub(super) fn die_with_caller(channel: RawFd) -> Result<()> {
 }
 
 /// PR_SET_PDEATHSIG: `signal` when the parent thread ends; 0 clears it.
-fn set_parent_death_signal(signal: i32) -> Result<()> {
+pub(super) fn set_parent_death_signal(signal: i32) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } != 0 {
         return Err(Error::sys(
@@ -247,7 +256,7 @@ fn set_parent_death_signal(signal: i32) -> Result<()> {
 
 /// A new anonymous session keyring, so the container cannot see the keys of the caller's
 /// session (the kernel keyring is not namespaced).
-fn join_new_session_keyring() -> Result<()> {
+pub fn join_new_session_keyring() -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl(JOIN_SESSION_KEYRING, NULL) takes no pointers we own.
     let rc = unsafe {
@@ -269,7 +278,7 @@ fn join_new_session_keyring() -> Result<()> {
     }
 }
 
-fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
+pub(super) fn cstring(bytes: &[u8], field: &str) -> Result<CString> {
     CString::new(bytes).map_err(|_| Error::invalid(field, "contains a NUL byte"))
 }
 
@@ -288,7 +297,7 @@ fn set_domainname(domain: &str) -> Result<()> {
 
 /// Finds the program as execvp would, in the container's root and `PATH` (from the spec's
 /// env). Missing programs fail here, at create, with an error naming them.
-fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+pub(super) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     let is_exec = |p: &Path| {
         fs::metadata(p)
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -324,7 +333,7 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
 /// directories (the cgroup2 directory for CLONE_INTO_CGROUP), and a spec path through
 /// `/proc/self/fd/N/..` would walk out of the container from them (CVE-2024-21626). The
 /// standard streams must not be directories either.
-fn close_inherited_fds(channel: RawFd) -> Result<()> {
+pub(super) fn close_inherited_fds(channel: RawFd) -> Result<()> {
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     for (fd, stream) in stdio.into_iter().enumerate() {
@@ -360,7 +369,11 @@ fn close_inherited_fds(channel: RawFd) -> Result<()> {
 
 /// Refuses `path` unless the plain lookup (what execve does) and a lookup confined to the
 /// root by the kernel (`RESOLVE_IN_ROOT`, no magic links) reach the same file.
-fn check_inside_root(root: &rootfs::resolve::Root, path: &Path, field: &str) -> Result<()> {
+pub(super) fn check_inside_root(
+    root: &rootfs::resolve::Root,
+    path: &Path,
+    field: &str,
+) -> Result<()> {
     let outside = |why: String| {
         Error::invalid(
             field,
@@ -405,7 +418,7 @@ pub fn enter_cwd(cwd: &Path) -> Result<()> {
     }
 }
 
-fn set_identity(process: &Process) -> Result<()> {
+pub(super) fn set_identity(process: &Process) -> Result<()> {
     let user = process.user();
     // No `process.capabilities` means no capabilities at all (oci-spec's Default has some).
     let none = no_capabilities();
@@ -461,7 +474,7 @@ fn no_capabilities() -> oci_spec::runtime::LinuxCapabilities {
 
 /// Marks every fd above 2 close-on-exec: the user's process starts with only stdio
 /// (CVE-2024-21626 leaked a host directory fd this way).
-fn close_fds_on_exec() -> Result<()> {
+pub(super) fn close_fds_on_exec() -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of this process.
     let rc = unsafe {
         libc::syscall(
@@ -491,7 +504,7 @@ fn close_fds_on_exec() -> Result<()> {
 /// Every signal back to its default disposition and an empty mask: ignored signals and the
 /// mask survive execve, and Rust's runtime ignores SIGPIPE. The raw syscall reaches the
 /// signals glibc reserves for itself (32, 33), which its `signal()` refuses.
-fn reset_signals() -> Result<()> {
+pub(super) fn reset_signals() -> Result<()> {
     #[repr(C)]
     struct KernelSigaction {
         handler: usize,

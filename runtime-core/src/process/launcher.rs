@@ -1,6 +1,6 @@
 //! The caller's side: exec the setup helper, learn the init's pid, wait for ready, start.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::HELPER_ARG;
 use super::channel::{Channel, HelperConfig, Message};
+use super::exec::ExecConfig;
 use crate::exe_guard::ExeView;
 use crate::{Error, Result};
 
@@ -16,6 +17,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The fd number of the channel in the helper.
 pub(super) const CHANNEL_FD: i32 = 3;
+
+/// The fd number of the init's pidfd in an exec's helper.
+pub(super) const PIDFD_FD: i32 = 4;
 
 /// Starts setup helpers from a read-only view of the current executable.
 #[derive(Debug)]
@@ -44,6 +48,49 @@ impl Launcher {
     /// Until the init reports ready, the helper and the init die (SIGKILL) when the calling
     /// thread ends: call `wait_ready` from the thread that called `spawn`.
     pub fn spawn(&self, config: HelperConfig, stdio: InitStdio) -> Result<PendingInit> {
+        let id = config.id.clone();
+        let (channel, helper_pid) =
+            self.exec_helper(&id, &Message::Config(Box::new(config)), stdio, None)?;
+        Ok(PendingInit {
+            channel,
+            helper_pid,
+            pid: None,
+        })
+    }
+
+    /// Execs the helper to start a process in the running container whose init `init` (a
+    /// pidfd) is: the helper joins the init's namespaces through it, so a pid reused by
+    /// another process cannot redirect the exec. Call [`PendingExec::wait_pid`] then
+    /// [`PendingExec::wait_exec`] from the calling thread (the setup processes die with it).
+    pub fn spawn_exec(
+        &self,
+        config: ExecConfig,
+        stdio: InitStdio,
+        init: BorrowedFd<'_>,
+    ) -> Result<PendingExec> {
+        let id = format!("{}/{}", config.container_id, config.exec_id);
+        let (channel, helper_pid) = self.exec_helper(
+            &id,
+            &Message::Exec(Box::new(config)),
+            stdio,
+            Some(init.as_raw_fd()),
+        )?;
+        Ok(PendingExec {
+            channel,
+            helper_pid,
+            pid: None,
+        })
+    }
+
+    /// Execs the helper with `stdio` as its fds 0-2, the channel at [`CHANNEL_FD`] and
+    /// `extra` at [`PIDFD_FD`], and sends it `message`.
+    fn exec_helper(
+        &self,
+        id: &str,
+        message: &Message,
+        stdio: InitStdio,
+        extra: Option<RawFd>,
+    ) -> Result<(Channel, i32)> {
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
         let theirs_fd = theirs.as_raw_fd();
@@ -51,7 +98,7 @@ impl Launcher {
         let mut cmd = Command::new(self.exe.path());
         cmd.arg0("mini-init")
             .arg(HELPER_ARG)
-            .arg(&config.id)
+            .arg(id)
             .env_clear()
             .stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
@@ -76,15 +123,23 @@ impl Launcher {
                 if libc::getppid() != caller {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
-                if theirs_fd == CHANNEL_FD {
-                    let flags = libc::fcntl(CHANNEL_FD, libc::F_GETFD);
-                    if flags < 0
-                        || libc::fcntl(CHANNEL_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-                    {
+                // Copies above the target numbers first (close-on-exec), so that placing
+                // one cannot overwrite the other; dup2 clears close-on-exec on the target.
+                let place = |fd: RawFd, target: RawFd| {
+                    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if high < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                } else if libc::dup2(theirs_fd, CHANNEL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                    Ok((high, target))
+                };
+                let mut moves = vec![place(theirs_fd, CHANNEL_FD)?];
+                if let Some(fd) = extra {
+                    moves.push(place(fd, PIDFD_FD)?);
+                }
+                for (high, target) in moves {
+                    if libc::dup2(high, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -96,12 +151,8 @@ impl Launcher {
         ours.set_read_timeout(Some(SETUP_TIMEOUT))
             .map_err(|e| Error::io("set timeout", "setup channel", e))?;
         let mut channel = Channel::new(ours);
-        channel.send(&Message::Config(Box::new(config)))?;
-        Ok(PendingInit {
-            channel,
-            helper_pid: child.id() as i32,
-            pid: None,
-        })
+        channel.send(message)?;
+        Ok((channel, child.id() as i32))
     }
 }
 
@@ -124,19 +175,9 @@ impl PendingInit {
         if let Some(pid) = self.pid {
             return Ok(pid);
         }
-        match self.channel.recv()? {
-            Some(Message::Pid { pid }) => {
-                self.pid = Some(pid);
-                Ok(pid)
-            }
-            Some(Message::Error { message }) => Err(Error::Setup(message)),
-            Some(other) => Err(Error::Setup(format!(
-                "setup helper sent {other:?} before the init's pid"
-            ))),
-            None => Err(Error::Setup(
-                "setup helper exited before creating the container init".into(),
-            )),
-        }
+        let pid = recv_pid(&mut self.channel, "creating the container init")?;
+        self.pid = Some(pid);
+        Ok(pid)
     }
 
     /// Waits until the init has built the container and blocks before exec.
@@ -186,5 +227,55 @@ impl CreatedInit {
                 "container init sent {other:?} after start"
             ))),
         }
+    }
+}
+
+/// A process being started in a running container.
+#[derive(Debug)]
+pub struct PendingExec {
+    channel: Channel,
+    helper_pid: i32,
+    pid: Option<i32>,
+}
+
+impl PendingExec {
+    /// The setup helper's pid (a child of the caller, which must reap it).
+    pub fn helper_pid(&self) -> i32 {
+        self.helper_pid
+    }
+
+    /// The exec process's pid (a child of the caller), once the helper has forked it.
+    pub fn wait_pid(&mut self) -> Result<i32> {
+        if let Some(pid) = self.pid {
+            return Ok(pid);
+        }
+        let pid = recv_pid(&mut self.channel, "forking the exec process")?;
+        self.pid = Some(pid);
+        Ok(pid)
+    }
+
+    /// Ok once the process exec'd the program (the channel closes on exec) or died (its exit
+    /// is reported through the caller's reaper); the setup's error otherwise.
+    pub fn wait_exec(mut self) -> Result<i32> {
+        let pid = self.wait_pid()?;
+        match self.channel.recv()? {
+            None => Ok(pid),
+            Some(Message::Error { message }) => Err(Error::Setup(message)),
+            Some(other) => Err(Error::Setup(format!(
+                "exec process sent {other:?} instead of exec'ing"
+            ))),
+        }
+    }
+}
+
+/// The helper's `Pid` message; an error if it reports one or ends before `doing` is done.
+fn recv_pid(channel: &mut Channel, doing: &str) -> Result<i32> {
+    match channel.recv()? {
+        Some(Message::Pid { pid }) => Ok(pid),
+        Some(Message::Error { message }) => Err(Error::Setup(message)),
+        Some(other) => Err(Error::Setup(format!(
+            "setup helper sent {other:?} before the pid ({doing})"
+        ))),
+        None => Err(Error::Setup(format!("setup helper exited before {doing}"))),
     }
 }

@@ -6,17 +6,21 @@
 //! it over a socket ([`channel`]). The helper creates the cgroup, joins namespaces given by path
 //! and clones the container init with `CLONE_PARENT`, so the init is the caller's child. The
 //! init builds the container ([`init`]), reports ready, and execs the user's process when the
-//! caller says start.
+//! caller says start. An exec ([`exec`]) goes through the same helper: it joins the running
+//! container's namespaces through a pidfd of its init and forks the exec process.
 
 pub mod channel;
+mod exec;
 mod helper;
 mod init;
 mod launcher;
 pub mod terminal;
 
 pub use channel::{HelperConfig, Message};
+pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
-pub use launcher::{CreatedInit, InitStdio, Launcher, PendingInit};
+pub use init::join_new_session_keyring;
+pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit};
 
 /// argv[1] that makes a binary linking this library run as the setup helper. Every binary
 /// that uses [`Launcher`] must call [`run_helper_if_requested`] first thing in `main`.
