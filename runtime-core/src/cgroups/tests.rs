@@ -12,6 +12,8 @@ use super::v2::{blkio_weight_to_io_weight, cpu_max, swap_max};
 use super::*;
 
 mod host;
+mod stats;
+mod update;
 
 /// This host's mountinfo lines for cgroups, plus unrelated mounts.
 const HYBRID_MOUNTINFO: &str = "\
