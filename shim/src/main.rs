@@ -15,6 +15,8 @@ mod events;
 mod info;
 mod log_binary;
 mod logger;
+mod metrics;
+mod oom;
 mod reaper;
 mod service;
 mod stdio;
