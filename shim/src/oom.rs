@@ -37,14 +37,15 @@ struct Counter {
 }
 
 impl Counter {
-    /// Publishes `/tasks/oom` if the kernel counted OOM kills since the last look.
-    fn check(&self) {
+    /// Publishes `/tasks/oom` if the kernel counted OOM kills since the last look; whether
+    /// it did.
+    fn check(&self) -> bool {
         let Some(now) = self.cgroup.oom_kills() else {
-            return;
+            return false;
         };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if now <= *seen {
-            return;
+            return false;
         }
         *seen = now;
         log::info!(
@@ -59,8 +60,22 @@ impl Counter {
                 ..Default::default()
             },
         );
+        true
+    }
+
+    /// Whether the container's cgroup is gone (nothing left to watch).
+    fn cgroup_gone(&self) -> bool {
+        self.cgroup
+            .oom_counter()
+            .is_none_or(|(dir, _)| !dir.exists())
     }
 }
+
+/// v1 signals the eventfd when the cgroup hits its limit, before the OOM killer has chosen
+/// and counted its victim: after a wake-up the count is looked at again for a moment (this
+/// runs only after an OOM, never while the container is idle).
+const V1_SETTLE_STEPS: u32 = 50;
+const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl OomWatch {
     /// Starts watching the container's cgroup. A host without a memory controller, or a
@@ -79,10 +94,14 @@ impl OomWatch {
             namespace: namespace.to_string(),
             publisher,
         });
+        let settle = match cgroup.layout() {
+            Layout::Legacy | Layout::Hybrid => V1_SETTLE_STEPS,
+            Layout::Unified => 0,
+        };
         let task = match wake_up_source(cgroup) {
             Ok(Some(fd)) => {
                 let c = counter.clone();
-                Some(tokio::spawn(async move { watch(fd, c).await }))
+                Some(tokio::spawn(async move { watch(fd, c, settle).await }))
             }
             Ok(None) => None,
             Err(err) => {
@@ -170,7 +189,7 @@ fn drain(fd: &OwnedFd) -> std::io::Result<()> {
     }
 }
 
-async fn watch(fd: OwnedFd, counter: Arc<Counter>) {
+async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
     // SAFETY: `fd` is an OwnedFd that the AsyncFd owns from here on: it stays open and the
     // same for the AsyncFd's whole life.
     let fd = match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
@@ -196,13 +215,13 @@ async fn watch(fd: OwnedFd, counter: Arc<Counter>) {
             }
             Ok(()) => {}
         }
-        counter.check();
+        let mut steps = 0;
+        while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
+            tokio::time::sleep(V1_SETTLE_STEP).await;
+            steps += 1;
+        }
         // v1 signals the eventfd once more when the cgroup goes: then nothing is left to watch.
-        if counter
-            .cgroup
-            .oom_counter()
-            .is_none_or(|(dir, _)| !dir.exists())
-        {
+        if counter.cgroup_gone() {
             return;
         }
     }

@@ -20,6 +20,7 @@ mini_e2e::on_every_version!(
     update_changes_memory_cpu_and_pids_and_a_refused_value_keeps_the_old_limits,
     metrics_report_the_cgroups_memory_cpu_and_pids,
     an_oom_kill_is_published_before_the_exit_137,
+    an_oom_kill_of_another_process_is_published_while_the_container_runs,
 );
 
 /// The container's directory in the v1 hierarchy of `controller` (ctr's default cgroups
@@ -272,5 +273,33 @@ fn an_oom_kill_is_published_before_the_exit_137(version: Version) {
         position("/tasks/oom") < position("/tasks/exit"),
         "/tasks/oom must come before /tasks/exit:\n{out}"
     );
+    ns.assert_nothing_left(&id);
+}
+
+fn an_oom_kill_of_another_process_is_published_while_the_container_runs(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("oomchild");
+    let id = ns.new_id("oomchild");
+    let events = ns.spawn_ctr(&["events"]);
+    // The OOM killer picks the biggest process, tail; the shell lives on.
+    ns.run_detached(
+        MINI,
+        &["--memory-limit", "33554432"],
+        &id,
+        &["sh", "-c", "tail /dev/zero; sleep 1000"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || events_of(
+            &events.stdout_so_far(),
+            "/tasks/oom",
+            &id
+        ) == 1),
+        "no /tasks/oom while {id} runs:\n{}",
+        events.stdout_so_far()
+    );
+    assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
+    ns.kill_and_delete(&id);
+    let out = events.stop().stdout;
+    assert_eq!(events_of(&out, "/tasks/oom", &id), 1, "{out}");
     ns.assert_nothing_left(&id);
 }
