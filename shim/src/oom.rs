@@ -226,3 +226,81 @@ async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use runtime_core::cgroups::{CgroupManager, Hierarchies, Hierarchy, Layout, ProcessCgroups};
+
+    use super::*;
+
+    /// A unified-layout manager for `/c1` below a fixture mount, with a `memory.events`.
+    fn unified_fixture(mount: &Path) -> CgroupManager {
+        let hierarchies = Hierarchies {
+            layout: Layout::Unified,
+            v1: Vec::new(),
+            unified: Some(Hierarchy {
+                controllers: Vec::new(),
+                mount_point: mount.to_path_buf(),
+                root: "/".into(),
+            }),
+        };
+        let m = CgroupManager::with_hierarchies(
+            &hierarchies,
+            &ProcessCgroups::default(),
+            "c1",
+            Some(Path::new("/c1")),
+        )
+        .unwrap();
+        std::fs::create_dir_all(m.unified_path().unwrap()).unwrap();
+        write_events(&m, 0);
+        m
+    }
+
+    fn write_events(m: &CgroupManager, oom_kill: u64) {
+        let text = format!("low 0\nhigh 0\nmax 3\noom 1\noom_kill {oom_kill}\n");
+        std::fs::write(m.unified_path().unwrap().join("memory.events"), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn v2_memory_events_oom_kill_rise_publishes_one_oom_event_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        assert!(
+            watch.task.is_some(),
+            "inotify on memory.events must be set up"
+        );
+
+        // A modification that does not raise oom_kill (a `max` event) publishes nothing.
+        write_events(&cgroup, 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty());
+
+        write_events(&cgroup, 1);
+        let topic = tokio::time::timeout(Duration::from_secs(5), events.next_topic()).await;
+        assert_eq!(topic.ok().flatten().as_deref(), Some("/tasks/oom"));
+
+        // The exit's check finds nothing new: no second event for the same kill.
+        watch.check();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_exit_check_publishes_a_kill_the_watch_has_not_seen_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        write_events(&cgroup, 2);
+        // Before the watch task runs (this test holds the only thread): the check alone.
+        watch.check();
+        assert_eq!(events.topics_so_far(), ["/tasks/oom"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty(), "published once");
+    }
+}
