@@ -611,7 +611,15 @@ impl CgroupManager {
                 if let Some(d) = &self.unified {
                     let mut files: Vec<String> =
                         UPDATE_FIELDS.iter().map(|(f, _)| f.to_string()).collect();
-                    files.extend(resources.unified().iter().flatten().map(|(k, _)| k.clone()));
+                    // Only keys apply would write: never `cgroup.procs` and the like.
+                    files.extend(
+                        resources
+                            .unified()
+                            .iter()
+                            .flatten()
+                            .filter(|(k, _)| v2::check_unified_key(k).is_ok())
+                            .map(|(k, _)| k.clone()),
+                    );
                     places.push((&d.dir, files));
                 }
             }
@@ -619,10 +627,6 @@ impl CgroupManager {
         let mut saved = Vec::new();
         for (dir, files) in places {
             for file in files {
-                // Only plain names: a unified key is checked by apply, not trusted here.
-                if file.contains('/') {
-                    continue;
-                }
                 if let Ok(value) = fs::read_to_string(dir.join(&file)) {
                     saved.push((dir.to_path_buf(), file, value.trim().to_string()));
                 }

@@ -104,3 +104,23 @@ fn v2_update_writes_weight_max_and_pids() {
     assert_eq!(read(dir, "cpu.max"), "50000 100000");
     assert_eq!(read(dir, "pids.max"), "20");
 }
+
+#[test]
+fn v2_refused_unified_key_sets_back_the_keys_written_before_it() {
+    let f = Fixture::v2();
+    let m = f.manager("/c1");
+    m.create().unwrap();
+    let dir = m.unified_path().unwrap().to_path_buf();
+    fs::write(dir.join("memory.high"), "max").unwrap();
+    // The memory limit goes in before the unified keys; the refused key undoes it.
+    let err = m
+        .update(&resources(
+            r#"{"memory": {"limit": 67108864},
+                "unified": {"memory.high": "50000000", "cgroup.procs": "1"}}"#,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("cgroup.procs"), "{err}");
+    assert_eq!(read(Some(&dir), "memory.max"), "");
+    assert_eq!(read(Some(&dir), "memory.high"), "max");
+    assert_eq!(read(Some(&dir), "cgroup.procs"), "");
+}
