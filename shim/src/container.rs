@@ -367,8 +367,13 @@ impl Container {
         match status {
             Status::Running | Status::Paused if self.exit.borrow().is_none() => {
                 return Err(Failure::State(format!(
-                    "container {} is running; kill it first",
-                    self.id
+                    "container {} is {}; kill it first",
+                    self.id,
+                    if status == Status::Paused {
+                        "paused"
+                    } else {
+                        "running"
+                    }
                 )));
             }
             Status::Created => {

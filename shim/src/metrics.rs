@@ -7,7 +7,7 @@ use containerd_shim_protos::cgroups_v2::metrics as v2;
 use protobuf::well_known_types::any::Any;
 use protobuf::{Message, MessageField};
 use runtime_core::cgroups::stats::{
-    BlkioEntry, Hugetlb, MemoryEntry, Stats, V1Blkio, V1Cpu, V1Memory, V1Stats, V2Stats,
+    BlkioEntry, Hugetlb, MemoryEntry, Psi, Stats, V1Blkio, V1Cpu, V1Memory, V1Stats, V2Stats,
 };
 
 /// The `Any` containerd decodes by type URL (`typeurl` takes the message's full name).
@@ -170,6 +170,25 @@ fn v1_blkio(b: &V1Blkio) -> v1::BlkIOStat {
     }
 }
 
+fn psi(p: &Option<Psi>) -> MessageField<v2::PSIStats> {
+    let data = |d: &runtime_core::cgroups::stats::PsiData| {
+        MessageField::some(v2::PSIData {
+            avg10: d.avg10,
+            avg60: d.avg60,
+            avg300: d.avg300,
+            total: d.total,
+            ..Default::default()
+        })
+    };
+    p.as_ref()
+        .map(|p| v2::PSIStats {
+            some: data(&p.some),
+            full: data(&p.full),
+            ..Default::default()
+        })
+        .into()
+}
+
 pub fn v2_metrics(s: &V2Stats) -> v2::Metrics {
     let cpu = |k: &str| s.cpu.get(k).copied().unwrap_or(0);
     let mem = |k: &str| s.memory.get(k).copied().unwrap_or(0);
@@ -189,6 +208,7 @@ pub fn v2_metrics(s: &V2Stats) -> v2::Metrics {
             throttled_usec: cpu("throttled_usec"),
             nr_bursts: cpu("nr_bursts"),
             burst_usec: cpu("burst_usec"),
+            psi: psi(&s.cpu_pressure),
             ..Default::default()
         }),
         memory: MessageField::some(v2::MemoryStat {
@@ -229,6 +249,7 @@ pub fn v2_metrics(s: &V2Stats) -> v2::Metrics {
             swap_limit: s.swap_limit,
             max_usage: s.memory_max_usage,
             swap_max_usage: s.swap_max_usage,
+            psi: psi(&s.memory_pressure),
             ..Default::default()
         }),
         memory_events: if s.memory_events.is_empty() {
@@ -258,6 +279,7 @@ pub fn v2_metrics(s: &V2Stats) -> v2::Metrics {
                     ..Default::default()
                 })
                 .collect(),
+            psi: psi(&s.io_pressure),
             ..Default::default()
         }),
         hugetlb: s
@@ -334,6 +356,14 @@ mod tests {
         s.cpu.insert("usage_usec".into(), 77);
         s.memory.insert("anon".into(), 4000);
         s.memory_events.insert("oom_kill".into(), 1);
+        s.io_pressure = Some(Psi {
+            some: runtime_core::cgroups::stats::PsiData {
+                avg10: 2.5,
+                total: 9,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
         let any = to_any(&Stats::V2(Box::new(s))).unwrap();
         assert_eq!(any.type_url, "io.containerd.cgroups.v2.Metrics");
         let m = v2::Metrics::parse_from_bytes(&any.value).unwrap();
@@ -343,5 +373,8 @@ mod tests {
         assert_eq!(m.memory.anon, 4000);
         assert_eq!(m.memory_events.oom_kill, 1);
         assert_eq!(m.io.usage[0].rbytes, 512);
+        assert_eq!(m.io.psi.some.avg10, 2.5);
+        assert_eq!(m.io.psi.some.total, 9);
+        assert!(m.cpu.psi.is_none(), "no cpu.pressure, no PSI message");
     }
 }

@@ -115,8 +115,19 @@ fn a_paused_container_can_be_killed_and_deleted(version: Version) {
     let id = ns.new_id("pkill");
     run_two_processes(&ns, &id);
     ns.ctr(&["task", "pause", &id]).expect_success();
-    // A paused task cannot be deleted…
-    assert!(!ns.ctr(&["task", "delete", &id]).success());
+    // A paused task cannot be deleted (ctr refuses it itself, seeing PAUSED)…
+    let refused = ns.ctr(&["task", "delete", &id]);
+    assert!(
+        !refused.success() && refused.stderr.contains("paused"),
+        "{refused}"
+    );
+    // …and the shim refuses it too when asked directly, at once, rather than waiting for an
+    // exit that cannot come.
+    let grpc = Grpc::connect(&cd.address(), ns.name());
+    let err = grpc
+        .delete_task(&id)
+        .expect_err("Delete of a paused task must be refused");
+    assert!(err.message().contains("is paused"), "{err:?}");
     ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 

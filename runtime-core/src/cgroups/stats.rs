@@ -8,8 +8,9 @@
 //! and `cpu.stat` throttling; `pids.current`/`pids.max` (`max` → 0 on v1); the CFQ
 //! `blkio.*_recursive` files, or the `blkio.throttle.*` ones when those are empty; hugetlb per
 //! page size. On v2: `cpu.stat`, `memory.stat`, `memory.{current,max,peak}`,
-//! `memory.swap.{current,max,peak}`, `memory.events`, `io.stat`, `hugetlb.<size>.*` and
-//! `pids.*`, with `max` → `u64::MAX`. A file the kernel does not offer leaves its value 0.
+//! `memory.swap.{current,max,peak}`, `memory.events`, `io.stat`, `hugetlb.<size>.*`,
+//! `pids.*` (`max` → `u64::MAX`) and the pressure (PSI) files `cpu.pressure`,
+//! `memory.pressure`, `io.pressure`. A file the kernel does not offer leaves its value 0.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -124,8 +125,25 @@ pub struct IoEntry {
     pub wios: u64,
 }
 
+/// One line of a pressure file: `some avg10=0.12 avg60=0.05 avg300=0.01 total=1234`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsiData {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    /// µs stalled in all.
+    pub total: u64,
+}
+
+/// A pressure (PSI) file: its `some` and `full` lines; `None` when the kernel has no file.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Psi {
+    pub some: PsiData,
+    pub full: PsiData,
+}
+
 /// A container's statistics on a unified (v2) host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct V2Stats {
     pub pids: Pids,
     /// `cpu.stat`, key by key (`usage_usec`, `nr_throttled`…).
@@ -142,10 +160,13 @@ pub struct V2Stats {
     pub memory_events: BTreeMap<String, u64>,
     pub io: Vec<IoEntry>,
     pub hugetlb: Vec<Hugetlb>,
+    pub cpu_pressure: Option<Psi>,
+    pub memory_pressure: Option<Psi>,
+    pub io_pressure: Option<Psi>,
 }
 
 /// Statistics of one container, by host layout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Stats {
     V1(Box<V1Stats>),
     V2(Box<V2Stats>),
@@ -430,6 +451,33 @@ pub fn parse_io_stat(text: &str) -> Vec<IoEntry> {
         .collect()
 }
 
+/// A pressure file's text (`some …` and `full …` lines; `full` is missing for cpu on older
+/// kernels and stays zero).
+pub fn parse_psi(text: &str) -> Psi {
+    let mut psi = Psi::default();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let data = match fields.next() {
+            Some("some") => &mut psi.some,
+            Some("full") => &mut psi.full,
+            _ => continue,
+        };
+        for field in fields {
+            let Some((key, value)) = field.split_once('=') else {
+                continue;
+            };
+            match key {
+                "avg10" => data.avg10 = value.parse().unwrap_or(0.0),
+                "avg60" => data.avg60 = value.parse().unwrap_or(0.0),
+                "avg300" => data.avg300 = value.parse().unwrap_or(0.0),
+                "total" => data.total = value.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    psi
+}
+
 /// The statistics of the container's cgroup2 directory `dir`.
 pub fn v2_stats(dir: &Path) -> Result<V2Stats> {
     let n = |file: &str| read_number(dir, file, u64::MAX);
@@ -460,5 +508,8 @@ pub fn v2_stats(dir: &Path) -> Result<V2Stats> {
             .map(|t| parse_io_stat(&t))
             .unwrap_or_default(),
         hugetlb,
+        cpu_pressure: read_optional(dir, "cpu.pressure")?.map(|t| parse_psi(&t)),
+        memory_pressure: read_optional(dir, "memory.pressure")?.map(|t| parse_psi(&t)),
+        io_pressure: read_optional(dir, "io.pressure")?.map(|t| parse_psi(&t)),
     })
 }

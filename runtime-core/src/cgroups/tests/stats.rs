@@ -245,6 +245,11 @@ fn v2_stats_read_every_file_with_max_as_u64_max() {
             ("hugetlb.2MB.current", "0\n"),
             ("hugetlb.2MB.max", "max\n"),
             ("hugetlb.2MB.events", "max 3\n"),
+            (
+                "memory.pressure",
+                "some avg10=1.50 avg60=0.25 avg300=0.00 total=4242\n\
+                 full avg10=0.75 avg60=0.00 avg300=0.00 total=2121\n",
+            ),
         ],
     );
     let s = v2_stats(tmp.path()).unwrap();
@@ -284,4 +289,12 @@ fn v2_stats_read_every_file_with_max_as_u64_max() {
             failcnt: 3
         }]
     );
+}
+
+#[test]
+fn psi_without_a_full_line_leaves_full_zero() {
+    let psi = parse_psi("some avg10=0.10 avg60=0.20 avg300=0.30 total=7\n");
+    assert_eq!(psi.some.avg300, 0.3);
+    assert_eq!(psi.some.total, 7);
+    assert_eq!(psi.full, PsiData::default());
 }
