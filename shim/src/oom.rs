@@ -177,14 +177,21 @@ fn inotify_modify(path: &Path) -> std::io::Result<OwnedFd> {
 }
 
 /// Reads whatever is pending on `fd` (an eventfd's count, inotify records): only the wake-up
-/// matters. `WouldBlock` once drained; `Ok(0)` never happens for these fds.
+/// matters. Ok once nothing is left to read.
 fn drain(fd: &OwnedFd) -> std::io::Result<()> {
     let mut buf = [0u8; 4096];
     loop {
         // SAFETY: reads into a buffer of ours of the given length.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return Ok(());
+        }
         if n < 0 {
-            return Err(std::io::Error::last_os_error());
+            let err = std::io::Error::last_os_error();
+            return match err.kind() {
+                ErrorKind::WouldBlock => Ok(()),
+                _ => Err(err),
+            };
         }
     }
 }
@@ -207,14 +214,11 @@ async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
                 return;
             }
         };
-        match drain(fd.get_ref()) {
-            Err(e) if e.kind() == ErrorKind::WouldBlock => ready.clear_ready(),
-            Err(err) => {
-                log::warn!("{}: OOM watch: {err}", counter.id);
-                return;
-            }
-            Ok(()) => {}
+        if let Err(err) = drain(fd.get_ref()) {
+            log::warn!("{}: OOM watch: {err}", counter.id);
+            return;
         }
+        ready.clear_ready();
         let mut steps = 0;
         while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
             tokio::time::sleep(V1_SETTLE_STEP).await;
