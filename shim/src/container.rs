@@ -24,6 +24,8 @@ use crate::stdio::{self, StdioCopies};
 pub enum Status {
     Created,
     Running,
+    /// Frozen by Pause (v1 freezer, v2 cgroup.freeze) until Resume.
+    Paused,
     Stopped,
 }
 
@@ -72,6 +74,8 @@ pub struct Container {
     no_new_keyring: bool,
     /// The exec processes, by exec id, until each is deleted.
     execs: std::sync::Mutex<HashMap<String, Arc<ExecProcess>>>,
+    /// Publishes `/tasks/oom`; asked once more before `/tasks/exit`.
+    oom: crate::oom::OomWatch,
 }
 
 struct State {
@@ -255,6 +259,7 @@ impl Container {
         };
 
         let (exit_tx, exit_watch) = watch::channel(None);
+        let oom = crate::oom::OomWatch::start(&params.id, &cgroup, publisher.clone(), &namespace);
         let container = Arc::new(Container {
             id: params.id,
             bundle: params.bundle,
@@ -279,6 +284,7 @@ impl Container {
             io_owner: params.io_owner,
             no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
+            oom,
         });
         tokio::spawn(watch_exit(
             container.clone(),
@@ -344,7 +350,12 @@ impl Container {
         if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
-        match send_signal(self.pid, sig) {
+        let sent = send_signal(self.pid, sig);
+        if sig == libc::SIGKILL {
+            // A frozen process acts on SIGKILL only once thawed (runc: signal, then thaw).
+            self.thaw_after_kill().await;
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Err(Failure::State("process already finished".into())),
             Err(e) => Err(Failure::Internal(format!(
@@ -412,10 +423,15 @@ impl Container {
     pub async fn delete(&self) -> Result<Exit, Failure> {
         let status = self.state.lock().await.status;
         match status {
-            Status::Running if self.exit.borrow().is_none() => {
+            Status::Running | Status::Paused if self.exit.borrow().is_none() => {
                 return Err(Failure::State(format!(
-                    "container {} is running; kill it first",
-                    self.id
+                    "container {} is {}; kill it first",
+                    self.id,
+                    if status == Status::Paused {
+                        "paused"
+                    } else {
+                        "running"
+                    }
                 )));
             }
             Status::Created => {
@@ -622,6 +638,83 @@ pub(crate) fn spawn_helper<T>(
     })
 }
 
+/// Pause, Resume, Update and Stats: the container's cgroup as a whole.
+impl Container {
+    /// Freezes every process of the container; Running → Paused.
+    pub async fn pause(&self) -> Result<(), Failure> {
+        let mut state = self.state.lock().await;
+        if state.status != Status::Running || self.reaped.load(Ordering::SeqCst) {
+            return Err(Failure::State(format!(
+                "container {} is {:?}, not running: only a running container can be paused",
+                self.id, state.status
+            )));
+        }
+        self.on_cgroup("pause", |cgroup| cgroup.freeze()).await?;
+        state.status = Status::Paused;
+        Ok(())
+    }
+
+    /// Thaws a paused container; Paused → Running.
+    pub async fn resume(&self) -> Result<(), Failure> {
+        let mut state = self.state.lock().await;
+        if state.status != Status::Paused {
+            return Err(Failure::State(format!(
+                "container {} is {:?}, not paused",
+                self.id, state.status
+            )));
+        }
+        self.on_cgroup("resume", |cgroup| cgroup.thaw()).await?;
+        state.status = Status::Running;
+        Ok(())
+    }
+
+    /// After a SIGKILL: thaws a paused container so that its processes can die.
+    async fn thaw_after_kill(&self) {
+        let mut state = self.state.lock().await;
+        if state.status != Status::Paused {
+            return;
+        }
+        match self.on_cgroup("thaw", |cgroup| cgroup.thaw()).await {
+            Ok(()) => state.status = Status::Running,
+            Err(err) => log::warn!("thaw {} after SIGKILL: {err:?}", self.id),
+        }
+    }
+
+    /// Changes the container's limits; refused ones leave the old limits in place.
+    pub async fn update(
+        &self,
+        resources: oci_spec::runtime::LinuxResources,
+    ) -> Result<(), Failure> {
+        if self.reaped.load(Ordering::SeqCst) {
+            return Err(Failure::State(format!(
+                "container {} has stopped: nothing to update",
+                self.id
+            )));
+        }
+        self.on_cgroup("update", move |cgroup| cgroup.update(&resources))
+            .await
+    }
+
+    /// The container's cgroup statistics.
+    pub async fn stats(&self) -> Result<runtime_core::cgroups::stats::Stats, Failure> {
+        self.on_cgroup("stats", |cgroup| cgroup.stats()).await
+    }
+
+    /// Runs `op` on the container's cgroup off the daemon's only thread (freezing waits for
+    /// the kernel; cgroup files can be slow).
+    async fn on_cgroup<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        op: impl FnOnce(&CgroupManager) -> runtime_core::Result<T> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let cgroup = self.cgroup.clone();
+        tokio::task::spawn_blocking(move || op(&cgroup))
+            .await
+            .map_err(|e| Failure::Internal(format!("{what} task: {e}")))?
+            .map_err(|e| Failure::Runtime(what, e))
+    }
+}
+
 /// Records the init for `delete` (see `cleanup::INIT_PID`): its start time first, so that a
 /// recorded pid always comes with it.
 fn record_init(bundle: &std::path::Path, pid: i32) {
@@ -698,6 +791,8 @@ async fn watch_exit(
         let _ = exit_tx.send(Some(exit));
         return;
     }
+    // An OOM kill of the init is published before its exit.
+    container.oom.check();
     publisher.publish(
         &namespace,
         "/tasks/exit",

@@ -73,6 +73,45 @@ impl Publisher {
     }
 }
 
+/// What a [`Publisher`] made by [`Publisher::captured`] queued, for unit tests.
+#[cfg(test)]
+pub struct Captured(mpsc::UnboundedReceiver<Item>);
+
+#[cfg(test)]
+impl Publisher {
+    /// A publisher whose events stay in memory instead of going to containerd.
+    pub fn captured() -> (Publisher, Captured) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, Captured(rx))
+    }
+}
+
+#[cfg(test)]
+impl Captured {
+    /// The topic of the next event queued (waiting for it).
+    pub async fn next_topic(&mut self) -> Option<String> {
+        loop {
+            match self.0.recv().await? {
+                Item::Event(envelope) => return Some(envelope.topic),
+                Item::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// The topics queued so far, without waiting.
+    pub fn topics_so_far(&mut self) -> Vec<String> {
+        let mut topics = Vec::new();
+        while let Ok(item) = self.0.try_recv() {
+            if let Item::Event(envelope) = item {
+                topics.push(envelope.topic);
+            }
+        }
+        topics
+    }
+}
+
 pub fn timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Timestamp {

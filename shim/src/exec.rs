@@ -240,7 +240,7 @@ impl ExecProcess {
     pub async fn delete(&self) -> Result<Exit, Failure> {
         let mut state = self.state.lock().await;
         match state.status {
-            Status::Running => {
+            Status::Running | Status::Paused => {
                 return Err(Failure::State(format!(
                     "exec {} of {} is running; kill it first",
                     self.id, self.container_id

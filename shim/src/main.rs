@@ -16,6 +16,8 @@ mod exec;
 mod info;
 mod log_binary;
 mod logger;
+mod metrics;
+mod oom;
 mod pty;
 mod reaper;
 mod service;

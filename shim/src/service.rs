@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskPaused, TaskResumed,
+    TaskStart,
 };
 use containerd_shim_protos::shim_async::{Task, create_task};
 use containerd_shim_protos::types::task::{ProcessInfo, Status as ApiStatus};
@@ -251,6 +252,7 @@ fn status_of(status: Status) -> ApiStatus {
     match status {
         Status::Created => ApiStatus::CREATED,
         Status::Running => ApiStatus::RUNNING,
+        Status::Paused => ApiStatus::PAUSED,
         Status::Stopped => ApiStatus::STOPPED,
     }
 }
@@ -578,12 +580,30 @@ impl Task for TaskService {
         })
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> TtrpcResult<Empty> {
-        Err(errors::unimplemented("Pause"))
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
+        let container = self.get(&req.id, "")?;
+        container.pause().await.map_err(failure)?;
+        self.publish(
+            "/tasks/paused",
+            &TaskPaused {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> TtrpcResult<Empty> {
-        Err(errors::unimplemented("Resume"))
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        let container = self.get(&req.id, "")?;
+        container.resume().await.map_err(failure)?;
+        self.publish(
+            "/tasks/resumed",
+            &TaskResumed {
+                container_id: req.id,
+                ..Default::default()
+            },
+        );
+        Ok(Empty::new())
     }
 
     async fn checkpoint(
@@ -631,19 +651,33 @@ impl Task for TaskService {
         Ok(Empty::new())
     }
 
-    async fn update(
-        &self,
-        _ctx: &TtrpcContext,
-        _req: api::UpdateTaskRequest,
-    ) -> TtrpcResult<Empty> {
-        Err(errors::unimplemented("Update"))
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let container = self.get(&req.id, "")?;
+        // containerd's typeurl carries the OCI `LinuxResources` (not a protobuf message) as
+        // JSON in the Any's value.
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(&req.resources.value).map_err(|e| {
+                errors::invalid_argument(format!(
+                    "update {}: resources ({}) are not OCI LinuxResources JSON: {e}",
+                    req.id, req.resources.type_url
+                ))
+            })?;
+        container.update(resources).await.map_err(failure)?;
+        Ok(Empty::new())
     }
 
     async fn stats(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::StatsRequest,
+        req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
-        Err(errors::unimplemented("Stats"))
+        let container = self.get(&req.id, "")?;
+        let stats = container.stats().await.map_err(failure)?;
+        let any = crate::metrics::to_any(&stats)
+            .map_err(|e| errors::internal(format!("stats {}: encode: {e}", req.id)))?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(any),
+            ..Default::default()
+        })
     }
 }

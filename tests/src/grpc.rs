@@ -9,7 +9,8 @@ use containerd_client::services::v1::snapshots::MountsRequest;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    CloseIoRequest, CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, ResizePtyRequest,
+    CloseIoRequest, CreateTaskRequest, DeleteTaskRequest, GetRequest, KillRequest, MetricsRequest,
+    ResizePtyRequest, UpdateTaskRequest,
 };
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
@@ -160,5 +161,39 @@ impl Grpc {
         });
         let mut client = TasksClient::new(self.channel.clone());
         self.runtime.block_on(client.kill(req)).map(drop)
+    }
+
+    /// `Task.Update` with `resources_json`, an OCI `LinuxResources` document, in an Any as
+    /// containerd's client sends it (typeurl marshals non-protobuf types as JSON).
+    pub fn update_resources(&self, id: &str, resources_json: &str) -> Result<(), Status> {
+        let mut update = UpdateTaskRequest {
+            container_id: id.into(),
+            ..Default::default()
+        };
+        let any = update.resources.get_or_insert_with(Default::default);
+        any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+        any.value = resources_json.as_bytes().to_vec();
+        let req = self.request(update);
+        let mut client = TasksClient::new(self.channel.clone());
+        self.runtime.block_on(client.update(req)).map(drop)
+    }
+
+    /// The task's metrics (`ctr task metrics`): the type URL and bytes of its `data` Any.
+    pub fn metrics(&self, id: &str) -> Result<(String, Vec<u8>), Status> {
+        let req = self.request(MetricsRequest {
+            filters: vec![format!("id=={id}")],
+        });
+        let mut client = TasksClient::new(self.channel.clone());
+        let metrics = self
+            .runtime
+            .block_on(client.metrics(req))?
+            .into_inner()
+            .metrics;
+        let data = metrics
+            .into_iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.data)
+            .ok_or_else(|| Status::not_found(format!("no metrics for {id}")))?;
+        Ok((data.type_url, data.value))
     }
 }

@@ -17,8 +17,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{
-    CloseIORequest, CreateTaskRequest, CreateTaskResponse, DeleteRequest, DeleteResponse, Empty,
-    KillRequest, PauseRequest, StartRequest, StartResponse, StateRequest, StateResponse,
+    CheckpointTaskRequest, CloseIORequest, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
+    DeleteResponse, Empty, KillRequest, StartRequest, StartResponse, StateRequest, StateResponse,
 };
 use containerd_shim_protos::shim_async::Client;
 use containerd_shim_protos::types::task::Status;
@@ -28,7 +28,7 @@ use ttrpc::Code;
 mini_e2e::on_every_version!(
     close_io_v2_ends_cat_while_the_client_holds_stdin_open,
     close_io_v3_ends_cat_while_the_client_holds_stdin_open,
-    state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3,
+    state_matches_ctr_and_checkpoint_is_unimplemented_over_v2_and_v3,
 );
 
 /// Deadline of every ttrpc call: 5 s, in nanoseconds.
@@ -116,10 +116,10 @@ impl ShimTask {
         ttrpc::async_client_request!(self, ctx, req, self.service, "Delete", cres);
     }
 
-    async fn pause(&self, req: &PauseRequest) -> ttrpc::Result<Empty> {
+    async fn checkpoint(&self, req: &CheckpointTaskRequest) -> ttrpc::Result<Empty> {
         let ctx = ctx();
         let mut cres = Empty::new();
-        ttrpc::async_client_request!(self, ctx, req, self.service, "Pause", cres);
+        ttrpc::async_client_request!(self, ctx, req, self.service, "Checkpoint", cres);
     }
 }
 
@@ -343,7 +343,7 @@ fn close_io_ends_cat(version: Version, service: &'static str) {
     ns.assert_nothing_left(&id);
 }
 
-fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version) {
+fn state_matches_ctr_and_checkpoint_is_unimplemented_over_v2_and_v3(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("state");
     let id = ns.new_id("state");
@@ -361,13 +361,16 @@ fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version)
         id: id.clone(),
         ..Default::default()
     };
-    let pause_req = PauseRequest {
+    let checkpoint_req = CheckpointTaskRequest {
         id: id.clone(),
         ..Default::default()
     };
     for service in [TASK_V2, TASK_V3] {
-        let (state, pause) = with_task_client(&address, service, async |task| {
-            (task.state(&state_req).await, task.pause(&pause_req).await)
+        let (state, checkpoint) = with_task_client(&address, service, async |task| {
+            (
+                task.state(&state_req).await,
+                task.checkpoint(&checkpoint_req).await,
+            )
         });
 
         let state = state.unwrap_or_else(|e| panic!("{service}/State of {id} failed: {e:?}"));
@@ -383,23 +386,25 @@ fn state_matches_ctr_and_pause_is_unimplemented_over_v2_and_v3(version: Version)
             "{service}/State's pid vs `ctr task ls`"
         );
 
-        match pause {
+        match checkpoint {
             Err(ttrpc::Error::RpcStatus(s)) => {
                 assert_eq!(
                     s.code(),
                     Code::UNIMPLEMENTED,
-                    "{service}/Pause answered {s:?}"
+                    "{service}/Checkpoint answered {s:?}"
                 );
                 assert!(
-                    s.message.contains("Pause"),
-                    "the UNIMPLEMENTED message must name Pause: {:?}",
+                    s.message.contains("Checkpoint"),
+                    "the UNIMPLEMENTED message must name Checkpoint: {:?}",
                     s.message
                 );
             }
-            other => panic!("{service}/Pause of {id} must fail with UNIMPLEMENTED, got {other:?}"),
+            other => {
+                panic!("{service}/Checkpoint of {id} must fail with UNIMPLEMENTED, got {other:?}")
+            }
         }
     }
-    // Pause did nothing: the task still runs.
+    // Checkpoint did nothing: the task still runs.
     assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
 
     // Each error comes back with its code.

@@ -8,6 +8,7 @@
 //! may be shared with other containers and are left in place.
 
 pub mod devices_bpf;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -568,6 +569,72 @@ impl CgroupManager {
         }
     }
 
+    /// Changes the limits of a running container (Task.Update) through the same code as
+    /// [`CgroupManager::apply`]: memory, cpu (shares/weight, quota/period, cpuset cpus and
+    /// mems, realtime), pids, block I/O and, on v2, unified keys. Devices, hugepage and network
+    /// settings in `resources` are left as they are (as `runc update` does; CRI sends the
+    /// whole spec's resources). A value the kernel refuses fails naming its spec field, and
+    /// every limit file written before it is set back to what it held, so the old limits stay.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let mut wanted = LinuxResources::default();
+        wanted
+            .set_memory(*resources.memory())
+            .set_cpu(resources.cpu().clone())
+            .set_pids(*resources.pids())
+            .set_block_io(resources.block_io().clone())
+            .set_unified(resources.unified().clone());
+        let saved = self.limit_files(&wanted);
+        match self.apply(&wanted) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                restore(&saved);
+                Err(name_update_field(err))
+            }
+        }
+    }
+
+    /// The current content of every limit file an update may write.
+    fn limit_files(&self, resources: &LinuxResources) -> Vec<(PathBuf, String, String)> {
+        let mut places: Vec<(&Path, Vec<String>)> = Vec::new();
+        match self.layout {
+            Layout::Legacy | Layout::Hybrid => {
+                for d in &self.v1 {
+                    let files: Vec<String> = UPDATE_FIELDS
+                        .iter()
+                        .filter(|(file, _)| d.controllers.iter().any(|c| owns(c, file)))
+                        .map(|(file, _)| file.to_string())
+                        .collect();
+                    places.push((&d.dir, files));
+                }
+            }
+            Layout::Unified => {
+                if let Some(d) = &self.unified {
+                    let mut files: Vec<String> =
+                        UPDATE_FIELDS.iter().map(|(f, _)| f.to_string()).collect();
+                    // Only keys apply would write: never `cgroup.procs` and the like.
+                    files.extend(
+                        resources
+                            .unified()
+                            .iter()
+                            .flatten()
+                            .filter(|(k, _)| v2::check_unified_key(k).is_ok())
+                            .map(|(k, _)| k.clone()),
+                    );
+                    places.push((&d.dir, files));
+                }
+            }
+        }
+        let mut saved = Vec::new();
+        for (dir, files) in places {
+            for file in files {
+                if let Ok(value) = fs::read_to_string(dir.join(&file)) {
+                    saved.push((dir.to_path_buf(), file, value.trim().to_string()));
+                }
+            }
+        }
+        saved
+    }
+
     /// Moves `pid` into the cgroup in every hierarchy.
     /// Moves `pid` into one cgroup directory.
     pub fn add_to(dir: &Path, pid: i32) -> Result<()> {
@@ -707,6 +774,49 @@ impl CgroupManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// The container's usage statistics: v1 on legacy and hybrid hosts, v2 on unified ones.
+    pub fn stats(&self) -> Result<stats::Stats> {
+        match self.layout {
+            Layout::Legacy | Layout::Hybrid => {
+                let partitions = fs::read_to_string("/proc/partitions").unwrap_or_default();
+                stats::v1_stats(|c| self.v1_path(c), &partitions)
+                    .map(|s| stats::Stats::V1(Box::new(s)))
+            }
+            Layout::Unified => match self.unified_path() {
+                Some(dir) => stats::v2_stats(dir).map(|s| stats::Stats::V2(Box::new(s))),
+                None => Err(Error::cgroup(DEFAULT_ROOT, "no cgroup2 hierarchy")),
+            },
+        }
+    }
+
+    /// How many processes of the container the kernel's OOM killer has killed so far: v1
+    /// `memory.oom_control` `oom_kill`, v2 `memory.events` `oom_kill`. `None` when the host
+    /// does not count them.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (dir, file) = self.oom_counter()?;
+        let text = fs::read_to_string(dir.join(file)).ok()?;
+        stats::parse_key_values(&text).get("oom_kill").copied()
+    }
+
+    /// The file whose `oom_kill` line counts the container's OOM kills, and its directory.
+    pub fn oom_counter(&self) -> Option<(&Path, &'static str)> {
+        match self.layout {
+            Layout::Legacy | Layout::Hybrid => {
+                Some((self.v1_path("memory")?, "memory.oom_control"))
+            }
+            Layout::Unified => Some((self.unified_path()?, "memory.events")),
+        }
+    }
+
+    /// Whether the container is frozen (v1 `freezer.state`, else cgroup2 `cgroup.freeze`).
+    pub fn is_frozen(&self) -> bool {
+        if let Some(dir) = self.v1_path("freezer") {
+            return read_file(dir, "freezer.state").is_ok_and(|s| s != "THAWED");
+        }
+        self.unified_path()
+            .is_some_and(|dir| read_file(dir, "cgroup.freeze").is_ok_and(|s| s == "1"))
+    }
+
     /// Freezes every process in the cgroup (v1 `freezer.state`, else cgroup2 `cgroup.freeze`)
     /// and waits until the kernel reports the cgroup frozen.
     pub fn freeze(&self) -> Result<()> {
@@ -729,6 +839,84 @@ impl CgroupManager {
             self.pids_dir_for_errors(),
             "no freezer: neither a v1 freezer hierarchy nor cgroup2 is mounted",
         ))
+    }
+}
+
+/// The limit files an update writes, with the spec field each carries (v1 and v2 names).
+const UPDATE_FIELDS: &[(&str, &str)] = &[
+    ("memory.limit_in_bytes", "linux.resources.memory.limit"),
+    ("memory.memsw.limit_in_bytes", "linux.resources.memory.swap"),
+    (
+        "memory.soft_limit_in_bytes",
+        "linux.resources.memory.reservation",
+    ),
+    ("memory.swappiness", "linux.resources.memory.swappiness"),
+    ("memory.max", "linux.resources.memory.limit"),
+    ("memory.swap.max", "linux.resources.memory.swap"),
+    ("memory.low", "linux.resources.memory.reservation"),
+    ("cpu.shares", "linux.resources.cpu.shares"),
+    ("cpu.weight", "linux.resources.cpu.shares"),
+    ("cpu.cfs_period_us", "linux.resources.cpu.period"),
+    ("cpu.cfs_quota_us", "linux.resources.cpu.quota"),
+    ("cpu.cfs_burst_us", "linux.resources.cpu.burst"),
+    ("cpu.max", "linux.resources.cpu.quota"),
+    ("cpu.max.burst", "linux.resources.cpu.burst"),
+    ("cpu.rt_period_us", "linux.resources.cpu.realtimePeriod"),
+    ("cpu.rt_runtime_us", "linux.resources.cpu.realtimeRuntime"),
+    ("cpu.idle", "linux.resources.cpu.idle"),
+    ("cpuset.cpus", "linux.resources.cpu.cpus"),
+    ("cpuset.mems", "linux.resources.cpu.mems"),
+    ("pids.max", "linux.resources.pids.limit"),
+    ("blkio.weight", "linux.resources.blockIO.weight"),
+    ("blkio.bfq.weight", "linux.resources.blockIO.weight"),
+    ("blkio.leaf_weight", "linux.resources.blockIO.leafWeight"),
+    ("io.weight", "linux.resources.blockIO.weight"),
+    ("io.bfq.weight", "linux.resources.blockIO.weight"),
+];
+
+/// Whether `file` belongs to v1 controller `controller` (`cpuset.cpus` to `cpuset`, not `cpu`).
+fn owns(controller: &str, file: &str) -> bool {
+    file.split('.').next() == Some(controller)
+}
+
+/// Writes back the saved limit files that changed. Two rounds: the kernel refuses some
+/// orders (a memory limit above the memsw limit, a cpu period below the quota) that the
+/// second round then finds possible.
+fn restore(saved: &[(PathBuf, String, String)]) {
+    for round in 0..2 {
+        for (dir, file, value) in saved {
+            if read_file(dir, file).is_ok_and(|now| now == *value) {
+                continue;
+            }
+            if let Err(e) = write_file(dir, file, value)
+                && round == 1
+            {
+                log::warn!("update: could not restore the old limit: {e}");
+            }
+        }
+    }
+}
+
+/// A refused update's error, naming the spec field of the file the kernel refused.
+fn name_update_field(err: Error) -> Error {
+    let Error::Cgroup { path, msg } = &err else {
+        return err;
+    };
+    // write_file's message starts with `write <file>=<value>`.
+    let field = msg
+        .strip_prefix("write ")
+        .and_then(|rest| rest.split_once('='))
+        .and_then(|(file, _)| UPDATE_FIELDS.iter().find(|(f, _)| *f == file))
+        .map(|(_, field)| *field);
+    match field {
+        Some(field) => Error::invalid(
+            field,
+            format!(
+                "refused by the kernel ({}: {msg}); the old limits stay",
+                path.display()
+            ),
+        ),
+        None => err,
     }
 }
 

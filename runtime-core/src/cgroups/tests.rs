@@ -11,7 +11,10 @@ use super::v1::{device_rule, memory_limit_writes};
 use super::v2::{blkio_weight_to_io_weight, cpu_max, swap_max};
 use super::*;
 
+mod freeze;
 mod host;
+mod stats;
+mod update;
 
 /// This host's mountinfo lines for cgroups, plus unrelated mounts.
 const HYBRID_MOUNTINFO: &str = "\

@@ -236,7 +236,7 @@ fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
 
 /// A `linux.resources.unified` key names a file in the container's own directory: no `/`,
 /// no `.`/`..`, nothing empty.
-fn check_unified_key(key: &str) -> Result<()> {
+pub(crate) fn check_unified_key(key: &str) -> Result<()> {
     let plain = !key.is_empty()
         && !key.contains('/')
         && matches!(

@@ -1,0 +1,310 @@
+//! The OOM watch: `/tasks/oom` for a container whose processes the kernel's OOM killer ended.
+//!
+//! The kernel counts OOM kills per cgroup (v1 `memory.oom_control`, v2 `memory.events`, line
+//! `oom_kill`); one event goes out for each rise of that count. What wakes the watch: on v1 an
+//! eventfd registered for `memory.oom_control` through `cgroup.event_control`, on v2 inotify on
+//! `memory.events`. Neither polls: an idle shim stays asleep. The exit watcher calls
+//! [`OomWatch::check`] before it publishes the init's `/tasks/exit`, so an OOM kill of the
+//! init is always published before its exit, whichever wake-up tokio serves first.
+
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use containerd_shim_protos::events::task::TaskOOM;
+use runtime_core::cgroups::{CgroupManager, Layout};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::task::JoinHandle;
+
+use crate::events::Publisher;
+
+/// The watch of one container; ends when dropped.
+pub struct OomWatch {
+    counter: Arc<Counter>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The OOM kills already published, and where to publish the next.
+struct Counter {
+    cgroup: CgroupManager,
+    seen: Mutex<u64>,
+    id: String,
+    namespace: String,
+    publisher: Publisher,
+}
+
+impl Counter {
+    /// Publishes `/tasks/oom` if the kernel counted OOM kills since the last look; whether
+    /// it did.
+    fn check(&self) -> bool {
+        let Some(now) = self.cgroup.oom_kills() else {
+            return false;
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if now <= *seen {
+            return false;
+        }
+        *seen = now;
+        log::info!(
+            "{}: the OOM killer ended a process (oom_kill {now})",
+            self.id
+        );
+        self.publisher.publish(
+            &self.namespace,
+            "/tasks/oom",
+            &TaskOOM {
+                container_id: self.id.clone(),
+                ..Default::default()
+            },
+        );
+        true
+    }
+
+    /// Whether the container's cgroup is gone (nothing left to watch).
+    fn cgroup_gone(&self) -> bool {
+        self.cgroup
+            .oom_counter()
+            .is_none_or(|(dir, _)| !dir.exists())
+    }
+}
+
+/// v1 signals the eventfd when the cgroup hits its limit, before the OOM killer has chosen
+/// and counted its victim: after a wake-up the count is looked at again for a moment (this
+/// runs only after an OOM, never while the container is idle).
+const V1_SETTLE_STEPS: u32 = 50;
+const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl OomWatch {
+    /// Starts watching the container's cgroup. A host without a memory controller, or a
+    /// kernel that refuses the notification, gets a watch that only checks the count when
+    /// asked (before the exit is published).
+    pub fn start(
+        id: &str,
+        cgroup: &CgroupManager,
+        publisher: Publisher,
+        namespace: &str,
+    ) -> OomWatch {
+        let counter = Arc::new(Counter {
+            seen: Mutex::new(cgroup.oom_kills().unwrap_or(0)),
+            cgroup: cgroup.clone(),
+            id: id.to_string(),
+            namespace: namespace.to_string(),
+            publisher,
+        });
+        let settle = match cgroup.layout() {
+            Layout::Legacy | Layout::Hybrid => V1_SETTLE_STEPS,
+            Layout::Unified => 0,
+        };
+        let task = match wake_up_source(cgroup) {
+            Ok(Some(fd)) => {
+                let c = counter.clone();
+                Some(tokio::spawn(async move { watch(fd, c, settle).await }))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                log::warn!("{id}: no OOM notification, the exit check only: {err}");
+                None
+            }
+        };
+        OomWatch { counter, task }
+    }
+
+    /// Publishes `/tasks/oom` now if an OOM kill has not been published yet.
+    pub fn check(&self) {
+        self.counter.check();
+    }
+}
+
+impl Drop for OomWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What wakes the watch: an eventfd (v1) or an inotify fd (v2), readable on news.
+fn wake_up_source(cgroup: &CgroupManager) -> std::io::Result<Option<OwnedFd>> {
+    let Some((dir, file)) = cgroup.oom_counter() else {
+        return Ok(None);
+    };
+    match cgroup.layout() {
+        Layout::Legacy | Layout::Hybrid => v1_eventfd(dir, file).map(Some),
+        Layout::Unified => inotify_modify(&dir.join(file)).map(Some),
+    }
+}
+
+/// An eventfd the kernel signals on each OOM of the memory cgroup `dir` (and on its removal).
+fn v1_eventfd(dir: &Path, oom_control: &str) -> std::io::Result<OwnedFd> {
+    // SAFETY: eventfd takes plain integers; a new fd is ours alone.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just returned by eventfd and is owned by nothing else.
+    let efd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let control = File::open(dir.join(oom_control))?;
+    let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.event_control"))?
+        .write_all(line.as_bytes())?;
+    // The registration holds its own reference to the control file.
+    drop(control);
+    Ok(efd)
+}
+
+/// An inotify fd reporting each modification of `path`.
+fn inotify_modify(path: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e))?;
+    // SAFETY: inotify_init1 takes flags only; a new fd is ours alone.
+    let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` was just returned by inotify_init1 and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), name.as_ptr(), libc::IN_MODIFY) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Reads whatever is pending on `fd` (an eventfd's count, inotify records): only the wake-up
+/// matters. Ok once nothing is left to read.
+fn drain(fd: &OwnedFd) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reads into a buffer of ours of the given length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            return match err.kind() {
+                ErrorKind::WouldBlock => Ok(()),
+                _ => Err(err),
+            };
+        }
+    }
+}
+
+async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
+    // SAFETY: `fd` is an OwnedFd that the AsyncFd owns from here on: it stays open and the
+    // same for the AsyncFd's whole life.
+    let fd = match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
+        Ok(fd) => fd,
+        Err(err) => {
+            log::warn!("{}: OOM watch: {err}", counter.id);
+            return;
+        }
+    };
+    loop {
+        let mut ready = match fd.readable().await {
+            Ok(ready) => ready,
+            Err(err) => {
+                log::warn!("{}: OOM watch: {err}", counter.id);
+                return;
+            }
+        };
+        if let Err(err) = drain(fd.get_ref()) {
+            log::warn!("{}: OOM watch: {err}", counter.id);
+            return;
+        }
+        ready.clear_ready();
+        let mut steps = 0;
+        while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
+            tokio::time::sleep(V1_SETTLE_STEP).await;
+            steps += 1;
+        }
+        // v1 signals the eventfd once more when the cgroup goes: then nothing is left to watch.
+        if counter.cgroup_gone() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use runtime_core::cgroups::{CgroupManager, Hierarchies, Hierarchy, Layout, ProcessCgroups};
+
+    use super::*;
+
+    /// A unified-layout manager for `/c1` below a fixture mount, with a `memory.events`.
+    fn unified_fixture(mount: &Path) -> CgroupManager {
+        let hierarchies = Hierarchies {
+            layout: Layout::Unified,
+            v1: Vec::new(),
+            unified: Some(Hierarchy {
+                controllers: Vec::new(),
+                mount_point: mount.to_path_buf(),
+                root: "/".into(),
+            }),
+        };
+        let m = CgroupManager::with_hierarchies(
+            &hierarchies,
+            &ProcessCgroups::default(),
+            "c1",
+            Some(Path::new("/c1")),
+        )
+        .unwrap();
+        std::fs::create_dir_all(m.unified_path().unwrap()).unwrap();
+        write_events(&m, 0);
+        m
+    }
+
+    fn write_events(m: &CgroupManager, oom_kill: u64) {
+        let text = format!("low 0\nhigh 0\nmax 3\noom 1\noom_kill {oom_kill}\n");
+        std::fs::write(m.unified_path().unwrap().join("memory.events"), text).unwrap();
+    }
+
+    #[tokio::test]
+    async fn v2_memory_events_oom_kill_rise_publishes_one_oom_event_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        assert!(
+            watch.task.is_some(),
+            "inotify on memory.events must be set up"
+        );
+
+        // A modification that does not raise oom_kill (a `max` event) publishes nothing.
+        write_events(&cgroup, 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty());
+
+        write_events(&cgroup, 1);
+        let topic = tokio::time::timeout(Duration::from_secs(5), events.next_topic()).await;
+        assert_eq!(topic.ok().flatten().as_deref(), Some("/tasks/oom"));
+
+        // The exit's check finds nothing new: no second event for the same kill.
+        watch.check();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_exit_check_publishes_a_kill_the_watch_has_not_seen_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        write_events(&cgroup, 2);
+        // Before the watch task runs (this test holds the only thread): the check alone.
+        watch.check();
+        assert_eq!(events.topics_so_far(), ["/tasks/oom"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(events.topics_so_far().is_empty(), "published once");
+    }
+}
