@@ -6,8 +6,9 @@
 use std::fs;
 use std::time::Duration;
 
+use k8s_cri::v1::LinuxContainerResources;
 use k8s_cri::v1::{ContainerState, NamespaceMode};
-use mini_e2e::cri::{Cri, Pod, handler_under_test};
+use mini_e2e::cri::{Cri, Pod, container_config, handler_under_test};
 use mini_e2e::{Containerd, Version, on_every_version};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -531,5 +532,137 @@ on_every_version!(
     pod_survives_a_containerd_restart,
     two_pods_have_a_shim_each,
     containers_started_at_once_share_the_pods_shim,
-    killed_pod_shim_leaves_nothing
+    killed_pod_shim_leaves_nothing,
+    exec_sync_in_a_pod_container,
+    container_stats_of_a_pod_container,
+    update_resources_of_a_pod_container,
+    oom_killed_pod_container
 );
+
+/// ExecSync runs a command in a pod's container, in its namespaces: exit code, stdout and
+/// stderr come back.
+fn exec_sync_in_a_pod_container(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let app = cri
+        .create_container(&pod, "app", &["sleep", "300"])
+        .expect("CreateContainer");
+    cri.start_container(&app).expect("StartContainer");
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    let app_pid = cri.task_pid(&app);
+    let (code, out, err) = cri
+        .exec_sync(&app, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10)
+        .expect("ExecSync");
+    assert_eq!((code, out.as_str(), err.as_str()), (7, "out\n", "err\n"));
+    for kind in ["pid", "mnt", "ipc", "uts"] {
+        let (code, ns, _) = cri
+            .exec_sync(&app, &["readlink", &format!("/proc/self/ns/{kind}")], 10)
+            .expect("ExecSync readlink");
+        assert_eq!(
+            (code, ns.trim().to_string()),
+            (0, ns_of(app_pid, kind)),
+            "{kind} of the exec"
+        );
+    }
+    let sandbox_pid = cri.task_pid(&pod.id);
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+    assert_pod_gone(&cd, &cri, &pod, &[&app], &[sandbox_pid, app_pid]);
+}
+
+/// ContainerStats of a running container: its memory working set and cpu time.
+fn container_stats_of_a_pod_container(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let app = cri
+        .create_container(
+            &pod,
+            "app",
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 300",
+            ],
+        )
+        .expect("CreateContainer");
+    cri.start_container(&app).expect("StartContainer");
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = cri.container_stats(&app).expect("ContainerStats");
+    let memory = stats
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map(|v| v.value);
+    let cpu = stats
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map(|v| v.value);
+    assert!(
+        memory.is_some_and(|m| m > 0),
+        "memory working set: {stats:?}"
+    );
+    assert!(cpu.is_some_and(|c| c > 0), "cpu usage: {stats:?}");
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
+/// UpdateContainerResources sets the memory limit of a running container's cgroup.
+fn update_resources_of_a_pod_container(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let app = cri
+        .create_container(&pod, "app", &["sleep", "300"])
+        .expect("CreateContainer");
+    cri.start_container(&app).expect("StartContainer");
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    cri.update_resources(
+        &app,
+        LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        },
+    )
+    .expect("UpdateContainerResources");
+    let limit = format!(
+        "/sys/fs/cgroup/memory{}/{app}/memory.limit_in_bytes",
+        cri.cgroup_parent()
+    );
+    assert_eq!(
+        fs::read_to_string(&limit).unwrap_or_default().trim(),
+        "67108864",
+        "{limit}"
+    );
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
+/// A container over its memory limit is OOM-killed: CRI shows reason OOMKilled, exit 137.
+fn oom_killed_pod_container(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let mut config = container_config("hog", &["tail", "/dev/zero"], NamespaceMode::Pod);
+    if let Some(linux) = config.linux.as_mut() {
+        linux.resources = Some(LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 20,
+            ..Default::default()
+        });
+    }
+    let hog = cri
+        .create_container_from(&pod, config)
+        .expect("CreateContainer");
+    cri.start_container(&hog).expect("StartContainer");
+    let status = cri.wait_state(&hog, ContainerState::ContainerExited, WAIT);
+    assert_eq!(
+        (status.exit_code, status.reason.as_str()),
+        (137, "OOMKilled"),
+        "{status:?}"
+    );
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
