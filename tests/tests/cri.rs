@@ -319,11 +319,7 @@ fn pod_survives_a_containerd_restart(version: Version) {
     let cri = Cri::connect(&cd);
     let pod = cri.run_pod("pod", handler_under_test());
     let sandbox_pid = cri.task_pid(&pod.id);
-    let app = cri
-        .create_container(&pod, "app", &["sleep", "300"])
-        .expect("CreateContainer");
-    cri.start_container(&app).expect("StartContainer");
-    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    let app = running_sleeper(&cri, &pod);
     let app_pid = cri.task_pid(&app);
     let shims: Vec<i32> = cri.shims(shim_binary()).iter().map(|p| p.pid).collect();
 
@@ -367,11 +363,7 @@ fn two_pods_have_a_shim_each(version: Version) {
     let pods: Vec<Pod> = (0..2)
         .map(|_| {
             let pod = cri.run_pod("pod", handler_under_test());
-            let app = cri
-                .create_container(&pod, "app", &["sleep", "300"])
-                .expect("CreateContainer");
-            cri.start_container(&app).expect("StartContainer");
-            cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+            let app = running_sleeper(&cri, &pod);
             apps.push(app);
             pod
         })
@@ -545,11 +537,7 @@ fn exec_sync_in_a_pod_container(version: Version) {
     let cd = Containerd::start_cri(version);
     let cri = Cri::connect(&cd);
     let pod = cri.run_pod("pod", handler_under_test());
-    let app = cri
-        .create_container(&pod, "app", &["sleep", "300"])
-        .expect("CreateContainer");
-    cri.start_container(&app).expect("StartContainer");
-    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    let app = running_sleeper(&cri, &pod);
     let app_pid = cri.task_pid(&app);
     let (code, out, err) = cri
         .exec_sync(&app, &["sh", "-c", "echo out; echo err >&2; exit 7"], 10)
@@ -615,11 +603,7 @@ fn update_resources_of_a_pod_container(version: Version) {
     let cd = Containerd::start_cri(version);
     let cri = Cri::connect(&cd);
     let pod = cri.run_pod("pod", handler_under_test());
-    let app = cri
-        .create_container(&pod, "app", &["sleep", "300"])
-        .expect("CreateContainer");
-    cri.start_container(&app).expect("StartContainer");
-    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    let app = running_sleeper(&cri, &pod);
     cri.update_resources(
         &app,
         LinuxContainerResources {
@@ -665,4 +649,14 @@ fn oom_killed_pod_container(version: Version) {
     );
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
+}
+
+/// A container `app` running `sleep 300` in `pod`, once CRI reports it running.
+fn running_sleeper(cri: &Cri<'_>, pod: &Pod) -> String {
+    let app = cri
+        .create_container(pod, "app", &["sleep", "300"])
+        .expect("CreateContainer");
+    cri.start_container(&app).expect("StartContainer");
+    cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+    app
 }
