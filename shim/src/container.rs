@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use runtime_core::cgroups::CgroupManager;
 use runtime_core::process::{CreatedInit, HelperConfig, Launcher};
 use runtime_core::rootfs::{self, RootfsMount};
@@ -234,7 +233,8 @@ impl Container {
             Ok(created) => created,
             Err(err) => {
                 if let Some((pid, exit)) = subscribed {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    // Only while it is still our unreaped child: the failed init may be gone.
+                    let _ = monitor.signal_child(pid, libc::SIGKILL);
                     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exit).await;
                 }
                 copies.close().await;
@@ -350,7 +350,7 @@ impl Container {
         if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
-        let sent = send_signal(self.pid, sig);
+        let sent = self.signal_init(sig);
         if sig == libc::SIGKILL {
             // A frozen process acts on SIGKILL only once thawed (runc: signal, then thaw).
             self.thaw_after_kill().await;
@@ -435,7 +435,7 @@ impl Container {
                 )));
             }
             Status::Created => {
-                let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+                let _ = self.signal_init(libc::SIGKILL);
             }
             _ => {}
         }
@@ -483,6 +483,25 @@ pub(crate) fn send_signal(pid: i32, signal: i32) -> Result<(), nix::errno::Errno
     }
 }
 
+/// `pidfd_send_signal(2)`: the signal reaches the process the pidfd names, or fails.
+pub(crate) fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> Result<(), nix::errno::Errno> {
+    // SAFETY: pidfd_send_signal with a pidfd we own, no siginfo (NULL) and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
+}
+
 /// Signals every process in the cgroup: SIGKILL through the cgroup's own kill (which waits
 /// until the cgroup is empty), any other signal once to each process in it.
 fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
@@ -499,6 +518,16 @@ fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
 }
 
 impl Container {
+    /// Signals the init through its pidfd, which names that process only: once it is reaped
+    /// the signal fails with ESRCH instead of reaching whoever got the pid next.
+    fn signal_init(&self, sig: i32) -> Result<(), nix::errno::Errno> {
+        match &self.init_pidfd {
+            Some(pidfd) => pidfd_send_signal(pidfd, sig),
+            None if self.reaped.load(Ordering::SeqCst) => Err(nix::errno::Errno::ESRCH),
+            None => send_signal(self.pid, sig),
+        }
+    }
+
     fn execs_table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ExecProcess>>> {
         self.execs.lock().unwrap_or_else(|e| e.into_inner())
     }

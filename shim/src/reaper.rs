@@ -153,6 +153,23 @@ impl ExitMonitor {
         Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
     }
 
+    /// Sends `signal` to `pid`, a subscribed child, only if it is not reaped yet: children
+    /// are reaped only with the table locked, so under the lock the pid is still ours.
+    pub fn signal_child(&self, pid: i32, signal: i32) -> std::io::Result<()> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if !table.waiting.contains_key(&pid) {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: kill takes plain integers and touches no memory of ours.
+        let rc = unsafe { libc::kill(pid, signal) };
+        drop(table);
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
     fn reap_all(&self) {
         loop {
             let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());

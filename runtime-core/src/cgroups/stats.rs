@@ -371,6 +371,9 @@ fn hugepage_sizes(dir: &Path, suffix: &str) -> Result<Vec<String>> {
     };
     let mut sizes: Vec<String> = entries
         .filter_map(|e| e.ok())
+        // Only the kernel's files: a sub-cgroup the container made and named like one
+        // (`hugetlb.X.current`) is a directory, which would make every Stats fail.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let size = name.strip_prefix("hugetlb.")?.strip_suffix(suffix)?;

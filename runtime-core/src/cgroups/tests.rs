@@ -865,6 +865,7 @@ fn v2_unified_values_are_written_as_given_and_bad_keys_rejected() {
         "",
         "cgroup.procs",
         "cgroup.kill",
+        "cgroup.freeze",
         "cgroup.threads",
     ] {
         let json = format!(r#"{{"unified": {{"{key}": "1"}}}}"#);

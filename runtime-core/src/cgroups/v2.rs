@@ -243,10 +243,12 @@ pub(crate) fn check_unified_key(key: &str) -> Result<()> {
             Path::new(key).components().next(),
             Some(Component::Normal(_))
         );
-    // These move or kill processes, or reshape the tree, rather than limit resources:
+    // These move, kill or freeze processes, or reshape the tree, rather than limit
+    // resources (a frozen container the shim thinks is running hangs every exec):
     // `cgroup.procs` = a host pid would pull that process into the container's cgroup, where
     // Kill and Delete reach it.
-    const NOT_LIMITS: [&str; 5] = [
+    const NOT_LIMITS: [&str; 6] = [
+        "cgroup.freeze",
         "cgroup.procs",
         "cgroup.threads",
         "cgroup.kill",

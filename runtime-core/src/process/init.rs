@@ -206,6 +206,10 @@ pub(super) fn drop_privileges(
         }
     }
     set_identity(process)?;
+    // Changing ids resets the dumpable flag to `fs.suid_dumpable`: with that at 1, container
+    // processes of the same uid could ptrace us (and reach the channel) until our exec.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if no_new_privs {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {

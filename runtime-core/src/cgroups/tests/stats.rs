@@ -183,6 +183,8 @@ fn v1_hugetlb_has_one_entry_per_page_size() {
             ("hugetlb.1GB.usage_in_bytes", "0\n"),
         ],
     );
+    // A sub-cgroup the container named like a kernel file is not a page size.
+    std::fs::create_dir(tmp.path().join("hugetlb.4KB.usage_in_bytes")).unwrap();
     let h = v1_hugetlb(tmp.path()).unwrap();
     let sizes: Vec<&str> = h.iter().map(|h| h.pagesize.as_str()).collect();
     assert_eq!(sizes, ["1GB", "2MB"]);
