@@ -395,12 +395,7 @@ impl Container {
 
     /// ResizePty: the init's terminal gets `width` columns and `height` rows.
     pub async fn resize_pty(&self, width: u32, height: u32) -> Result<(), Failure> {
-        let (Ok(cols), Ok(rows)) = (u16::try_from(width), u16::try_from(height)) else {
-            return Err(Failure::Invalid(format!(
-                "terminal size {width}x{height}: width and height go up to {}",
-                u16::MAX
-            )));
-        };
+        let (rows, cols) = terminal_size(width, height)?;
         let state = self.state.lock().await;
         if !state.stdio.is_terminal() {
             return Err(Failure::State(format!(
@@ -517,6 +512,17 @@ fn kill_cgroup(cgroup: &CgroupManager, signal: i32) -> Result<(), String> {
     Ok(())
 }
 
+/// ResizePty's width and height as (rows, columns) of a terminal.
+pub fn terminal_size(width: u32, height: u32) -> Result<(u16, u16), Failure> {
+    match (u16::try_from(height), u16::try_from(width)) {
+        (Ok(rows), Ok(cols)) => Ok((rows, cols)),
+        _ => Err(Failure::Invalid(format!(
+            "terminal size {width}x{height}: width and height go up to {}",
+            u16::MAX
+        ))),
+    }
+}
+
 impl Container {
     /// Signals the init through its pidfd, which names that process only: once it is reaped
     /// the signal fails with ESRCH instead of reaching whoever got the pid next.
@@ -545,14 +551,16 @@ impl Container {
         if exec_id.is_empty() {
             return Err(Failure::Invalid("exec: empty exec id".into()));
         }
-        if terminal {
-            return Err(Failure::Invalid(
-                "exec with a terminal (tty) is not supported by mini yet".into(),
-            ));
-        }
         self.check_running()?;
         let spec = runtime_core::process::exec_spec(&self.spec, process_json)
             .map_err(|e| Failure::Runtime("exec", e))?;
+        let spec_terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        if spec_terminal != terminal {
+            return Err(Failure::Invalid(format!(
+                "exec {exec_id}: process.terminal is {spec_terminal} but the request asks for \
+                 terminal {terminal}"
+            )));
+        }
         let [stdin, stdout, stderr] = stdio;
         let mut execs = self.execs_table();
         if execs.contains_key(exec_id) {

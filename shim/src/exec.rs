@@ -116,10 +116,13 @@ impl ExecProcess {
             namespace: &ctx.namespace,
             ids: ctx.io_owner,
         };
-        let (child_stdio, copies) =
-            stdio::open(&self.stdin, &self.stdout, &self.stderr, owner, &ctx.monitor)
-                .await
-                .map_err(|e| Failure::Invalid(format!("exec {} stdio: {e}", self.id)))?;
+        let opened = if self.terminal {
+            stdio::open_terminal(&self.stdin, &self.stdout, owner, &ctx.monitor).await
+        } else {
+            stdio::open(&self.stdin, &self.stdout, &self.stderr, owner, &ctx.monitor).await
+        };
+        let (child_stdio, mut copies) =
+            opened.map_err(|e| Failure::Invalid(format!("exec {} stdio: {e}", self.id)))?;
         let init = ctx
             .init
             .try_clone()
@@ -142,13 +145,29 @@ impl ExecProcess {
             m.ignore(pending.helper_pid());
             let pid = pending.wait_pid()?;
             let _ = pid_tx.send((pid, m.subscribe(pid)));
-            pending.wait_exec()
+            pending.wait_exec_with_console()
         })
         .await
         .map_err(|e| Failure::Internal(format!("exec task: {e}")))
         .and_then(|r| r.map_err(|e| Failure::Runtime("exec", e)));
         let subscribed = pid_rx.await.ok();
         drop(window);
+        // The process's pty master came with its ready message.
+        let built = built.and_then(|(pid, console)| {
+            match console {
+                Some(master) => copies.attach_console(master).map_err(|e| {
+                    Failure::Internal(format!("exec {} process.terminal: {e}", self.id))
+                })?,
+                None if self.terminal => {
+                    return Err(Failure::Internal(format!(
+                        "exec {} process.terminal: the process sent no pty master",
+                        self.id
+                    )));
+                }
+                None => {}
+            }
+            Ok(pid)
+        });
 
         let pid = match built {
             Ok(pid) => pid,
@@ -230,6 +249,24 @@ impl ExecProcess {
                 at: SystemTime::now(),
             },
         }
+    }
+
+    /// ResizePty with this exec's id: its terminal gets `width` columns and `height` rows.
+    pub async fn resize_pty(&self, width: u32, height: u32) -> Result<(), Failure> {
+        let (rows, cols) = crate::container::terminal_size(width, height)?;
+        let state = self.state.lock().await;
+        if !state.stdio.is_terminal() {
+            return Err(Failure::State(format!(
+                "exec {} of {} has no terminal to resize",
+                self.id, self.container_id
+            )));
+        }
+        state.stdio.resize(rows, cols).map_err(|e| {
+            Failure::State(format!(
+                "resize terminal of exec {} of {}: {e}",
+                self.id, self.container_id
+            ))
+        })
     }
 
     pub async fn close_stdin(&self) {

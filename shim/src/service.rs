@@ -643,11 +643,17 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<Empty> {
-        let container = self.get(&req.id, &req.exec_id)?;
-        container
-            .resize_pty(req.width, req.height)
-            .await
-            .map_err(failure)?;
+        let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
+        match exec {
+            Some(exec) => exec
+                .resize_pty(req.width, req.height)
+                .await
+                .map_err(failure)?,
+            None => container
+                .resize_pty(req.width, req.height)
+                .await
+                .map_err(failure)?,
+        }
         Ok(Empty::new())
     }
 

@@ -131,10 +131,15 @@ impl Grpc {
 
     /// CloseIO of the init's stdin (containerd forwards it to the shim).
     pub fn close_stdin(&self, id: &str) -> Result<(), Status> {
+        self.close_exec_stdin(id, "")
+    }
+
+    /// CloseIO of the stdin of exec `exec_id` (the init's for an empty one).
+    pub fn close_exec_stdin(&self, id: &str, exec_id: &str) -> Result<(), Status> {
         let req = self.request(CloseIoRequest {
             container_id: id.into(),
+            exec_id: exec_id.into(),
             stdin: true,
-            ..Default::default()
         });
         let mut client = TasksClient::new(self.channel.clone());
         self.runtime.block_on(client.close_io(req)).map(drop)
@@ -142,11 +147,22 @@ impl Grpc {
 
     /// ResizePty of the init's terminal (`ctr` has no command for it).
     pub fn resize_pty(&self, id: &str, width: u32, height: u32) -> Result<(), Status> {
+        self.resize_exec_pty(id, "", width, height)
+    }
+
+    /// ResizePty of the terminal of exec `exec_id` (the init's for an empty one).
+    pub fn resize_exec_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), Status> {
         let req = self.request(ResizePtyRequest {
             container_id: id.into(),
+            exec_id: exec_id.into(),
             width,
             height,
-            ..Default::default()
         });
         let mut client = TasksClient::new(self.channel.clone());
         self.runtime.block_on(client.resize_pty(req)).map(drop)

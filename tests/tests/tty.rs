@@ -4,6 +4,9 @@
 //! order (a tty turns `\n` into `\r\n`, with runc too); CloseIO makes `cat` read EOF (mini
 //! only: see the scenario).
 //!
+//! The same for `ctr task exec -t` into a running container: the exec's own pty, resized
+//! by ResizePty with its exec id, closed by CloseIO with its exec id.
+//!
 //! `ctr run -t` needs a terminal itself: the test runs it on a pty of its own and reads what
 //! ctr prints there (ctr puts that terminal in raw mode, so the container's output arrives
 //! unchanged).
@@ -25,6 +28,10 @@ mini_e2e::on_every_version!(
     resize_changes_the_size_stty_reports,
     a_million_lines_arrive_complete_and_in_order,
     close_io_makes_cat_on_a_tty_read_eof,
+    exec_tty_process_is_session_leader_with_a_container_pty,
+    exec_tty_resize_changes_the_size_stty_reports,
+    exec_tty_output_arrives_complete_and_in_order,
+    close_io_of_an_exec_tty_makes_cat_read_eof,
 );
 
 /// ctr 1.6 has no `--user`: on containerd 1.7 and 2.x only.
@@ -64,6 +71,17 @@ impl TtyCtr {
         args.extend_from_slice(opts);
         args.extend_from_slice(&[mini_e2e::IMAGE, id]);
         args.extend_from_slice(cmd);
+        Self::start(ns, args, size)
+    }
+
+    /// `ctr task exec -t --exec-id <exec_id> <id> <cmd>` on a terminal of `size`.
+    fn exec(ns: &Namespace<'_>, id: &str, exec_id: &str, cmd: &[&str], size: (u16, u16)) -> Self {
+        let mut args = vec!["task", "exec", "-t", "--exec-id", exec_id, id];
+        args.extend_from_slice(cmd);
+        Self::start(ns, args, size)
+    }
+
+    fn start(ns: &Namespace<'_>, args: Vec<&str>, size: (u16, u16)) -> Self {
         let winsize = nix::pty::Winsize {
             ws_row: size.0,
             ws_col: size.1,
@@ -256,21 +274,7 @@ fn a_million_lines_arrive_complete_and_in_order(version: Version) {
     );
     let (code, output) = ctr.wait(Duration::from_secs(180));
     assert_eq!(code, Some(0));
-    // The tty's ONLCR: every "\n" arrives as "\r\n".
-    let body = output
-        .strip_suffix("\r\n")
-        .unwrap_or_else(|| panic!("output ends with {:?}", tail(&output)));
-    let mut expected = 1u32;
-    for line in body.split("\r\n") {
-        assert_eq!(
-            line,
-            expected.to_string(),
-            "line {expected} is wrong; the output ends with {:?}",
-            tail(&output)
-        );
-        expected += 1;
-    }
-    assert_eq!(expected, 1_000_001, "lines missing at the end");
+    assert_lines_1_to(&output, 1_000_000);
     ns.assert_nothing_left(&id);
 }
 
@@ -329,6 +333,122 @@ fn the_terminal_belongs_to_the_processs_user(version: Version) {
     assert_eq!(code, Some(0), "{output:?}");
     assert!(output.contains("1000\r\nowner=1000\r\n"), "{output:?}");
     ns.assert_nothing_left(&id);
+}
+
+/// A running container `id` of `runtime` (busybox `sleep 300`) to exec into.
+fn sleeping(ns: &Namespace<'_>, runtime: &str, prefix: &str) -> String {
+    let id = ns.new_id(prefix);
+    ns.run_detached(runtime, &[], &id, &["sleep", "300"]);
+    id
+}
+
+fn exec_tty_process_is_session_leader_with_a_container_pty(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exectty");
+    let id = sleeping(&ns, &runtime_under_test(), "exectty");
+    // Fields 1, 6 and 7 of /proc/<pid>/stat: pid, session, tty_nr.
+    let script = "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo stdio-is-a-tty; \
+                  set -- $(cat /proc/$$/stat); echo pid=$1 sid=$6 tty_nr=$7; \
+                  [ $1 = $6 ] && echo session-leader; \
+                  : </dev/tty && echo has-a-controlling-tty";
+    let ctr = TtyCtr::exec(&ns, &id, "t1", &["sh", "-c", script], (24, 80));
+    let (code, output) = ctr.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{output:?}");
+    assert!(
+        output.split("\r\n").any(|l| l.starts_with("/dev/pts/")),
+        "`tty` must name the container's /dev/pts/N: {output:?}"
+    );
+    for expected in ["stdio-is-a-tty", "session-leader", "has-a-controlling-tty"] {
+        assert!(output.contains(expected), "no {expected:?} in {output:?}");
+    }
+    assert!(
+        !output.contains("tty_nr=0\r"),
+        "the exec has no controlling tty: {output:?}"
+    );
+    ns.kill_and_delete(&id);
+    ns.assert_nothing_left(&id);
+}
+
+fn exec_tty_resize_changes_the_size_stty_reports(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exectsize");
+    let id = sleeping(&ns, &runtime_under_test(), "exectsize");
+    let script = "while :; do stty size; sleep 0.1; done";
+    let ctr = TtyCtr::exec(&ns, &id, "sz", &["sh", "-c", script], (30, 100));
+    ctr.wait_for_output("30 100\r\n", Duration::from_secs(30));
+    let grpc = Grpc::connect(&ns.daemon().address(), ns.name());
+    grpc.resize_exec_pty(&id, "sz", 123, 45)
+        .expect("ResizePty of exec sz to 123 columns, 45 rows");
+    ctr.wait_for_output("45 123\r\n", Duration::from_secs(10));
+    // The init has no terminal: a ResizePty without the exec id is refused.
+    assert!(grpc.resize_pty(&id, 50, 20).is_err());
+    ns.ctr(&["task", "kill", "-s", "SIGKILL", "--exec-id", "sz", &id])
+        .expect_success();
+    let (code, _) = ctr.wait(Duration::from_secs(30));
+    assert_eq!(code, Some(137));
+    ns.kill_and_delete(&id);
+    ns.assert_nothing_left(&id);
+}
+
+fn exec_tty_output_arrives_complete_and_in_order(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exectseq");
+    let id = sleeping(&ns, &runtime_under_test(), "exectseq");
+    let ctr = TtyCtr::exec(&ns, &id, "seq", &["seq", "200000"], (24, 80));
+    let (code, output) = ctr.wait(Duration::from_secs(120));
+    assert_eq!(code, Some(0));
+    assert_lines_1_to(&output, 200_000);
+    ns.kill_and_delete(&id);
+    ns.assert_nothing_left(&id);
+}
+
+fn close_io_of_an_exec_tty_makes_cat_read_eof(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exectclose");
+    // Always mini, as close_io_makes_cat_on_a_tty_read_eof.
+    let id = sleeping(&ns, MINI, "exectclose");
+    let script = "echo started; exec cat";
+    let mut ctr = TtyCtr::exec(&ns, &id, "cat", &["sh", "-c", script], (24, 80));
+    // Typed once ctr's terminal is raw: before, that terminal would echo it too.
+    ctr.wait_for_output("started\r\n", Duration::from_secs(30));
+    ctr.type_in(b"hello\nworld");
+    let echoed = wait_until(Duration::from_secs(20), || {
+        let output = ctr.output();
+        output.matches("hello\r\n").count() == 2 && output.contains("world")
+    });
+    assert!(echoed, "{:?}", ctr.output());
+    let grpc = Grpc::connect(&ns.daemon().address(), ns.name());
+    grpc.close_exec_stdin(&id, "cat")
+        .expect("CloseIO of exec cat's stdin");
+    let (code, output) = ctr.wait(Duration::from_secs(10));
+    assert_eq!(
+        code,
+        Some(0),
+        "cat must end at EOF, not by a hangup: {output:?}"
+    );
+    assert_eq!(output.matches("world").count(), 2, "{output:?}");
+    ns.kill_and_delete(&id);
+    ns.assert_nothing_left(&id);
+}
+
+/// `output` is what `seq <last>` printed on a tty: every line, in order. The tty's ONLCR
+/// turns every "\n" into "\r\n".
+#[track_caller]
+fn assert_lines_1_to(output: &str, last: u32) {
+    let body = output
+        .strip_suffix("\r\n")
+        .unwrap_or_else(|| panic!("output ends with {:?}", tail(output)));
+    let mut expected = 1u32;
+    for line in body.split("\r\n") {
+        assert_eq!(
+            line,
+            expected.to_string(),
+            "line {expected} is wrong; the output ends with {:?}",
+            tail(output)
+        );
+        expected += 1;
+    }
+    assert_eq!(expected, last + 1, "lines missing at the end");
 }
 
 fn tail(text: &str) -> &str {

@@ -8,7 +8,9 @@
 //! process joins the user and cgroup namespaces last (the fork into the cgroup must still be
 //! allowed by the host's), closes every inherited fd, and applies the exec's process (rlimits,
 //! cwd, user, capabilities, the container's seccomp profile, no_new_privs) with the init's
-//! guards before it execs.
+//! guards before it execs. With `process.terminal` it first makes a new pty from the
+//! container's `/dev/ptmx` its stdio and controlling terminal (as the init does, see
+//! `terminal`) and sends the master to the caller with `Ready`.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -179,7 +181,7 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
                 init::join_new_session_keyring()
             }
         })
-        .and_then(|()| setup_and_exec(&config.spec));
+        .and_then(|()| setup_and_exec(&config.spec, channel));
     let err = match result {
         Ok(never) => match never {},
         Err(err) => err,
@@ -191,7 +193,7 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
     unsafe { libc::_exit(127) }
 }
 
-fn setup_and_exec(spec: &Spec) -> Result<Never> {
+fn setup_and_exec(spec: &Spec, channel: &mut Channel) -> Result<Never> {
     let process = spec
         .process()
         .as_ref()
@@ -200,12 +202,6 @@ fn setup_and_exec(spec: &Spec) -> Result<Never> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::invalid("linux", "missing"))?;
-    if process.terminal().unwrap_or(false) {
-        return Err(Error::invalid(
-            "process.terminal",
-            "terminals are not supported by mini yet",
-        ));
-    }
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
@@ -222,6 +218,12 @@ fn setup_and_exec(spec: &Spec) -> Result<Never> {
     let program = process.cwd().join(program);
     init::check_inside_root(&root, &program, "process.args[0]")?;
     drop(root);
+    // The pty comes from the container's devpts (the mount namespace is joined, no host fd
+    // is open); the master goes to the caller at once and is closed here.
+    if process.terminal() == Some(true) {
+        let master = super::terminal::attach_new_console(process)?;
+        channel.send_with_fd(&Message::Ready, master.as_raw_fd())?;
+    }
 
     let late_filter = init::drop_privileges(process, linux)?;
     // The program must outlive the caller's thread that started it.

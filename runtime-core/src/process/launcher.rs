@@ -256,10 +256,22 @@ impl PendingExec {
 
     /// Ok once the process exec'd the program (the channel closes on exec) or died (its exit
     /// is reported through the caller's reaper); the setup's error otherwise.
-    pub fn wait_exec(mut self) -> Result<i32> {
+    pub fn wait_exec(self) -> Result<i32> {
+        self.wait_exec_with_console().map(|(pid, _)| pid)
+    }
+
+    /// [`PendingExec::wait_exec`], with the master of the process's pty when its process
+    /// has `terminal` (sent just before it exec'd).
+    pub fn wait_exec_with_console(mut self) -> Result<(i32, Option<OwnedFd>)> {
         let pid = self.wait_pid()?;
-        match self.channel.recv()? {
-            None => Ok(pid),
+        let mut console = None;
+        let mut msg = self.channel.recv()?;
+        if let Some(Message::Ready) = msg {
+            console = self.channel.take_fd();
+            msg = self.channel.recv()?;
+        }
+        match msg {
+            None => Ok((pid, console)),
             Some(Message::Error { message }) => Err(Error::Setup(message)),
             Some(other) => Err(Error::Setup(format!(
                 "exec process sent {other:?} instead of exec'ing"

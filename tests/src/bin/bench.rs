@@ -7,10 +7,16 @@
 //!    `/proc/PID/smaps_rollup`) of each runtime's shims (plus runc processes still around, and
 //!    helper processes of mini's shims that are not container processes), per container.
 //!
-//! 3. Soak: `--soak-cycles N` (or `MINI_BENCH_SOAK_CYCLES`, default 1000) cycles of
+//! 3. Exec: into one running container per runtime, interleaved N runs each of
+//!    `ctr task exec --exec-id … <id> /bin/true`: median wall time and the ratio mini/runc.
+//! 4. Idle: context switches (voluntary + involuntary, all threads, from
+//!    `/proc/PID/task/*/status`) over 10 s of the shim of one idle `sleep` container per
+//!    runtime. `--exec-idle-only` runs 3 and 4 alone.
+//!
+//! 5. Soak: `--soak-cycles N` (or `MINI_BENCH_SOAK_CYCLES`, default 1000) cycles of
 //!    `ctr run --rm … /bin/true` through mini from a few threads, beside one container that
 //!    runs throughout; containerd's and that container's shim's fd counts, mounts, cgroup
-//!    directories and zombies before and after. `--soak-only` skips 1 and 2.
+//!    directories and zombies before and after. `--soak-only` skips 1 to 4.
 //!
 //! It reports and never fails: errors are printed and the exit code stays 0.
 
@@ -29,10 +35,14 @@ const SOAK_CYCLES: usize = 1000;
 /// Threads running soak cycles: enough to keep 2 cores busy while ctr and containerd wait.
 const SOAK_THREADS: usize = 4;
 
-/// The command line: `[--soak-cycles N] [--soak-only]`.
+/// How long the idle shims are watched.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The command line: `[--soak-cycles N] [--soak-only] [--exec-idle-only]`.
 struct Options {
     soak_cycles: usize,
     soak_only: bool,
+    exec_idle_only: bool,
 }
 
 fn options() -> Options {
@@ -42,6 +52,7 @@ fn options() -> Options {
             .and_then(|v| v.parse().ok())
             .unwrap_or(SOAK_CYCLES),
         soak_only: false,
+        exec_idle_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -51,6 +62,7 @@ fn options() -> Options {
                 None => eprintln!("bench: --soak-cycles needs a number; using {SOAK_CYCLES}"),
             },
             "--soak-only" => opts.soak_only = true,
+            "--exec-idle-only" => opts.exec_idle_only = true,
             other => eprintln!("bench: unknown argument {other:?} ignored"),
         }
     }
@@ -79,8 +91,15 @@ fn main() {
         "containerd 2.x, shim from {}",
         mini_e2e::mini_bin_dir().display()
     );
+    if opts.exec_idle_only {
+        exec_latency(&mini, &runc);
+        idle_switches(&mini, &runc);
+        return;
+    }
     if !opts.soak_only {
         startup(&mini, &runc);
+        exec_latency(&mini, &runc);
+        idle_switches(&mini, &runc);
         memory(&mini, &runc);
     }
     soak(&cd, &soak_ns, opts.soak_cycles);
@@ -89,6 +108,138 @@ fn main() {
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
     v.sort();
     v.get(v.len() / 2).copied()
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Prints the medians of `what` per runtime and their ratio.
+fn report_medians(what: &str, t_mini: &[Duration], t_runc: &[Duration]) {
+    let (m, r) = (median(t_mini.to_vec()), median(t_runc.to_vec()));
+    println!(
+        "{what}, median of {N}: mini {} ({} ok), runc {} ({} ok)",
+        ms(m),
+        t_mini.len(),
+        ms(r),
+        t_runc.len()
+    );
+    if let (Some(m), Some(r)) = (m, r) {
+        println!(
+            "  ratio mini/runc: {:.2}",
+            m.as_secs_f64() / r.as_secs_f64()
+        );
+    }
+}
+
+/// A detached `sleep 300` container of `runtime`, RUNNING; `None` (reported) if it failed.
+fn sleeper(ns: &Namespace<'_>, runtime: &str, prefix: &str) -> Option<String> {
+    let id = ns.new_id(prefix);
+    match catch_unwind(AssertUnwindSafe(|| {
+        ns.run_detached(runtime, &[], &id, &["sleep", "300"])
+    })) {
+        Ok(()) => Some(id),
+        Err(_) => {
+            eprintln!("bench: {runtime}: the {prefix} container did not start");
+            None
+        }
+    }
+}
+
+fn remove(ns: &Namespace<'_>, id: &str) {
+    let _ = catch_unwind(AssertUnwindSafe(|| ns.kill_and_delete(id)));
+}
+
+fn exec_latency(mini: &Namespace<'_>, runc: &Namespace<'_>) {
+    let (Some(m_id), Some(r_id)) = (sleeper(mini, MINI, "exec"), sleeper(runc, RUNC, "exec"))
+    else {
+        return;
+    };
+    let (mut t_mini, mut t_runc) = (Vec::new(), Vec::new());
+    for i in 0..N {
+        for (ns, id, times) in [(mini, &m_id, &mut t_mini), (runc, &r_id, &mut t_runc)] {
+            let exec_id = format!("bench{i}");
+            let start = Instant::now();
+            let out = ns.ctr(&["task", "exec", "--exec-id", &exec_id, id, "/bin/true"]);
+            if out.success() {
+                times.push(start.elapsed());
+            } else {
+                eprintln!("bench: exec into {id} failed: {out}");
+            }
+        }
+    }
+    report_medians(
+        "ctr task exec … /bin/true into a running container",
+        &t_mini,
+        &t_runc,
+    );
+    remove(mini, &m_id);
+    remove(runc, &r_id);
+}
+
+/// Voluntary and involuntary context switches of every thread of `pid` so far.
+fn context_switches(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn idle_switches(mini: &Namespace<'_>, runc: &Namespace<'_>) {
+    let mut watched = Vec::new();
+    for (ns, runtime) in [(mini, MINI), (runc, RUNC)] {
+        let Some(id) = sleeper(ns, runtime, "idle") else {
+            continue;
+        };
+        match shim_of_task(ns, &id) {
+            Some(shim) => watched.push((ns, runtime, id, shim)),
+            None => {
+                eprintln!("bench: {runtime}: no shim found for {id}");
+                remove(ns, &id);
+            }
+        }
+    }
+    // Past the start-up's own work (and mini's blocking thread's idle timeout).
+    std::thread::sleep(Duration::from_secs(2));
+    let before: Vec<u64> = watched
+        .iter()
+        .map(|(_, _, _, shim)| context_switches(*shim))
+        .collect();
+    std::thread::sleep(IDLE_WINDOW);
+    let mut counts = Vec::new();
+    for ((ns, runtime, id, shim), b) in watched.iter().zip(before) {
+        let total = context_switches(*shim);
+        let n = total.saturating_sub(b);
+        println!(
+            "idle shim of one sleeping container, {runtime}: {n} context switches in {} s \
+             ({total} since it started, {} threads)",
+            IDLE_WINDOW.as_secs(),
+            threads(*shim)
+        );
+        counts.push(n);
+        remove(ns, id);
+    }
+    if let [m, r] = counts[..]
+        && r > 0
+    {
+        println!("  ratio mini/runc: {:.2}", m as f64 / r as f64);
+    }
 }
 
 fn startup(mini: &Namespace<'_>, runc: &Namespace<'_>) {
@@ -105,21 +256,7 @@ fn startup(mini: &Namespace<'_>, runc: &Namespace<'_>) {
             }
         }
     }
-    let ms = |d: Option<Duration>| d.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
-    let (m, r) = (median(t_mini.clone()), median(t_runc.clone()));
-    println!(
-        "ctr run --rm /bin/true, median of {N}: mini {} ({} ok), runc {} ({} ok)",
-        ms(m).unwrap_or_else(|| "n/a".into()),
-        t_mini.len(),
-        ms(r).unwrap_or_else(|| "n/a".into()),
-        t_runc.len()
-    );
-    if let (Some(m), Some(r)) = (m, r) {
-        println!(
-            "  ratio mini/runc: {:.2}",
-            m.as_secs_f64() / r.as_secs_f64()
-        );
-    }
+    report_medians("ctr run --rm /bin/true", &t_mini, &t_runc);
 }
 
 /// Rss, anonymous and Pss in KiB from /proc/PID/smaps_rollup.
