@@ -13,7 +13,7 @@ use runtime_core::cgroups::CgroupManager;
 use runtime_core::process::{ExecConfig, Launcher};
 use tokio::sync::{Mutex, oneshot, watch};
 
-use crate::container::{Failure, Status, send_signal, signal_number, spawn_helper};
+use crate::container::{Failure, Status, pidfd_send_signal, signal_number, spawn_helper};
 use crate::events::Publisher;
 use crate::reaper::{Exit, ExitMonitor};
 use crate::stdio::{self, StdioCopies};
@@ -41,6 +41,9 @@ pub struct ExecProcess {
     pid: AtomicI32,
     /// Set as soon as the process is reaped: its pid may be reused from then on.
     reaped: AtomicBool,
+    /// A pidfd of the started process, taken while it was an unreaped child: signals go
+    /// through it, so they never reach whoever gets the pid after the reap.
+    pidfd: std::sync::Mutex<Option<OwnedFd>>,
     state: Mutex<ExecState>,
     exit_tx: watch::Sender<Option<Exit>>,
     exit: watch::Receiver<Option<Exit>>,
@@ -81,6 +84,7 @@ impl ExecProcess {
             spec: params.spec,
             pid: AtomicI32::new(0),
             reaped: AtomicBool::new(false),
+            pidfd: std::sync::Mutex::new(None),
             state: Mutex::new(ExecState {
                 status: Status::Created,
                 stdio: StdioCopies::default(),
@@ -177,8 +181,9 @@ impl ExecProcess {
                     at: SystemTime::now(),
                 };
                 if let Some((pid, rx)) = subscribed {
-                    // The process reports its error, then exits: nothing of it may remain.
-                    let _ = send_signal(pid, libc::SIGKILL);
+                    // The process reports its error, then exits: nothing of it may remain
+                    // (signalled only while it is still our unreaped child).
+                    let _ = ctx.monitor.signal_child(pid, libc::SIGKILL);
                     if let Ok(Ok(e)) = tokio::time::timeout(FAILED_EXIT_TIMEOUT, rx).await {
                         exit = e;
                     }
@@ -194,6 +199,8 @@ impl ExecProcess {
             Some((_, rx)) => rx,
             None => ctx.monitor.subscribe(pid),
         };
+        // Fails only when the process is already reaped: then there is nothing to signal.
+        *self.pidfd.lock().unwrap_or_else(|e| e.into_inner()) = ctx.monitor.open_pidfd(pid).ok();
         self.pid.store(pid, Ordering::SeqCst);
         state.stdio = copies;
         state.status = Status::Running;
@@ -222,7 +229,7 @@ impl ExecProcess {
         if self.reaped.load(Ordering::SeqCst) {
             return Err(Failure::State("process already finished".into()));
         }
-        match send_signal(pid, sig) {
+        match self.signal(sig) {
             Ok(()) => Ok(()),
             Err(nix::errno::Errno::ESRCH) => Err(Failure::State("process already finished".into())),
             Err(e) => Err(Failure::Internal(format!(
@@ -234,7 +241,15 @@ impl ExecProcess {
     /// SIGKILL if running (the container's init exited); its exit is reported as usual.
     pub fn kill_if_running(&self) {
         if self.pid() != 0 && !self.reaped.load(Ordering::SeqCst) {
-            let _ = send_signal(self.pid(), libc::SIGKILL);
+            let _ = self.signal(libc::SIGKILL);
+        }
+    }
+
+    /// Signals the process through its pidfd; ESRCH once it is gone.
+    fn signal(&self, sig: i32) -> Result<(), nix::errno::Errno> {
+        match &*self.pidfd.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(pidfd) => pidfd_send_signal(pidfd, sig),
+            None => Err(nix::errno::Errno::ESRCH),
         }
     }
 
