@@ -5,9 +5,13 @@
 use std::fs;
 use std::path::PathBuf;
 
+use mini_e2e::cri::Cri;
 use mini_e2e::{Containerd, MINI, Version};
 
-mini_e2e::on_every_version!(the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options,);
+mini_e2e::on_every_version!(
+    the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options,
+    cri_passes_the_options_table_and_the_pods_shim_joins_its_shim_cgroup,
+);
 
 #[test]
 fn inspect_runtime_shows_the_features_containerd_2() {
@@ -45,9 +49,14 @@ impl Drop for CgroupDirs {
     }
 }
 
-fn the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options(version: Version) {
-    let cgroup = format!("/mini-shim-test-{}-{}", version.tag(), std::process::id());
-    // This host is hybrid (v1 controllers); the shim joins each hierarchy that has the cgroup.
+/// A cgroup `/mini-shim-test-<tag>-<what>-<pid>` in the pids and memory hierarchies (this
+/// host is hybrid: the shim joins each hierarchy that has the cgroup).
+fn shim_cgroup(version: Version, what: &str) -> (String, CgroupDirs) {
+    let cgroup = format!(
+        "/mini-shim-test-{}-{what}-{}",
+        version.tag(),
+        std::process::id()
+    );
     let dirs = CgroupDirs(
         ["pids", "memory"]
             .iter()
@@ -57,6 +66,53 @@ fn the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options(version: Version
     for dir in &dirs.0 {
         fs::create_dir_all(dir).unwrap();
     }
+    (cgroup, dirs)
+}
+
+#[track_caller]
+fn assert_in_cgroup(pid: i32, cgroup: &str) {
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for controller in ["pids", "memory"] {
+        let want = format!(":{controller}:{cgroup}");
+        assert!(
+            own.lines().any(|l| l.ends_with(&want)),
+            "shim {pid} not in {controller} cgroup {cgroup}:\n{own}"
+        );
+    }
+}
+
+fn cri_passes_the_options_table_and_the_pods_shim_joins_its_shim_cgroup(version: Version) {
+    let (cgroup, _dirs) = shim_cgroup(version, "cri");
+    let cd = Containerd::start_cri(version);
+    let table = match version {
+        Version::V2 => "plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.mini.options",
+        _ => "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.mini.options",
+    };
+    // 1.7 and 2.x send the table's TOML (config_body); 1.6 only ConfigPath.
+    let keys = if version == Version::V1_6 {
+        let file = cd.dir().join("mini-options.toml");
+        fs::write(&file, format!("ShimCgroup = {cgroup:?}\n")).unwrap();
+        format!("ConfigPath = {:?}\n", file.display().to_string())
+    } else {
+        format!("ShimCgroup = {cgroup:?}\nNoNewKeyring = false\n")
+    };
+    let config = cd.dir().join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[{table}]\n{keys}"));
+    fs::write(&config, text).unwrap();
+    cd.restart();
+
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("shimcg", "mini");
+    let shims = cri.shims("containerd-shim-mini-v2");
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    assert_in_cgroup(shims[0].pid, &cgroup);
+    cri.stop_pod(&pod).unwrap();
+    cri.remove_pod(&pod).unwrap();
+}
+
+fn the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options(version: Version) {
+    let (cgroup, _dirs) = shim_cgroup(version, "ctr");
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("shimcg");
     let options = cd.dir().join("mini-options.toml");
@@ -78,15 +134,7 @@ fn the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options(version: Version
             .join("shim.pid"),
     )
     .unwrap();
-    let own = fs::read_to_string(format!("/proc/{}/cgroup", shim_pid.trim())).unwrap();
-    for controller in ["pids", "memory"] {
-        let want = format!(":{controller}:{cgroup}");
-        assert!(
-            own.lines().any(|l| l.ends_with(&want)),
-            "shim {} not in {controller} cgroup {cgroup}:\n{own}",
-            shim_pid.trim()
-        );
-    }
+    assert_in_cgroup(shim_pid.trim().parse().unwrap(), &cgroup);
     ns.kill_and_delete(&id);
 
     // An unknown option is refused, naming it; nothing runs.
