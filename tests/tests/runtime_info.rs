@@ -11,6 +11,7 @@ use mini_e2e::{Containerd, MINI, Version};
 mini_e2e::on_every_version!(
     the_shim_daemon_joins_the_shim_cgroup_of_its_runtime_options,
     cri_passes_the_options_table_and_the_pods_shim_joins_its_shim_cgroup,
+    cri_with_an_unknown_option_fails_the_pod_naming_the_key,
 );
 
 #[test]
@@ -81,27 +82,47 @@ fn assert_in_cgroup(pid: i32, cgroup: &str) {
     }
 }
 
-fn cri_passes_the_options_table_and_the_pods_shim_joins_its_shim_cgroup(version: Version) {
-    let (cgroup, _dirs) = shim_cgroup(version, "cri");
+/// A CRI daemon whose `mini` runtime has the options `keys` (TOML lines): in the table for
+/// 1.7 and 2.x (sent as config_body), in a file named by `ConfigPath` for 1.6.
+fn cri_with_options(version: Version, keys: &str) -> Containerd {
     let cd = Containerd::start_cri(version);
     let table = match version {
         Version::V2 => "plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.mini.options",
         _ => "plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.mini.options",
     };
-    // 1.7 and 2.x send the table's TOML (config_body); 1.6 only ConfigPath.
     let keys = if version == Version::V1_6 {
         let file = cd.dir().join("mini-options.toml");
-        fs::write(&file, format!("ShimCgroup = {cgroup:?}\n")).unwrap();
+        fs::write(&file, keys).unwrap();
         format!("ConfigPath = {:?}\n", file.display().to_string())
     } else {
-        format!("ShimCgroup = {cgroup:?}\nNoNewKeyring = false\n")
+        keys.to_string()
     };
     let config = cd.dir().join("config.toml");
     let mut text = fs::read_to_string(&config).unwrap();
     text.push_str(&format!("\n[{table}]\n{keys}"));
     fs::write(&config, text).unwrap();
     cd.restart();
+    cd
+}
 
+fn cri_with_an_unknown_option_fails_the_pod_naming_the_key(version: Version) {
+    let cd = cri_with_options(version, "ShimCgroup = \"/\"\nBinaryName = \"crun\"\n");
+    let cri = Cri::connect(&cd);
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cri.run_pod("badopt", "mini");
+    }))
+    .expect_err("a pod ran with an unknown runtime option");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("BinaryName"), "{msg}");
+    assert!(cri.shims("containerd-shim-mini-v2").is_empty());
+}
+
+fn cri_passes_the_options_table_and_the_pods_shim_joins_its_shim_cgroup(version: Version) {
+    let (cgroup, _dirs) = shim_cgroup(version, "cri");
+    let cd = cri_with_options(
+        version,
+        &format!("ShimCgroup = {cgroup:?}\nNoNewKeyring = false\n"),
+    );
     let cri = Cri::connect(&cd);
     let pod = cri.run_pod("shimcg", "mini");
     let shims = cri.shims("containerd-shim-mini-v2");
