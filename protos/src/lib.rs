@@ -33,8 +33,61 @@ pub struct TaskOptions {
     pub io_gid: u32,
     pub no_pivot_root: bool,
     pub no_new_keyring: bool,
-    /// `runtimeoptions.v1.Options.config_path`, when set.
-    pub config_path: String,
+    /// The cgroup the shim daemon joins at `start` (`ShimCgroup`).
+    pub shim_cgroup: String,
+}
+
+/// The keys of a mini runtime's `options` table (containerd's
+/// `[…runtimes.mini.options]`), as CRI sends them in `runtimeoptions.v1.Options.config_body`
+/// or as a file named by `ConfigPath`. Any other key is an error naming it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct MiniOptions {
+    shim_cgroup: Option<String>,
+    io_uid: Option<u32>,
+    io_gid: Option<u32>,
+    no_new_keyring: Option<bool>,
+    /// containerd's own keys of runtimeoptions.v1.Options: it reads them itself.
+    type_url: Option<String>,
+    config_path: Option<String>,
+}
+
+/// The options in a mini runtime's TOML `options` table (`source` names it in errors).
+pub fn parse_toml_options(body: &str, source: &str) -> Result<TaskOptions, String> {
+    let o: MiniOptions = toml::from_str(body).map_err(|e| {
+        format!(
+            "runtime options ({source}): {}; mini takes ShimCgroup, IoUid, IoGid and NoNewKeyring",
+            e.message()
+        )
+    })?;
+    let _ = (o.type_url, o.config_path);
+    Ok(TaskOptions {
+        io_uid: o.io_uid.unwrap_or(0),
+        io_gid: o.io_gid.unwrap_or(0),
+        no_new_keyring: o.no_new_keyring.unwrap_or(false),
+        shim_cgroup: o.shim_cgroup.unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// runtimeoptions.v1.Options: the TOML body (containerd 1.7+), else the file `config_path`
+/// names (1.6, or `ConfigPath` set, or ctr's `--runtime-config-path`).
+fn runtime_options(o: &RuntimeOptions) -> Result<TaskOptions, String> {
+    if !o.config_body.trim().is_empty() {
+        return parse_toml_options(&o.config_body, "config_body");
+    }
+    if o.config_path.is_empty() {
+        return Ok(TaskOptions::default());
+    }
+    if !o.config_path.starts_with('/') {
+        return Err(format!(
+            "runtime options: ConfigPath {:?} is not an absolute path",
+            o.config_path
+        ));
+    }
+    let body = std::fs::read_to_string(&o.config_path)
+        .map_err(|e| format!("runtime options: ConfigPath {:?}: {e}", o.config_path))?;
+    parse_toml_options(&body, &o.config_path)
 }
 
 /// Decodes the options by their type URL (with or without the `type.googleapis.com/`
@@ -49,10 +102,7 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
         "" if any.value.is_empty() => Ok(TaskOptions::default()),
         RUNTIME_OPTIONS_TYPE_URL => {
             let o = RuntimeOptions::parse_from_bytes(&any.value).map_err(bad)?;
-            Ok(TaskOptions {
-                config_path: o.config_path,
-                ..Default::default()
-            })
+            runtime_options(&o)
         }
         RUNC_CREATE_OPTIONS_TYPE_URL => {
             let o = RuncCreateOptions::parse_from_bytes(&any.value).map_err(bad)?;
@@ -61,6 +111,7 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
                 o.io_gid,
                 o.no_pivot_root,
                 o.no_new_keyring,
+                o.shim_cgroup,
             ))
         }
         RUNC_OPTIONS_TYPE_URL => {
@@ -73,6 +124,7 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
                 o.io_gid,
                 o.no_pivot_root,
                 o.no_new_keyring,
+                o.shim_cgroup,
             ))
         }
         other => Err(format!(
@@ -82,13 +134,19 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
 }
 
 /// The fields both runc option messages carry, as mini takes them.
-fn runc_fields(io_uid: u32, io_gid: u32, no_pivot_root: bool, no_new_keyring: bool) -> TaskOptions {
+fn runc_fields(
+    io_uid: u32,
+    io_gid: u32,
+    no_pivot_root: bool,
+    no_new_keyring: bool,
+    shim_cgroup: String,
+) -> TaskOptions {
     TaskOptions {
         io_uid,
         io_gid,
         no_pivot_root,
         no_new_keyring,
-        ..Default::default()
+        shim_cgroup,
     }
 }
 
@@ -121,17 +179,67 @@ mod tests {
     }
 
     #[test]
-    fn runtime_options_with_the_googleapis_prefix_decode() {
+    fn runtime_options_with_the_googleapis_prefix_read_the_config_path() {
+        let dir = std::env::temp_dir().join(format!("mini-protos-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mini.toml");
+        std::fs::write(&file, "ShimCgroup = \"/shim\"\nIoUid = 7\n").unwrap();
         let o = RuntimeOptions {
-            config_path: "/etc/mini.toml".into(),
+            config_path: file.to_str().unwrap().into(),
             ..Default::default()
         };
         let got = decode_task_options(Some(&any(
             "type.googleapis.com/runtimeoptions.v1.Options",
             &o,
-        )))
-        .unwrap();
-        assert_eq!(got.config_path, "/etc/mini.toml");
+        )));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let got = got.unwrap();
+        assert_eq!((got.shim_cgroup.as_str(), got.io_uid), ("/shim", 7));
+    }
+
+    #[test]
+    fn cri_config_body_decodes_and_unknown_keys_are_named() {
+        let o = RuntimeOptions {
+            type_url: "runtimeoptions.v1.Options".into(),
+            config_body:
+                "ShimCgroup = \"/k8s-shims\"\nIoUid = 1000\nIoGid = 1001\nNoNewKeyring = true\n"
+                    .into(),
+            ..Default::default()
+        };
+        let got = decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).unwrap();
+        assert_eq!(got.shim_cgroup, "/k8s-shims");
+        assert_eq!(
+            (got.io_uid, got.io_gid, got.no_new_keyring),
+            (1000, 1001, true)
+        );
+
+        let o = RuntimeOptions {
+            config_body: "SystemdCgroup = true\n".into(),
+            ..Default::default()
+        };
+        let err = decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).unwrap_err();
+        assert!(err.contains("SystemdCgroup"), "{err}");
+        let o = RuntimeOptions {
+            config_body: "IoUid = \"root\"\n".into(),
+            ..Default::default()
+        };
+        assert!(decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).is_err());
+        let o = RuntimeOptions {
+            config_path: "relative.toml".into(),
+            ..Default::default()
+        };
+        let err = decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).unwrap_err();
+        assert!(err.contains("relative.toml"), "{err}");
+    }
+
+    #[test]
+    fn runc_options_carry_the_shim_cgroup() {
+        let o = RuncOptions {
+            shim_cgroup: "/shims".into(),
+            ..Default::default()
+        };
+        let got = decode_task_options(Some(&any(RUNC_OPTIONS_TYPE_URL, &o))).unwrap();
+        assert_eq!(got.shim_cgroup, "/shims");
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub fn start(args: &Args) -> Result<(), String> {
     })?;
     drop(listener);
     let _ = fs::write(bundle.join("shim.pid"), child.id().to_string());
-    let result =
-        write_address(&bundle, &address).and_then(|()| reply(&address, stdin.as_deref(), args));
+    let result = join_shim_cgroup(child.id(), stdin.as_deref(), args)
+        .and_then(|()| write_address(&bundle, &address))
+        .and_then(|()| reply(&address, stdin.as_deref(), args));
     if result.is_err() {
         // containerd will not know this daemon: it must not outlive the failed start.
         let _ = nix::sys::signal::kill(
@@ -119,6 +120,78 @@ pub fn bootstrap_params(stdin: &[u8], id: &str, namespace: &str) -> Option<Boots
     }
     let params = BootstrapParams::parse_from_bytes(stdin).ok()?;
     (params.instance_id == id && params.namespace == namespace).then_some(params)
+}
+
+/// The runtime options containerd pipes to `start` (an `Any`), when stdin carries them.
+fn stdin_options(stdin: Option<&[u8]>, args: &Args) -> Result<mini_protos::TaskOptions, String> {
+    let Some(stdin) = stdin.filter(|s| !s.is_empty()) else {
+        return Ok(Default::default());
+    };
+    if bootstrap_params(stdin, &args.id, &args.namespace).is_some() {
+        return Ok(Default::default());
+    }
+    let any = protobuf::well_known_types::any::Any::parse_from_bytes(stdin)
+        .map_err(|e| format!("runtime options on stdin: {e}"))?;
+    mini_protos::decode_task_options(Some(&any))
+}
+
+/// `ShimCgroup`: the daemon joins that cgroup, as containerd's runc shim puts itself there —
+/// on cgroup v2 the unified hierarchy, on v1 every hierarchy that has the cgroup. The cgroup
+/// must exist (mini does not create it).
+fn join_shim_cgroup(pid: u32, stdin: Option<&[u8]>, args: &Args) -> Result<(), String> {
+    let path = stdin_options(stdin, args)?.shim_cgroup;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let dirs = shim_cgroup_dirs(Path::new(CGROUP_ROOT), &path)?;
+    if dirs.is_empty() {
+        return Err(format!(
+            "ShimCgroup {path:?}: no such cgroup under {CGROUP_ROOT}"
+        ));
+    }
+    for dir in dirs {
+        let procs = dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string())
+            .map_err(|e| format!("ShimCgroup {path:?}: write {}: {e}", procs.display()))?;
+    }
+    Ok(())
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The directories of cgroup `path` below `root`: `root/path` on a unified (v2) host, else
+/// `root/<hierarchy>/path` for each v1 hierarchy (and the hybrid `unified` one) that has it.
+fn shim_cgroup_dirs(root: &Path, path: &str) -> Result<Vec<PathBuf>, String> {
+    let rel = Path::new(path);
+    let clean = rel.is_absolute()
+        && rel
+            .components()
+            .skip(1)
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !clean {
+        return Err(format!(
+            "ShimCgroup {path:?} is not an absolute cgroup path without \"..\""
+        ));
+    }
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    if root.join("cgroup.controllers").exists() {
+        let dir = root.join(rel);
+        return Ok(if dir.is_dir() { vec![dir] } else { Vec::new() });
+    }
+    let mut dirs = Vec::new();
+    let entries = fs::read_dir(root).map_err(|e| format!("read {}: {e}", root.display()))?;
+    for entry in entries.flatten() {
+        // Co-mounted controllers appear once as a directory and again as symlinks to it.
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = entry.path().join(rel);
+        if dir.is_dir() && dir.join("cgroup.procs").exists() {
+            dirs.push(dir);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
 }
 
 /// What `start` prints: a `BootstrapResult` for a caller that sent bootstrap parameters, the
@@ -249,6 +322,36 @@ mod tests {
             debug: false,
             action: Action::Start,
         }
+    }
+
+    #[test]
+    fn shim_cgroup_is_every_v1_hierarchy_that_has_it_or_the_v2_directory() {
+        let root = tempfile::tempdir().unwrap();
+        for h in ["pids", "memory", "cpu,cpuacct"] {
+            fs::create_dir_all(root.path().join(h).join("shims")).unwrap();
+            fs::write(root.path().join(h).join("shims/cgroup.procs"), "").unwrap();
+        }
+        fs::create_dir_all(root.path().join("devices")).unwrap();
+        std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpu")).unwrap();
+        let dirs = shim_cgroup_dirs(root.path(), "/shims").unwrap();
+        assert_eq!(dirs.len(), 3, "{dirs:?}");
+        assert!(shim_cgroup_dirs(root.path(), "/nope").unwrap().is_empty());
+        for bad in ["shims", "/a/../../etc"] {
+            assert!(
+                shim_cgroup_dirs(root.path(), bad)
+                    .unwrap_err()
+                    .contains("ShimCgroup"),
+                "{bad}"
+            );
+        }
+        // v2: one directory.
+        let v2 = tempfile::tempdir().unwrap();
+        fs::write(v2.path().join("cgroup.controllers"), "").unwrap();
+        fs::create_dir_all(v2.path().join("shims")).unwrap();
+        assert_eq!(
+            shim_cgroup_dirs(v2.path(), "/shims").unwrap(),
+            vec![v2.path().join("shims")]
+        );
     }
 
     #[test]

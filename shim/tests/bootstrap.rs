@@ -34,6 +34,20 @@ fn version_and_info_answer() {
     assert!(out.status.success());
     let info = RuntimeInfo::parse_from_bytes(&out.stdout).unwrap();
     assert_eq!(info.name, "io.containerd.mini.v2");
+    // The runtime-spec features document, as JSON in an Any (what containerd 2.x shows).
+    let features = info.features.as_ref().expect("RuntimeInfo.features is set");
+    assert!(
+        features
+            .type_url
+            .ends_with("runtime-spec/1/features/Features")
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&features.value).unwrap();
+    let has = |v: &serde_json::Value, s: &str| v.as_array().unwrap().iter().any(|x| x == s);
+    assert!(has(&doc["linux"]["capabilities"], "CAP_SYS_ADMIN"));
+    assert!(has(&doc["linux"]["seccomp"]["actions"], "SCMP_ACT_ERRNO"));
+    assert!(has(&doc["linux"]["namespaces"], "cgroup"));
+    assert_eq!(doc["linux"]["seccomp"]["enabled"], true);
+    assert_eq!(doc["hooks"], serde_json::json!([]));
 }
 
 #[test]
