@@ -18,8 +18,9 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatsRequest,
     ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
-    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    PodSandboxConfig, PodSandboxMetadata, RemoveContainerRequest, RemovePodSandboxRequest,
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainerStatsRequest,
+    ListPodSandboxStatsRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxStats, RemoveContainerRequest, RemovePodSandboxRequest,
     RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest,
 };
@@ -259,6 +260,28 @@ impl<'a> Cri<'a> {
         self.call(req, |mut c, r| async move { c.container_stats(r).await })?
             .stats
             .ok_or_else(|| Status::not_found(format!("no stats of {id}")))
+    }
+
+    /// ListContainerStats of every container.
+    pub fn list_container_stats(&self) -> Result<Vec<ContainerStats>, Status> {
+        let req = ListContainerStatsRequest::default();
+        Ok(self
+            .call(
+                req,
+                |mut c, r| async move { c.list_container_stats(r).await },
+            )?
+            .stats)
+    }
+
+    /// ListPodSandboxStats of every pod.
+    pub fn list_pod_sandbox_stats(&self) -> Result<Vec<PodSandboxStats>, Status> {
+        let req = ListPodSandboxStatsRequest::default();
+        Ok(self
+            .call(
+                req,
+                |mut c, r| async move { c.list_pod_sandbox_stats(r).await },
+            )?
+            .stats)
     }
 
     /// UpdateContainerResources of container `id` to `resources`.

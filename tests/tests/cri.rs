@@ -559,7 +559,8 @@ fn exec_sync_in_a_pod_container(version: Version) {
     assert_pod_gone(&cd, &cri, &pod, &[&app], &[sandbox_pid, app_pid]);
 }
 
-/// ContainerStats of a running container: its memory working set and cpu time.
+/// ContainerStats, ListContainerStats and ListPodSandboxStats of a running container: its
+/// memory working set and cpu time, listed under its pod too.
 fn container_stats_of_a_pod_container(version: Version) {
     let cd = Containerd::start_cri(version);
     let cri = Cri::connect(&cd);
@@ -594,6 +595,35 @@ fn container_stats_of_a_pod_container(version: Version) {
         "memory working set: {stats:?}"
     );
     assert!(cpu.is_some_and(|c| c > 0), "cpu usage: {stats:?}");
+    // The kubelet's list calls carry the same numbers for the container and its pod.
+    let listed = cri.list_container_stats().expect("ListContainerStats");
+    let ours = listed
+        .iter()
+        .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == app))
+        .unwrap_or_else(|| panic!("{app} not in ListContainerStats: {listed:?}"));
+    assert!(
+        ours.memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes.as_ref())
+            .is_some_and(|v| v.value > 0),
+        "listed memory: {ours:?}"
+    );
+    let pods = cri.list_pod_sandbox_stats().expect("ListPodSandboxStats");
+    let pod_stats = pods
+        .iter()
+        .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == pod.id))
+        .unwrap_or_else(|| panic!("{} not in ListPodSandboxStats: {pods:?}", pod.id));
+    let containers = pod_stats
+        .linux
+        .as_ref()
+        .map(|l| l.containers.as_slice())
+        .unwrap_or_default();
+    assert!(
+        containers
+            .iter()
+            .any(|c| c.attributes.as_ref().is_some_and(|a| a.id == app)),
+        "{app} not among its pod's stats: {pod_stats:?}"
+    );
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
 }
