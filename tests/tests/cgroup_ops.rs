@@ -77,7 +77,7 @@ fn pause_and_resume_freeze_and_thaw_every_process_with_one_event_each(version: V
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("pause");
     let id = ns.new_id("pause");
-    let events = ns.spawn_ctr(&["events"]);
+    let events = ns.subscribe_events();
     run_two_processes(&ns, &id);
     let freezer = cgroup_dir(&ns, "freezer", &id);
 
@@ -250,7 +250,7 @@ fn an_oom_kill_is_published_before_the_exit_137(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("oom");
     let id = ns.new_id("oom");
-    let events = ns.spawn_ctr(&["events"]);
+    let events = ns.subscribe_events();
     // busybox tail keeps the current line in memory: /dev/zero has no newline, so it grows
     // until the kernel kills it at the 32 MiB limit.
     ns.run_mini(
@@ -291,7 +291,7 @@ fn an_oom_kill_of_another_process_is_published_while_the_container_runs(version:
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("oomchild");
     let id = ns.new_id("oomchild");
-    let events = ns.spawn_ctr(&["events"]);
+    let events = ns.subscribe_events();
     // The OOM killer picks the biggest process, tail; the shell lives on.
     ns.run_detached(
         MINI,

@@ -217,8 +217,7 @@ fn exec_events_are_published_once_each_in_order(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("exec-ev");
     let id = running(&ns, "exec-ev", &["sleep", "300"]);
-    let events = ns.spawn_ctr(&["events"]);
-    std::thread::sleep(Duration::from_millis(500));
+    let events = ns.subscribe_events();
     let out = exec(&ns, &id, "probe", &[], &["sh", "-c", "exit 3"]);
     assert_eq!(code(&out), Some(3), "{out}");
     assert!(
@@ -274,7 +273,7 @@ fn execs_are_killed_when_the_init_exits(version: Version) {
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("exec-kill");
     let id = running(&ns, "exec-kill", &["sleep", "300"]);
-    let events = ns.spawn_ctr(&["events"]);
+    let events = ns.subscribe_events();
     let bg = ns.spawn_ctr(&["task", "exec", "--exec-id", "long", &id, "sleep", "300"]);
     assert!(
         wait_until(Duration::from_secs(10), || events
