@@ -16,12 +16,23 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     Ok(spec)
 }
 
+/// The spec's `process`, or an error naming the missing field.
+pub fn process_of(spec: &Spec) -> Result<&oci_spec::runtime::Process> {
+    spec.process()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("process", "missing"))
+}
+
+/// The spec's `linux`, or an error naming the missing field.
+pub fn linux_of(spec: &Spec) -> Result<&oci_spec::runtime::Linux> {
+    spec.linux()
+        .as_ref()
+        .ok_or_else(|| Error::invalid("linux", "missing"))
+}
+
 /// Checks the parts of the spec that every container needs.
 pub fn validate(spec: &Spec) -> Result<()> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process", "missing"))?;
+    let process = process_of(spec)?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
         _ => return Err(Error::invalid("process.args", "empty: nothing to run")),

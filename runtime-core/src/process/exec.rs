@@ -71,14 +71,8 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
     unsafe { libc::fcntl(PIDFD_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     let spec = &config.spec;
     crate::spec::validate(spec)?;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("linux", "missing"))?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process", "missing"))?;
+    let linux = crate::spec::linux_of(spec)?;
+    let process = crate::spec::process_of(spec)?;
     let (early, late) = namespaces_to_join(linux.namespaces().as_deref().unwrap_or_default())?;
 
     // Into the container's cgroups while this process still sees the host's cgroup
@@ -194,14 +188,8 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
 }
 
 fn setup_and_exec(spec: &Spec, channel: &mut Channel) -> Result<Never> {
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process", "missing"))?;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let process = crate::spec::process_of(spec)?;
+    let linux = crate::spec::linux_of(spec)?;
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }

@@ -61,10 +61,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let spec = &config.spec;
     // Before anything is created: a caller of the library may not have validated it.
     crate::spec::validate(spec)?;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let linux = crate::spec::linux_of(spec)?;
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
     if !plan.creates(LinuxNamespaceType::Mount) {
         return Err(Error::invalid(

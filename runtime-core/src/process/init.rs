@@ -51,14 +51,8 @@ fn setup_and_exec(
     cgroup: &CgroupManager,
 ) -> Result<Never> {
     let spec = &config.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("process", "missing"))?;
-    let linux = spec
-        .linux()
-        .as_ref()
-        .ok_or_else(|| Error::invalid("linux", "missing"))?;
+    let process = crate::spec::process_of(spec)?;
+    let linux = crate::spec::linux_of(spec)?;
 
     // Into the container's v1 cgroups before anything else (the cgroup2 one we were born in).
     // In a new user namespace the helper has moved us.
