@@ -24,6 +24,16 @@ pub struct CtrOutput {
 
 impl CtrOutput {
     /// True if ctr exited 0 in time.
+    /// The `key=value` lines of stdout (values trimmed), in the collection the caller wants:
+    /// how scenarios report what they saw inside a container.
+    pub fn key_values<C: FromIterator<(String, String)>>(&self) -> C {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+
     pub fn success(&self) -> bool {
         self.code == Some(0) && !self.timed_out
     }

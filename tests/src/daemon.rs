@@ -173,11 +173,7 @@ impl Containerd {
                 bin.join(b).display()
             );
         }
-        let dir = tempfile::Builder::new()
-            .prefix("mc")
-            .tempdir_in("/tmp")
-            .expect("creating the daemon's temp dir in /tmp")
-            .keep();
+        let dir = crate::tmp_dir("mc").keep();
         fs::write(dir.join("config.toml"), version.config(&dir, cri)).expect("writing config.toml");
         let cd = Containerd {
             version,

@@ -95,3 +95,12 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A new directory `/tmp/<prefix>XXXXXX`, removed on drop. Under `/tmp` because socket paths
+/// below it must stay within 107 bytes, and a host directory the tests can check.
+pub fn tmp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap_or_else(|e| panic!("temporary directory /tmp/{prefix}…: {e}"))
+}

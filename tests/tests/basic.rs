@@ -106,11 +106,7 @@ fn inside(ns: &Namespace<'_>, opts: &[&str], script: &str) -> Vec<(String, Strin
     let out = run_rm(ns, opts, &id, &["sh", "-c", script]);
     out.expect_success();
     ns.assert_nothing_left(&id);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.key_values()
 }
 
 fn container_sees_its_own_process_proc_and_masked_paths(version: Version) {

@@ -24,10 +24,7 @@ mini_e2e::on_every_version!(
 /// A busybox root filesystem for `ctr run --rootfs`, built as the test image is (busybox and
 /// a symlink per applet), in a fresh directory under /tmp; `hostile` then adds its entries.
 fn busybox_rootfs(hostile: impl FnOnce(&Path)) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("mini-hostile-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = mini_e2e::tmp_dir("mini-hostile-");
     let root = dir.path();
     for d in ["bin", "etc", "tmp", "sys"] {
         fs::create_dir_all(root.join(d)).unwrap();
@@ -53,10 +50,7 @@ struct Canary {
 
 impl Canary {
     fn new() -> Canary {
-        let dir = tempfile::Builder::new()
-            .prefix("mini-canary-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = mini_e2e::tmp_dir("mini-canary-");
         fs::write(dir.path().join("canary"), "untouched\n").unwrap();
         Canary { dir }
     }
@@ -176,11 +170,7 @@ fn run_with_cgroup_mount(
     ]);
     out.expect_success();
     ns.assert_nothing_left(&id);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.key_values()
 }
 
 fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
@@ -420,10 +410,7 @@ fn dev_null_symlink_is_never_used_for_masking(version: Version) {
     // procfs file would bind that file instead.
     let cd = Containerd::start(version);
     let ns = cd.namespace("nullsym");
-    let dev = tempfile::Builder::new()
-        .prefix("mini-dev-")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dev = mini_e2e::tmp_dir("mini-dev-");
     symlink("/proc/sys/kernel/core_pattern", dev.path().join("null")).unwrap();
     let core_pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
     let rootfs = busybox_rootfs(|root| {

@@ -38,10 +38,7 @@ struct Victim {
 
 impl Victim {
     fn new() -> Victim {
-        let dir = tempfile::Builder::new()
-            .prefix("mini-victim-")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = mini_e2e::tmp_dir("mini-victim-");
         let binary = fs::read("/bin/busybox").unwrap();
         fs::write(dir.path().join("sh"), &binary).unwrap();
         fs::set_permissions(

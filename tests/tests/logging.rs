@@ -37,10 +37,7 @@ echo done > "$dir/done"
 
 /// Writes `script` as an executable `logger.sh` in a new directory under /tmp.
 fn logger_script(script: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("logbin")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = mini_e2e::tmp_dir("logbin");
     let path = dir.path().join("logger.sh");
     fs::write(&path, script).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();

@@ -32,11 +32,7 @@ fn inside(ns: &Namespace<'_>, opts: &[&str], script: &str) -> HashMap<String, St
     let out = ns.run(&runtime_under_test(), &all, &id, &["sh", "-c", script]);
     out.expect_success();
     ns.assert_nothing_left(&id);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    out.key_values()
 }
 
 #[track_caller]
