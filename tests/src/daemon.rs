@@ -532,6 +532,14 @@ impl Namespace<'_> {
         self.ctr(&args)
     }
 
+    /// `ctr run --rm --config <spec>` of container `id` with the runtime under test (the
+    /// spec gives the rootfs and the process; no image).
+    pub fn run_config(&self, spec: &Path, id: &str) -> CtrOutput {
+        let runtime = crate::runtime_under_test();
+        let spec = spec.to_string_lossy();
+        self.ctr(&["run", "--rm", "--runtime", &runtime, "--config", &spec, id])
+    }
+
     /// `ctr run -d` of `cmd` with `runtime`, then waits until the task is RUNNING.
     #[track_caller]
     pub fn run_detached(&self, runtime: &str, opts: &[&str], id: &str, cmd: &[&str]) {

@@ -159,15 +159,7 @@ fn run_with_cgroup_mount(
         spec["linux"]["resources"]["memory"] = serde_json::json!({ "limit": 67108864 });
         edit(spec);
     });
-    let out = ns.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        &runtime_under_test(),
-        "--config",
-        &spec.path().to_string_lossy(),
-        &id,
-    ]);
+    let out = ns.run_config(spec.path(), &id);
     out.expect_success();
     ns.assert_nothing_left(&id);
     out.key_values()

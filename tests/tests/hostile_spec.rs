@@ -214,15 +214,7 @@ fn run_config(ns: &Namespace<'_>, spec: &Value) -> mini_e2e::CtrOutput {
     let path = dir.path().join("config.json");
     fs::write(&path, spec.to_string()).unwrap();
     let id = ns.new_id("config");
-    let out = ns.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        &runtime_under_test(),
-        "--config",
-        &path.to_string_lossy(),
-        &id,
-    ]);
+    let out = ns.run_config(&path, &id);
     assert_gone(ns, &id);
     out
 }
