@@ -7,17 +7,19 @@
 //! cgroupfs driver, as containerd's default `SystemdCgroup = false`), removed when the daemon
 //! is dropped, and CRI writes container logs below a temporary directory of this client.
 
+use std::io::ErrorKind;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{Request, Status};
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatsRequest,
-    ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+    ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ExecRequest, ExecSyncRequest,
+    ImageSpec, LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
     LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListContainerStatsRequest,
     ListPodSandboxStatsRequest, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxMetadata, PodSandboxStats, RemoveContainerRequest, RemovePodSandboxRequest,
@@ -252,6 +254,23 @@ impl<'a> Cri<'a> {
         ))
     }
 
+    /// Exec of `cmd` in container `id` (stderr only without a terminal, as the kubelet
+    /// validates it): the URL of containerd's streaming server that serves it, for
+    /// [`ExecStream::connect`].
+    pub fn exec(&self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> Result<String, Status> {
+        let req = ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(self
+            .call(req, |mut c, r| async move { c.exec(r).await })?
+            .url)
+    }
+
     /// ContainerStats of container `id`.
     pub fn container_stats(&self, id: &str) -> Result<ContainerStats, Status> {
         let req = ContainerStatsRequest {
@@ -456,5 +475,165 @@ fn pod_namespaces() -> NamespaceOption {
         pid: NamespaceMode::Pod as i32,
         ipc: NamespaceMode::Pod as i32,
         ..Default::default()
+    }
+}
+
+/// The WebSocket subprotocol of the streaming server this client speaks: binary messages
+/// whose first byte is the channel, the exit status as a JSON `metav1.Status` on channel 3.
+pub const EXEC_SUBPROTOCOL: &str = "v4.channel.k8s.io";
+const STDIN_CHANNEL: u8 = 0;
+const STDOUT_CHANNEL: u8 = 1;
+const STDERR_CHANNEL: u8 = 2;
+const STATUS_CHANNEL: u8 = 3;
+const RESIZE_CHANNEL: u8 = 4;
+
+/// One exec session on the URL [`Cri::exec`] returned, over WebSocket as the API server
+/// relays `kubectl exec` to the kubelet's (here containerd's) streaming server.
+pub struct ExecStream {
+    ws: tungstenite::WebSocket<TcpStream>,
+    url: String,
+}
+
+/// What an exec session delivered until the server closed it.
+#[derive(Debug, Default)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The `metav1.Status` of the status channel, if one came.
+    pub status: Option<serde_json::Value>,
+}
+
+impl ExecOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The exit code the status carries: 0 for `Success`, the `ExitCode` cause of a
+    /// `NonZeroExitCode` failure; `None` without a status or with another failure.
+    pub fn exit_code(&self) -> Option<i32> {
+        let status = self.status.as_ref()?;
+        if status["status"] == "Success" {
+            return Some(0);
+        }
+        if status["reason"] != "NonZeroExitCode" {
+            return None;
+        }
+        status["details"]["causes"]
+            .as_array()?
+            .iter()
+            .find(|c| c["reason"] == "ExitCode")?["message"]
+            .as_str()?
+            .parse()
+            .ok()
+    }
+}
+
+impl ExecStream {
+    /// Opens the WebSocket of `url` (`http://host:port/exec/<token>`) with
+    /// [`EXEC_SUBPROTOCOL`].
+    #[track_caller]
+    pub fn connect(url: &str) -> ExecStream {
+        use tungstenite::client::IntoClientRequest;
+        let authority = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("exec URL {url:?} is not http://host:port/…"));
+        let stream = TcpStream::connect(authority)
+            .unwrap_or_else(|e| panic!("connecting to the streaming server {authority}: {e}"));
+        stream
+            .set_read_timeout(Some(CALL_TIMEOUT))
+            .expect("read timeout");
+        let mut request = format!("ws://{}", &url["http://".len()..])
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("WebSocket request for {url}: {e}"));
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            EXEC_SUBPROTOCOL.parse().expect("header value"),
+        );
+        let (ws, _) = tungstenite::client(request, stream)
+            .unwrap_or_else(|e| panic!("WebSocket handshake with {url}: {e}"));
+        // Short reads from now on: [`ExecStream::finish`] keeps its own deadline.
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        ExecStream {
+            ws,
+            url: url.to_string(),
+        }
+    }
+
+    #[track_caller]
+    fn send(&mut self, channel: u8, data: &[u8]) {
+        let mut message = Vec::with_capacity(data.len() + 1);
+        message.push(channel);
+        message.extend_from_slice(data);
+        self.ws
+            .send(tungstenite::Message::binary(message))
+            .unwrap_or_else(|e| panic!("sending on channel {channel} of {}: {e}", self.url));
+    }
+
+    /// Writes `data` to the process's stdin.
+    #[track_caller]
+    pub fn stdin(&mut self, data: &[u8]) {
+        self.send(STDIN_CHANNEL, data);
+    }
+
+    /// Resizes the process's terminal to `width` columns and `height` rows.
+    #[track_caller]
+    pub fn resize(&mut self, width: u16, height: u16) {
+        let size = serde_json::json!({"Width": width, "Height": height}).to_string();
+        self.send(RESIZE_CHANNEL, size.as_bytes());
+    }
+
+    /// Reads until the server closes the session (after the process exited and its status
+    /// was sent); panics after `timeout`, with what came so far.
+    #[track_caller]
+    pub fn finish(mut self, timeout: Duration) -> ExecOutput {
+        use tungstenite::Message;
+        let deadline = Instant::now() + timeout;
+        let mut out = ExecOutput::default();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "exec session {} still open after {timeout:?}: {out:?} ({:?})",
+                self.url,
+                out.stdout_text()
+            );
+            let data = match self.ws.read() {
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    continue;
+                }
+                // The server closes the TCP connection right after its close frame.
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed)
+                | Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => break,
+                Err(e) => panic!("reading exec session {}: {e} (so far {out:?})", self.url),
+            };
+            let Some((&channel, data)) = data.split_first() else {
+                continue;
+            };
+            match channel {
+                STDOUT_CHANNEL => out.stdout.extend_from_slice(data),
+                STDERR_CHANNEL => out.stderr.extend_from_slice(data),
+                STATUS_CHANNEL if !data.is_empty() => {
+                    out.status = Some(serde_json::from_slice(data).unwrap_or_else(|e| {
+                        panic!(
+                            "status of {}: {e}: {:?}",
+                            self.url,
+                            String::from_utf8_lossy(data)
+                        )
+                    }))
+                }
+                _ => {}
+            }
+        }
+        out
     }
 }

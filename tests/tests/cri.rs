@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_cri::v1::LinuxContainerResources;
 use k8s_cri::v1::{ContainerState, NamespaceMode};
-use mini_e2e::cri::{Cri, Pod, container_config, handler_under_test};
+use mini_e2e::cri::{Cri, ExecStream, Pod, container_config, handler_under_test};
 use mini_e2e::{Containerd, Version, on_every_version};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -526,6 +526,7 @@ on_every_version!(
     containers_started_at_once_share_the_pods_shim,
     killed_pod_shim_leaves_nothing,
     exec_sync_in_a_pod_container,
+    exec_with_a_terminal_through_the_streaming_url,
     container_stats_of_a_pod_container,
     update_resources_of_a_pod_container,
     oom_killed_pod_container
@@ -557,6 +558,43 @@ fn exec_sync_in_a_pod_container(version: Version) {
     cri.stop_pod(&pod).expect("StopPodSandbox");
     cri.remove_pod(&pod).expect("RemovePodSandbox");
     assert_pod_gone(&cd, &cri, &pod, &[&app], &[sandbox_pid, app_pid]);
+}
+
+/// `kubectl exec -it`: Exec with a terminal and stdin returns a URL of containerd's streaming
+/// server; a WebSocket client (subprotocol `v4.channel.k8s.io`, as the API server speaks to a
+/// kubelet) resizes the terminal and types into an interactive shell. The shell's stdin is a
+/// `/dev/pts` device of the size sent (the resize went streaming server → containerd →
+/// shim's ResizePty), and the exit code comes back in the session's status.
+fn exec_with_a_terminal_through_the_streaming_url(version: Version) {
+    let cd = Containerd::start_cri(version);
+    let cri = Cri::connect(&cd);
+    let pod = cri.run_pod("pod", handler_under_test());
+    let app = running_sleeper(&cri, &pod);
+    let url = cri.exec(&app, &["sh"], true, true).expect("Exec");
+    let mut session = ExecStream::connect(&url);
+    session.resize(123, 45);
+    // The resize travels apart from stdin: wait (bounded) until it reached the terminal.
+    // No output line of the shell can be `45 123` but the last `stty size`'s (the echoed
+    // input has more on its line).
+    session.stdin(
+        b"i=0; while [ \"$(stty size)\" != \"45 123\" ] && [ $i -lt 100 ]; do sleep 0.1; \
+          i=$((i+1)); done; tty; stty size; exit 7\n",
+    );
+    let output = session.finish(WAIT);
+    let text = output.stdout_text();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("/dev/pts/")),
+        "`tty` names no /dev/pts device: {text:?}"
+    );
+    assert!(
+        lines.contains(&"45 123"),
+        "`stty size` is not the size sent (45 rows, 123 columns): {text:?}"
+    );
+    assert_eq!(output.exit_code(), Some(7), "status {:?}", output.status);
+    assert!(output.stderr.is_empty(), "a terminal has no stderr channel");
+    cri.stop_pod(&pod).expect("StopPodSandbox");
+    cri.remove_pod(&pod).expect("RemovePodSandbox");
 }
 
 /// ContainerStats, ListContainerStats and ListPodSandboxStats of a running container: its
