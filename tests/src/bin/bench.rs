@@ -18,6 +18,13 @@
 //!    runs throughout; containerd's and that container's shim's fd counts, mounts, cgroup
 //!    directories and zombies before and after. `--soak-only` skips 1 to 4.
 //!
+//! 6. CRI pod start: on a second containerd 2.x daemon with its CRI plugin (started after the
+//!    first one is gone), interleaved runs per runtime handler (`mini`, `runc`) of
+//!    RunPodSandbox (host network) + CreateContainer + StartContainer of one busybox
+//!    container: median wall time and the ratio mini/runc; each pod is stopped and removed
+//!    after its measurement, untimed. `--cri-only` runs 6 alone; `--soak-only` and
+//!    `--exec-idle-only` skip it.
+//!
 //! It reports and never fails: errors are printed and the exit code stays 0.
 
 use std::collections::HashSet;
@@ -27,9 +34,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use k8s_cri::v1::NamespaceMode;
+use mini_e2e::cri::{Cri, MINI_HANDLER};
 use mini_e2e::{Containerd, MINI, Namespace, RUNC, Version, leftovers};
 
 const N: usize = 20;
+/// Measured pod starts per CRI runtime handler (after one warm-up pod each).
+const CRI_RUNS: usize = 10;
 /// Default number of soak cycles.
 const SOAK_CYCLES: usize = 1000;
 /// Threads running soak cycles: enough to keep 2 cores busy while ctr and containerd wait.
@@ -38,11 +49,12 @@ const SOAK_THREADS: usize = 4;
 /// How long the idle shims are watched.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
-/// The command line: `[--soak-cycles N] [--soak-only] [--exec-idle-only]`.
+/// The command line: `[--soak-cycles N] [--soak-only] [--exec-idle-only] [--cri-only]`.
 struct Options {
     soak_cycles: usize,
     soak_only: bool,
     exec_idle_only: bool,
+    cri_only: bool,
 }
 
 fn options() -> Options {
@@ -53,6 +65,7 @@ fn options() -> Options {
             .unwrap_or(SOAK_CYCLES),
         soak_only: false,
         exec_idle_only: false,
+        cri_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -63,6 +76,7 @@ fn options() -> Options {
             },
             "--soak-only" => opts.soak_only = true,
             "--exec-idle-only" => opts.exec_idle_only = true,
+            "--cri-only" => opts.cri_only = true,
             other => eprintln!("bench: unknown argument {other:?} ignored"),
         }
     }
@@ -71,6 +85,16 @@ fn options() -> Options {
 
 fn main() {
     let opts = options();
+    if !opts.cri_only {
+        ctr_sections(&opts);
+    }
+    if opts.cri_only || !(opts.soak_only || opts.exec_idle_only) {
+        cri_pod_start();
+    }
+}
+
+/// Sections 1 to 5, on one daemon without CRI, gone when this returns.
+fn ctr_sections(opts: &Options) {
     let cd = match catch_unwind(|| Containerd::start(Version::V2)) {
         Ok(cd) => cd,
         Err(_) => {
@@ -117,9 +141,14 @@ fn ms(d: Option<Duration>) -> String {
 
 /// Prints the medians of `what` per runtime and their ratio.
 fn report_medians(what: &str, t_mini: &[Duration], t_runc: &[Duration]) {
+    report_medians_of(what, N, t_mini, t_runc);
+}
+
+/// [`report_medians`] of `runs` runs per runtime.
+fn report_medians_of(what: &str, runs: usize, t_mini: &[Duration], t_runc: &[Duration]) {
     let (m, r) = (median(t_mini.to_vec()), median(t_runc.to_vec()));
     println!(
-        "{what}, median of {N}: mini {} ({} ok), runc {} ({} ok)",
+        "{what}, median of {runs}: mini {} ({} ok), runc {} ({} ok)",
         ms(m),
         t_mini.len(),
         ms(r),
@@ -525,4 +554,65 @@ fn soak(cd: &Containerd, ns: &Namespace<'_>, cycles: usize) {
         println!("  {name:<40} {b:>8} {a:>8}");
     }
     let _ = catch_unwind(AssertUnwindSafe(|| ns.kill_and_delete(&keeper)));
+}
+
+/// Section 6: pod start-up through containerd 2.x's CRI plugin, `mini` against `runc`.
+fn cri_pod_start() {
+    let cd = match catch_unwind(|| Containerd::start_cri(Version::V2)) {
+        Ok(cd) => cd,
+        Err(_) => {
+            eprintln!("bench: could not start containerd 2.x with CRI (run `make deps`)");
+            return;
+        }
+    };
+    let Ok(cri) = catch_unwind(AssertUnwindSafe(|| Cri::connect(&cd))) else {
+        eprintln!("bench: CRI: image import or connect failed");
+        return;
+    };
+    println!(
+        "containerd 2.x with CRI, shim from {}",
+        mini_e2e::mini_bin_dir().display()
+    );
+    let handlers = [MINI_HANDLER, "runc"];
+    // Warm-up: the first pod of a handler pays for what the daemon does once (snapshots of
+    // the images, the runtime's first use).
+    for handler in handlers {
+        if let Err(e) = start_one_pod(&cri, handler) {
+            eprintln!("bench: CRI warm-up: {e}");
+        }
+    }
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    for _ in 0..CRI_RUNS {
+        for (handler, t) in handlers.iter().zip(times.iter_mut()) {
+            match start_one_pod(&cri, handler) {
+                Ok(elapsed) => t.push(elapsed),
+                Err(e) => eprintln!("bench: CRI: {e}"),
+            }
+        }
+    }
+    let [t_mini, t_runc] = times;
+    report_medians_of(
+        "CRI RunPodSandbox (host network) + CreateContainer + StartContainer",
+        CRI_RUNS,
+        &t_mini,
+        &t_runc,
+    );
+}
+
+/// The wall time of RunPodSandbox + CreateContainer + StartContainer of one busybox
+/// `sleep` container (its own pid namespace, the Kubernetes default) with runtime handler
+/// `handler`; the pod is stopped and removed afterwards, untimed.
+fn start_one_pod(cri: &Cri<'_>, handler: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    let pod = catch_unwind(AssertUnwindSafe(|| cri.run_pod("bench", handler)))
+        .map_err(|_| format!("{handler}: RunPodSandbox failed"))?;
+    let started = cri
+        .create_container_in(&pod, "app", &["sleep", "300"], NamespaceMode::Container)
+        .and_then(|id| cri.start_container(&id))
+        .map(|()| start.elapsed())
+        .map_err(|e| format!("{handler}: {e:?}"));
+    if let Err(e) = cri.stop_pod(&pod).and_then(|()| cri.remove_pod(&pod)) {
+        eprintln!("bench: CRI: {handler}: removing pod {}: {e:?}", pod.id);
+    }
+    started
 }
