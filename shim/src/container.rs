@@ -15,7 +15,7 @@ use runtime_core::rootfs::{self, RootfsMount};
 use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::events::Publisher;
-use crate::exec::{ExecParams, ExecProcess, StartContext};
+use crate::process::exec::{ExecParams, ExecProcess, StartContext};
 use crate::reaper::{Exit, ExitMonitor};
 use crate::stdio::{self, StdioCopies};
 

@@ -24,7 +24,7 @@ use crate::bootstrap::SocketFile;
 use crate::container::{Container, CreateParams, Failure, Status, rootfs_mounts};
 use crate::errors;
 use crate::events::{Publisher, timestamp};
-use crate::exec::ExecProcess;
+use crate::process::exec::ExecProcess;
 use crate::reaper::ExitMonitor;
 
 type TtrpcResult<T> = ttrpc::Result<T>;
@@ -569,7 +569,7 @@ impl Task for TaskService {
                 pid: pid as u32,
                 info: execs
                     .get(&pid)
-                    .map(|exec_id| crate::exec::process_details(exec_id))
+                    .map(|exec_id| crate::process::exec::process_details(exec_id))
                     .into(),
                 ..Default::default()
             })

@@ -4,6 +4,9 @@
 //! process gets a pty instead ([`open_terminal`], then [`StdioCopies::attach_console`]), whose
 //! master is copied to and from the same pipes (see `pty`).
 
+mod log_binary;
+mod pty;
+
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -15,9 +18,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::log_binary::{self, BinaryUri, LogBinary};
-use crate::pty::Pty;
 use crate::reaper::ExitMonitor;
+
+use self::log_binary::{BinaryUri, LogBinary};
+use self::pty::Pty;
 
 /// How long an exited process's output may take to drain (a daemonized grandchild outside
 /// the container's pid namespace could hold the pipe open forever).

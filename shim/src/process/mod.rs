@@ -1,0 +1,3 @@
+//! The processes of a container: its init (in `container`) and its execs.
+
+pub mod exec;
