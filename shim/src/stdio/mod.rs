@@ -1,7 +1,7 @@
 //! The process's stdio: containerd hands us fifo paths; the process gets pipes, and the
 //! daemon copies between them, so that it knows when output has drained (Wait answers and
 //! `/tasks/exit` goes out only then) and can deliver EOF on CloseIO. With a terminal the
-//! process gets a pty instead ([`open_terminal`], then [`StdioCopies::attach_console`]), whose
+//! process gets a pty instead ([`open`] with a terminal, then [`StdioCopies::attach_console`]), whose
 //! master is copied to and from the same pipes (see `pty`).
 
 mod log_binary;
@@ -55,9 +55,33 @@ pub struct Owner<'a> {
     pub ids: (u32, u32),
 }
 
+/// The stdio containerd asked for (State reports it back): fifo paths or log URIs, empty for
+/// none, and whether the process gets a terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Opens containerd's fifos for a process: returns what the process gets and the daemon's
+/// side. With a terminal, see [`open_terminal`].
+pub async fn open(
+    paths: &Paths,
+    owner: Owner<'_>,
+    monitor: &ExitMonitor,
+) -> io::Result<(InitStdio, StdioCopies)> {
+    if paths.terminal {
+        open_terminal(&paths.stdin, &paths.stdout, owner, monitor).await
+    } else {
+        open_pipes(&paths.stdin, &paths.stdout, &paths.stderr, owner, monitor).await
+    }
+}
+
 /// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null;
 /// a `binary://` stdout starts a logging binary that gets both stdout and stderr.
-pub async fn open(
+async fn open_pipes(
     stdin: &str,
     stdout: &str,
     stderr: &str,
@@ -112,13 +136,13 @@ pub async fn open(
 /// Opens containerd's fifos for a process with a terminal. A tty has no stderr. The process
 /// itself gets /dev/null until it has set up its pty; its master then goes to
 /// [`StdioCopies::attach_console`].
-pub async fn open_terminal(
+async fn open_terminal(
     stdin: &str,
     stdout: &str,
     owner: Owner<'_>,
     monitor: &ExitMonitor,
 ) -> io::Result<(InitStdio, StdioCopies)> {
-    let (ends, mut copies) = open(stdin, stdout, "", owner, monitor).await?;
+    let (ends, mut copies) = open_pipes(stdin, stdout, "", owner, monitor).await?;
     copies.console_ends = Some(ConsoleEnds {
         input: (!stdin.is_empty()).then_some(ends.stdin),
         output: (!stdout.is_empty()).then_some(ends.stdout),
@@ -132,21 +156,32 @@ pub async fn open_terminal(
 }
 
 impl StdioCopies {
-    /// Starts copying the pty `master` of a process opened with [`open_terminal`].
-    pub fn attach_console(&mut self, master: OwnedFd) -> io::Result<()> {
-        let ends = self.console_ends.take().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a pty master for a process without a terminal",
-            )
-        })?;
+    /// Starts copying the pty `master` that a process sends once it is set up: one opened
+    /// with a terminal must send one, any other none.
+    pub fn attach_console(&mut self, master: Option<OwnedFd>) -> io::Result<()> {
+        let (master, ends) = match (master, self.console_ends.take()) {
+            (Some(master), Some(ends)) => (master, ends),
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a pty master for a process without a terminal",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the process sent no pty master",
+                ));
+            }
+        };
         let (pty, output) = Pty::start(master, ends.input, ends.output)?;
         self.outputs.push(output);
         self.pty = Some(pty);
         Ok(())
     }
 
-    /// Whether the process was opened with [`open_terminal`].
+    /// Whether the process was opened with a terminal.
     pub fn is_terminal(&self) -> bool {
         self.console_ends.is_some() || self.pty.is_some()
     }
