@@ -1,7 +1,32 @@
 //! Errors of the Task service and their ttrpc codes: the one place runtime-core's errors
-//! become what containerd sees.
+//! and the containers' and processes' refusals become what containerd sees.
 
 use ttrpc::{Code, Error as TtrpcError, get_status};
+
+/// Why an operation on a container or a process failed: [`failure`] maps it to a ttrpc code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The spec or request is wrong.
+    Invalid(String),
+    /// Building the container failed.
+    Runtime(&'static str, runtime_core::Error),
+    /// Not allowed in the current state.
+    State(String),
+    /// The id is taken.
+    Exists(String),
+    Internal(String),
+}
+
+/// The ttrpc error of a [`Failure`].
+pub fn failure(err: Failure) -> TtrpcError {
+    match err {
+        Failure::Invalid(msg) => invalid_argument(msg),
+        Failure::Runtime(context, e) => runtime(context, e),
+        Failure::State(msg) => failed_precondition(msg),
+        Failure::Exists(what) => already_exists(what),
+        Failure::Internal(msg) => internal(msg),
+    }
+}
 
 pub fn status(code: Code, msg: impl ToString) -> TtrpcError {
     TtrpcError::RpcStatus(get_status(code, msg))

@@ -21,11 +21,13 @@ use tokio::sync::{Notify, oneshot};
 use ttrpc::r#async::{Service, TtrpcContext};
 
 use crate::bootstrap::SocketFile;
-use crate::container::{Container, CreateParams, Failure, Status, rootfs_mounts};
-use crate::errors;
+use crate::container::{Container, CreateParams, rootfs_mounts};
+use crate::errors::{self, Failure, failure};
 use crate::events::{Publisher, timestamp};
-use crate::exec::ExecProcess;
+use crate::process::exec::ExecProcess;
+use crate::process::{Process, Status};
 use crate::reaper::ExitMonitor;
+use crate::stdio;
 
 type TtrpcResult<T> = ttrpc::Result<T>;
 
@@ -238,13 +240,11 @@ impl TaskService {
     }
 }
 
-fn failure(err: Failure) -> ttrpc::Error {
-    match err {
-        Failure::Invalid(msg) => errors::invalid_argument(msg),
-        Failure::Runtime(context, e) => errors::runtime(context, e),
-        Failure::State(msg) => errors::failed_precondition(msg),
-        Failure::Exists(what) => errors::already_exists(what),
-        Failure::Internal(msg) => errors::internal(msg),
+/// The process a request names: the container's init, or the exec `exec`.
+fn process<'a>(container: &'a Container, exec: &'a Option<Arc<ExecProcess>>) -> &'a Process {
+    match exec {
+        Some(exec) => &exec.process,
+        None => &container.init.process,
     }
 }
 
@@ -253,7 +253,7 @@ fn status_of(status: Status) -> ApiStatus {
         Status::Created => ApiStatus::CREATED,
         Status::Running => ApiStatus::RUNNING,
         Status::Paused => ApiStatus::PAUSED,
-        Status::Stopped => ApiStatus::STOPPED,
+        Status::Stopped | Status::Deleted => ApiStatus::STOPPED,
     }
 }
 
@@ -283,10 +283,12 @@ impl Task for TaskService {
             id: req.id.clone(),
             bundle: PathBuf::from(&req.bundle),
             rootfs: rootfs_mounts(&req.rootfs),
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
+            stdio: stdio::Paths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
             io_owner: (options.io_uid, options.io_gid),
             no_new_keyring: options.no_new_keyring,
         };
@@ -311,7 +313,7 @@ impl Task for TaskService {
             .await
             .map_err(|_| errors::internal(format!("create {}: the build task ended", req.id)))?;
         let container = built.map_err(failure)?;
-        let pid = container.pid as u32;
+        let pid = container.pid() as u32;
         {
             let mut map = self
                 .tasks
@@ -377,9 +379,10 @@ impl Task for TaskService {
                 ..Default::default()
             });
         }
-        let pid = container.pid as u32;
+        let pid = container.pid() as u32;
         container
-            .start(|| {
+            .init
+            .start(|_| {
                 self.publish(
                     "/tasks/start",
                     &TaskStart {
@@ -403,33 +406,17 @@ impl Task for TaskService {
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
         let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
-        if let Some(exec) = exec {
-            let (status, exit) = exec.status().await;
-            return Ok(api::StateResponse {
-                id: exec.id.clone(),
-                bundle: container.bundle.display().to_string(),
-                pid: exec.pid() as u32,
-                status: status_of(status).into(),
-                stdin: exec.stdin.clone(),
-                stdout: exec.stdout.clone(),
-                stderr: exec.stderr.clone(),
-                terminal: exec.terminal,
-                exit_status: exit.map(|e| e.status).unwrap_or_default(),
-                exited_at: exit.map(|e| timestamp(e.at)).into(),
-                exec_id: req.exec_id,
-                ..Default::default()
-            });
-        }
-        let (status, exit) = container.status().await;
+        let process = process(&container, &exec);
+        let (status, exit) = process.status().await;
         Ok(api::StateResponse {
-            id: container.id.clone(),
+            id: process.id().to_string(),
             bundle: container.bundle.display().to_string(),
-            pid: container.pid as u32,
+            pid: process.pid() as u32,
             status: status_of(status).into(),
-            stdin: container.stdin.clone(),
-            stdout: container.stdout.clone(),
-            stderr: container.stderr.clone(),
-            terminal: container.terminal,
+            stdin: process.stdio.stdin.clone(),
+            stdout: process.stdio.stdout.clone(),
+            stderr: process.stdio.stderr.clone(),
+            terminal: process.stdio.terminal,
             exit_status: exit.map(|e| e.status).unwrap_or_default(),
             exited_at: exit.map(|e| timestamp(e.at)).into(),
             exec_id: req.exec_id,
@@ -443,10 +430,7 @@ impl Task for TaskService {
         req: api::WaitRequest,
     ) -> TtrpcResult<api::WaitResponse> {
         let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
-        let exit = match exec {
-            Some(exec) => exec.wait().await,
-            None => container.wait().await,
-        };
+        let exit = process(&container, &exec).wait().await;
         Ok(api::WaitResponse {
             exit_status: exit.status,
             exited_at: MessageField::some(timestamp(exit.at)),
@@ -457,7 +441,7 @@ impl Task for TaskService {
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
         let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
         let result = match exec {
-            Some(exec) => exec.kill(req.signal),
+            Some(exec) => exec.process.kill(req.signal),
             None => container.kill(req.signal, req.all).await,
         };
         match result {
@@ -478,7 +462,7 @@ impl Task for TaskService {
             // No `/tasks/delete` for an exec (the stock shim sends none either).
             let exit = container.delete_exec(&exec).await.map_err(failure)?;
             return Ok(api::DeleteResponse {
-                pid: exec.pid() as u32,
+                pid: exec.process.pid() as u32,
                 exit_status: exit.status,
                 exited_at: MessageField::some(timestamp(exit.at)),
                 ..Default::default()
@@ -495,14 +479,14 @@ impl Task for TaskService {
             &TaskDelete {
                 container_id: req.id.clone(),
                 id: req.id.clone(),
-                pid: container.pid as u32,
+                pid: container.pid() as u32,
                 exit_status: exit.status,
                 exited_at: MessageField::some(timestamp(exit.at)),
                 ..Default::default()
             },
         );
         Ok(api::DeleteResponse {
-            pid: container.pid as u32,
+            pid: container.pid() as u32,
             exit_status: exit.status,
             exited_at: MessageField::some(timestamp(exit.at)),
             ..Default::default()
@@ -512,10 +496,7 @@ impl Task for TaskService {
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
         let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
         if req.stdin {
-            match exec {
-                Some(exec) => exec.close_stdin().await,
-                None => container.close_stdin().await,
-            }
+            process(&container, &exec).close_stdin().await;
         }
         Ok(Empty::new())
     }
@@ -531,7 +512,7 @@ impl Task for TaskService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&req.id)
-            .map(|c| c.pid as u32)
+            .map(|c| c.pid() as u32)
             .unwrap_or_default();
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -569,7 +550,7 @@ impl Task for TaskService {
                 pid: pid as u32,
                 info: execs
                     .get(&pid)
-                    .map(|exec_id| crate::exec::process_details(exec_id))
+                    .map(|exec_id| crate::process::exec::process_details(exec_id))
                     .into(),
                 ..Default::default()
             })
@@ -617,13 +598,17 @@ impl Task for TaskService {
     async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
         log::info!("exec {} in {}", req.exec_id, req.id);
         let container = self.get(&req.id, "")?;
-        let process = req.spec.as_ref().map(|s| s.value.as_slice()).unwrap_or(b"");
+        let process_json = req.spec.as_ref().map(|s| s.value.as_slice()).unwrap_or(b"");
         container
             .add_exec(
                 &req.exec_id,
-                process,
-                [req.stdin.clone(), req.stdout.clone(), req.stderr.clone()],
-                req.terminal,
+                process_json,
+                stdio::Paths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
             )
             .await
             .map_err(failure)?;
@@ -644,16 +629,10 @@ impl Task for TaskService {
         req: api::ResizePtyRequest,
     ) -> TtrpcResult<Empty> {
         let (container, exec) = self.get_process(&req.id, &req.exec_id)?;
-        match exec {
-            Some(exec) => exec
-                .resize_pty(req.width, req.height)
-                .await
-                .map_err(failure)?,
-            None => container
-                .resize_pty(req.width, req.height)
-                .await
-                .map_err(failure)?,
-        }
+        process(&container, &exec)
+            .resize_pty(req.width, req.height)
+            .await
+            .map_err(failure)?;
         Ok(Empty::new())
     }
 

@@ -1,23 +1,27 @@
 //! The process's stdio: containerd hands us fifo paths; the process gets pipes, and the
 //! daemon copies between them, so that it knows when output has drained (Wait answers and
 //! `/tasks/exit` goes out only then) and can deliver EOF on CloseIO. With a terminal the
-//! process gets a pty instead ([`open_terminal`], then [`StdioCopies::attach_console`]), whose
-//! master is copied to and from the same pipes (see `pty`).
+//! process gets a pty instead ([`open`] with a terminal, then [`StdioCopies::attach_console`]), whose
+//! master is copied to and from the same pipes (see `pty`). The copies between the pipes and
+//! containerd's fifos are in `fifo`, a `binary://` stdout's logging binary in `log_binary`.
 
-use std::fs::{File, OpenOptions};
+mod fifo;
+mod log_binary;
+mod pty;
+
+use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use runtime_core::process::InitStdio;
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::log_binary::{self, BinaryUri, LogBinary};
-use crate::pty::Pty;
 use crate::reaper::ExitMonitor;
+
+use self::log_binary::{BinaryUri, LogBinary};
+use self::pty::Pty;
 
 /// How long an exited process's output may take to drain (a daemonized grandchild outside
 /// the container's pid namespace could hold the pipe open forever).
@@ -51,9 +55,33 @@ pub struct Owner<'a> {
     pub ids: (u32, u32),
 }
 
+/// The stdio containerd asked for (State reports it back): fifo paths or log URIs, empty for
+/// none, and whether the process gets a terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// Opens containerd's fifos for a process: returns what the process gets and the daemon's
+/// side. With a terminal, see [`open_terminal`].
+pub async fn open(
+    paths: &Paths,
+    owner: Owner<'_>,
+    monitor: &ExitMonitor,
+) -> io::Result<(InitStdio, StdioCopies)> {
+    if paths.terminal {
+        open_terminal(&paths.stdin, &paths.stdout, owner, monitor).await
+    } else {
+        open_pipes(&paths.stdin, &paths.stdout, &paths.stderr, owner, monitor).await
+    }
+}
+
 /// Opens containerd's fifos and makes the pipes for the process. Empty paths mean /dev/null;
 /// a `binary://` stdout starts a logging binary that gets both stdout and stderr.
-pub async fn open(
+async fn open_pipes(
     stdin: &str,
     stdout: &str,
     stderr: &str,
@@ -64,15 +92,8 @@ pub async fn open(
     let child_stdin = if stdin.is_empty() {
         dev_null()?
     } else {
-        let source = pipe::OpenOptions::new()
-            .read_write(true)
-            .open_receiver(fifo_path(stdin)?)
-            .map_err(|e| annotate(e, stdin))?;
-        let (read, write) = os_pipe()?;
-        let sink = pipe::Sender::from_owned_fd(write)?;
-        let (tx, rx) = oneshot::channel();
-        copies.close_stdin = Some(tx);
-        tokio::spawn(copy_stdin(source, sink, rx));
+        let (read, close) = fifo::stdin(stdin)?;
+        copies.close_stdin = Some(close);
         read
     };
     let (child_stdout, child_stderr) = if stdout.starts_with(log_binary::SCHEME) {
@@ -108,13 +129,13 @@ pub async fn open(
 /// Opens containerd's fifos for a process with a terminal. A tty has no stderr. The process
 /// itself gets /dev/null until it has set up its pty; its master then goes to
 /// [`StdioCopies::attach_console`].
-pub async fn open_terminal(
+async fn open_terminal(
     stdin: &str,
     stdout: &str,
     owner: Owner<'_>,
     monitor: &ExitMonitor,
 ) -> io::Result<(InitStdio, StdioCopies)> {
-    let (ends, mut copies) = open(stdin, stdout, "", owner, monitor).await?;
+    let (ends, mut copies) = open_pipes(stdin, stdout, "", owner, monitor).await?;
     copies.console_ends = Some(ConsoleEnds {
         input: (!stdin.is_empty()).then_some(ends.stdin),
         output: (!stdout.is_empty()).then_some(ends.stdout),
@@ -128,21 +149,32 @@ pub async fn open_terminal(
 }
 
 impl StdioCopies {
-    /// Starts copying the pty `master` of a process opened with [`open_terminal`].
-    pub fn attach_console(&mut self, master: OwnedFd) -> io::Result<()> {
-        let ends = self.console_ends.take().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a pty master for a process without a terminal",
-            )
-        })?;
+    /// Starts copying the pty `master` that a process sends once it is set up: one opened
+    /// with a terminal must send one, any other none.
+    pub fn attach_console(&mut self, master: Option<OwnedFd>) -> io::Result<()> {
+        let (master, ends) = match (master, self.console_ends.take()) {
+            (Some(master), Some(ends)) => (master, ends),
+            (None, None) => return Ok(()),
+            (Some(_), None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a pty master for a process without a terminal",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the process sent no pty master",
+                ));
+            }
+        };
         let (pty, output) = Pty::start(master, ends.input, ends.output)?;
         self.outputs.push(output);
         self.pty = Some(pty);
         Ok(())
     }
 
-    /// Whether the process was opened with [`open_terminal`].
+    /// Whether the process was opened with a terminal.
     pub fn is_terminal(&self) -> bool {
         self.console_ends.is_some() || self.pty.is_some()
     }
@@ -187,6 +219,16 @@ impl StdioCopies {
     }
 }
 
+/// The process's end of its stdout or stderr: /dev/null for an empty path.
+fn output(path: &str, copies: &mut StdioCopies) -> io::Result<OwnedFd> {
+    if path.is_empty() {
+        return dev_null();
+    }
+    let (write, copy) = fifo::output(path)?;
+    copies.outputs.push(copy);
+    Ok(write)
+}
+
 /// Waits until the process's output has been copied to containerd's fifos, which are then
 /// closed (ctr 1.7+ waits for their EOF). A process left outside the container's pid
 /// namespace may hold the pipes open: after [`DRAIN_TIMEOUT`] in all, the copies stop.
@@ -201,82 +243,6 @@ pub async fn drain(outputs: Vec<JoinHandle<()>>) {
     }
 }
 
-fn output(path: &str, copies: &mut StdioCopies) -> io::Result<OwnedFd> {
-    if path.is_empty() {
-        return dev_null();
-    }
-    let (read, write) = os_pipe()?;
-    let source = pipe::Receiver::from_owned_fd(read)?;
-    let handle = match path.strip_prefix("file://") {
-        // ctr --log-uri file:///x: a log file, created as needed.
-        Some(file) => {
-            if let Some(dir) = std::path::Path::new(file).parent() {
-                std::fs::create_dir_all(dir).map_err(|e| annotate(e, path))?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(file)
-                .map_err(|e| annotate(e, path))?;
-            tokio::spawn(copy_out(source, tokio::fs::File::from_std(file)))
-        }
-        None => {
-            // Read-write: never blocks on open, and writes do not fail while containerd (the
-            // reader) restarts.
-            let sink = pipe::OpenOptions::new()
-                .read_write(true)
-                .open_sender(fifo_path(path)?)
-                .map_err(|e| annotate(e, path))?;
-            tokio::spawn(copy_out(source, sink))
-        }
-    };
-    copies.outputs.push(handle);
-    Ok(write)
-}
-
-async fn copy_out<W: tokio::io::AsyncWrite + Unpin>(mut source: pipe::Receiver, mut sink: W) {
-    if let Err(err) = tokio::io::copy(&mut source, &mut sink).await {
-        log::warn!("copy output: {err}");
-    }
-    let _ = sink.flush().await;
-}
-
-async fn copy_stdin(
-    mut source: pipe::Receiver,
-    mut sink: pipe::Sender,
-    mut close: oneshot::Receiver<()>,
-) {
-    let mut buf = vec![0u8; 32 * 1024];
-    loop {
-        tokio::select! {
-            read = tokio::io::AsyncReadExt::read(&mut source, &mut buf) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => if sink.write_all(&buf[..n]).await.is_err() { return },
-            },
-            _ = &mut close => {
-                // Pass on what is already in the fifo, then close: the process reads EOF.
-                loop {
-                    match source.try_read(&mut buf) {
-                        Ok(n) if n > 0 => if sink.write_all(&buf[..n]).await.is_err() { return },
-                        _ => return,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// containerd passes fifo paths (and `file://` or `binary://` URIs, handled by the callers).
-fn fifo_path(uri: &str) -> io::Result<&str> {
-    if uri.contains("://") {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("stdio {uri:?}: only fifo paths, file:// and binary:// URIs are supported"),
-        ));
-    }
-    Ok(uri)
-}
-
 fn os_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
@@ -287,8 +253,4 @@ fn dev_null() -> io::Result<OwnedFd> {
         .write(true)
         .open("/dev/null")?
         .into())
-}
-
-fn annotate(err: io::Error, path: &str) -> io::Error {
-    io::Error::new(err.kind(), format!("open {path}: {err}"))
 }
