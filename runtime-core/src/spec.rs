@@ -211,23 +211,24 @@ fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<()> {
     Ok(())
 }
 
-/// Id mappings belong to a new user namespace (runc refuses them without one), and the
+/// Id mappings belong to a user namespace (runc refuses them without one), and the
 /// ranges of one list do not overlap, neither in the container nor on the host (the kernel
 /// refuses the map file later, after the namespaces exist).
 fn check_mappings(linux: &Linux, namespaces: &[LinuxNamespace]) -> Result<()> {
-    let new_user_ns = namespaces.iter().any(|ns| {
-        ns.typ() == LinuxNamespaceType::User
-            && ns.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
-    });
+    // A user namespace joined by path counts too: containerd's CRI gives a pod's containers
+    // the sandbox's namespace by path together with its mappings, and runc accepts that.
+    let user_ns = namespaces
+        .iter()
+        .any(|ns| ns.typ() == LinuxNamespaceType::User);
     for (name, maps) in [
         ("linux.uidMappings", linux.uid_mappings()),
         ("linux.gidMappings", linux.gid_mappings()),
     ] {
         let maps = maps.as_deref().unwrap_or_default();
-        if !maps.is_empty() && !new_user_ns {
+        if !maps.is_empty() && !user_ns {
             return Err(Error::invalid(
                 name,
-                "id mappings need a new user namespace (type \"user\" without a path)",
+                "id mappings need a user namespace (type \"user\" in linux.namespaces)",
             ));
         }
         let range = |start: u32, size: u32| (u64::from(start), u64::from(start) + u64::from(size));
