@@ -90,7 +90,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     check_ids(process, linux)?;
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     check_namespaces(namespaces)?;
-    check_mappings(linux, namespaces)?;
+    check_mappings(linux)?;
     check_linux_paths(linux)?;
     check_devices(linux)?;
     if let Some(path) = linux.cgroups_path() {
@@ -211,26 +211,15 @@ fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<()> {
     Ok(())
 }
 
-/// Id mappings belong to a user namespace (runc refuses them without one), and the
-/// ranges of one list do not overlap, neither in the container nor on the host (the kernel
-/// refuses the map file later, after the namespaces exist).
-fn check_mappings(linux: &Linux, namespaces: &[LinuxNamespace]) -> Result<()> {
-    // A user namespace joined by path counts too: containerd's CRI gives a pod's containers
-    // the sandbox's namespace by path together with its mappings, and runc accepts that.
-    let user_ns = namespaces
-        .iter()
-        .any(|ns| ns.typ() == LinuxNamespaceType::User);
+/// The ranges of one id mapping list do not overlap, neither in the container nor on the
+/// host (the kernel would refuse the map file later, after the namespaces exist). Mappings
+/// without a user namespace are ignored, as runc 1.1 ignores them.
+fn check_mappings(linux: &Linux) -> Result<()> {
     for (name, maps) in [
         ("linux.uidMappings", linux.uid_mappings()),
         ("linux.gidMappings", linux.gid_mappings()),
     ] {
         let maps = maps.as_deref().unwrap_or_default();
-        if !maps.is_empty() && !user_ns {
-            return Err(Error::invalid(
-                name,
-                "id mappings need a user namespace (type \"user\" in linux.namespaces)",
-            ));
-        }
         let range = |start: u32, size: u32| (u64::from(start), u64::from(start) + u64::from(size));
         let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
         for (i, m) in maps.iter().enumerate() {
@@ -991,10 +980,6 @@ mod tests {
                 "linux.timeOffsets",
             ),
             (
-                json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
-                "linux.uidMappings",
-            ),
-            (
                 json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
                     "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 100},
                                     {"containerID": 50, "hostID": 200000, "size": 10}],
@@ -1071,6 +1056,7 @@ mod tests {
             json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
                 "syscalls": [{"names": ["no_such_syscall_yet"], "action": "SCMP_ACT_ERRNO"}]}}}),
             json!({"process": {"capabilities": {"ambient": ["CAP_KILL"], "bounding": ["CAP_KILL"]}}}),
+            json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
         ] {
             load_patched(patch.clone()).unwrap_or_else(|e| panic!("{patch}: {e}"));
         }

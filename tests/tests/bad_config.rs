@@ -11,8 +11,8 @@
 //! a missing field. Wrong JSON types stop in ctr itself (unit tests in runtime-core/src/spec.rs
 //! cover them in mini's own parser).
 //!
-//! Counted on this machine: all 52 cases refused and named on containerd 1.7 and 2.x; on 1.6,
-//! 51 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
+//! Counted on this machine: all 51 cases refused and named on containerd 1.7 and 2.x; on 1.6,
+//! 50 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
 //! sees it, and that case is skipped there).
 
 use std::fs;
@@ -294,9 +294,6 @@ const CASES: &[Case] = &[
     case("time-offsets", &["linux.timeOffsets"], |s| {
         s["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 100, "nanosecs": 0}})
     }),
-    case("mappings-no-userns", &["linux.uidMappings"], |s| {
-        s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}])
-    }),
     case("uid-overlap", &["linux.uidMappings[1].containerID"], |s| {
         with_user_ns(s);
         s["linux"]["uidMappings"]
@@ -492,4 +489,56 @@ fn runc_spec_bundle_runs_unchanged(version: Version) {
     );
     assert!(out.stdout.contains("hostname=runc"), "{out}");
     ns.assert_nothing_left(&id);
+
+    // Valid variations runc 1.1.5 runs: optional fields left out or empty, a umask, an rlimit
+    // at its current value, empty capability sets, id mappings without a user namespace
+    // (ignored), an ambient capability alone (skipped).
+    type Edit = fn(&mut Value);
+    let variants: [(&str, &str, Edit); 7] = [
+        ("no-optional", "echo ok", |s| {
+            let process = s["process"].as_object_mut().unwrap();
+            for key in ["capabilities", "rlimits", "noNewPrivileges", "env"] {
+                process.remove(key);
+            }
+            let linux = s["linux"].as_object_mut().unwrap();
+            for key in ["resources", "maskedPaths", "readonlyPaths"] {
+                linux.remove(key);
+            }
+            s.as_object_mut().unwrap().remove("hostname");
+        }),
+        ("empty-resources", "echo ok", |s| {
+            s["linux"]["resources"] = json!({
+                "devices": [], "memory": {}, "cpu": {}, "pids": {"limit": 0},
+                "blockIO": {}, "hugepageLimits": [], "network": {}
+            })
+        }),
+        ("umask", "echo umask=$(umask)", |s| {
+            s["process"]["user"]["umask"] = json!(0o027)
+        }),
+        ("empty-sets", "echo ok", |s| {
+            s["process"]["capabilities"] = json!({"bounding": [], "ambient": []})
+        }),
+        ("rlimit-current", "echo ok", |s| {
+            s["process"]["rlimits"] = json!([{"type": "RLIMIT_CORE", "soft": 0, "hard": 0}])
+        }),
+        ("mappings-without-userns", "echo ok", |s| {
+            s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 1}])
+        }),
+        ("ambient-only", "echo ok", |s| {
+            s["process"]["capabilities"] = json!({"ambient": ["CAP_KILL"]})
+        }),
+    ];
+    for (name, script, edit) in variants {
+        let mut spec = runc_spec(&rootfs, script);
+        edit(&mut spec);
+        let id = ns.new_id(name);
+        let out = run(&ns, &spec, &id);
+        assert!(out.success(), "{name}: {out}");
+        if name == "umask" {
+            assert!(out.stdout.contains("umask=0027"), "{out}");
+        } else {
+            assert!(out.stdout.contains("ok"), "{name}: {out}");
+        }
+        ns.assert_nothing_left(&id);
+    }
 }
