@@ -943,6 +943,19 @@ mod tests {
     }
 
     #[test]
+    fn read_tells_a_missing_file_from_one_that_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(read(dir.path()), Err(Error::Io { .. })));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"process": {"args": 1}}"#,
+        )
+        .unwrap();
+        let err = read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json: process.args"), "{err}");
+    }
+
+    #[test]
     fn malformed_fields_are_refused_by_name() {
         use serde_json::json;
         let cases = [
