@@ -77,6 +77,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
         Some(_) => {}
     }
     check_env(process)?;
+    if let Some(adj) = process.oom_score_adj()
+        && !(-1000..=1000).contains(&adj)
+    {
+        return Err(Error::invalid(
+            "process.oomScoreAdj",
+            format!("{adj} is outside -1000..=1000"),
+        ));
+    }
     if let Some(rlimits) = process.rlimits() {
         crate::rlimits::validate(rlimits)?;
     }
@@ -186,7 +194,9 @@ fn check_mounts(spec: &Spec) -> Result<()> {
 }
 
 /// No namespace type twice (config-linux.md: "duplicated namespaces ... MUST generate an
-/// error"), and a namespace `path` is absolute.
+/// error"), and a namespace `path` is absolute. Whether it exists and names a namespace of
+/// the right type is checked when it is joined: an exec validates the container's spec
+/// again, and a path such as a removed `/run/netns/x` must not stop it.
 fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<()> {
     for (i, ns) in namespaces.iter().enumerate() {
         if let Some(first) = namespaces[..i].iter().position(|n| n.typ() == ns.typ()) {
@@ -200,12 +210,14 @@ fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<()> {
         }
         if let Some(path) = ns.path()
             && !path.as_os_str().is_empty()
-            && !path.is_absolute()
         {
-            return Err(Error::invalid(
-                format!("linux.namespaces[{i}].path"),
-                format!("{path:?} is not an absolute path"),
-            ));
+            let field = format!("linux.namespaces[{i}].path");
+            if !path.is_absolute() {
+                return Err(Error::invalid(
+                    field,
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
         }
     }
     Ok(())
@@ -292,9 +304,11 @@ fn check_devices(linux: &Linux) -> Result<()> {
 }
 
 /// What `linux.seccomp` must hold beyond its types (actions, architectures and operators are
-/// checked by parsing): every rule names at least one syscall (config-linux.md), each name
-/// non-empty, and argument indexes 0..=5.
+/// checked by parsing): actions mini can load (no notify) with an `errnoRet` that fits, every
+/// rule naming at least one syscall (config-linux.md), each name non-empty, and argument
+/// indexes 0..=5.
 fn check_seccomp(seccomp: &oci_spec::runtime::LinuxSeccomp) -> Result<()> {
+    crate::seccomp::check_actions(seccomp)?;
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
         if rule.names().is_empty() {
             return Err(Error::invalid(
@@ -1043,6 +1057,23 @@ mod tests {
             (
                 json!({"process": {"rlimits": [{"type": "RLIMIT_CORE", "soft": 2, "hard": 1}]}}),
                 "process.rlimits[0].soft",
+            ),
+            (
+                json!({"process": {"oomScoreAdj": 1001}}),
+                "process.oomScoreAdj",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}}}),
+                "linux.seccomp.syscalls[0].action",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),
+                "linux.seccomp.defaultAction",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l"}}}),
+                "linux.seccomp.listenerPath",
             ),
         ];
         for (patch, field) in cases {

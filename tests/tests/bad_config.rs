@@ -362,15 +362,19 @@ const CASES: &[Case] = &[
             )
         },
     ),
-    case("seccomp-errno-range", &["linux.seccomp", "70000"], |s| {
-        seccomp(
-            s,
-            json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]),
-        )
-    }),
+    case(
+        "seccomp-errno-range",
+        &["linux.seccomp.syscalls[0].action", "70000"],
+        |s| {
+            seccomp(
+                s,
+                json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]),
+            )
+        },
+    ),
     case(
         "seccomp-notify",
-        &["linux.seccomp", "SCMP_ACT_NOTIFY"],
+        &["linux.seccomp.syscalls[0].action", "SCMP_ACT_NOTIFY"],
         |s| {
             seccomp(
                 s,
