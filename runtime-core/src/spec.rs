@@ -23,8 +23,9 @@ pub fn read(bundle: &Path) -> Result<Spec> {
 }
 
 /// Parses a `config.json` document. An error names the field by its JSON path and says what
-/// is wrong with its value, e.g. `config.json: process.capabilities.bounding[2]: unknown
-/// capability "CAP_FOO"`: serde_json alone gives only a line and a column.
+/// is wrong with its value, e.g. `config.json: process.capabilities.bounding[2]: no variant
+/// for CAP_FOO` or `config.json: process.rlimits[0].type: unknown variant `RLIMIT_BOGUS``:
+/// serde_json alone gives only a line and a column.
 pub fn parse(json: &[u8]) -> Result<Spec> {
     let mut de = serde_json::Deserializer::from_slice(json);
     let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
