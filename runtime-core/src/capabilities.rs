@@ -117,9 +117,10 @@ pub fn raisable_ambient(
         .collect()
 }
 
-/// Reads `process.capabilities` from a spec's JSON, skipping (with a warning) the names that
-/// `oci_spec` does not know. Strict deserialization rejects the whole spec for one new name;
-/// a config loader calls this on the `process.capabilities` object instead.
+/// Reads a `process.capabilities` object, skipping (with a warning) the names that `oci_spec`
+/// does not know. config.json itself is parsed strictly (`spec::parse` refuses such a name,
+/// naming its JSON path, as the runtime-spec asks); this is for sets assembled elsewhere,
+/// such as the tests' own.
 pub fn from_json_lenient(value: &serde_json::Value) -> Result<LinuxCapabilities> {
     let object = value
         .as_object()
