@@ -49,18 +49,23 @@ pub fn resource_from_name(name: &str) -> Result<Resource> {
 /// no soft limit above its hard limit.
 pub fn validate(rlimits: &[PosixRlimit]) -> Result<()> {
     let mut seen = HashSet::new();
-    for rlimit in rlimits {
+    for (i, rlimit) in rlimits.iter().enumerate() {
         let name = rlimit.typ().to_string();
-        resource_from_name(&name)?;
+        resource_from_name(&name).map_err(|_| {
+            Error::invalid(
+                format!("process.rlimits[{i}].type"),
+                format!("unknown rlimit type {name:?}"),
+            )
+        })?;
         if !seen.insert(name.clone()) {
             return Err(Error::invalid(
-                "process.rlimits",
+                format!("process.rlimits[{i}].type"),
                 format!("{name} is listed twice"),
             ));
         }
         if rlimit.soft() > rlimit.hard() {
             return Err(Error::invalid(
-                "process.rlimits",
+                format!("process.rlimits[{i}].soft"),
                 format!(
                     "{name}: soft limit {} is above hard limit {}",
                     rlimit.soft(),

@@ -9,10 +9,36 @@ use crate::{Error, Result};
 
 /// Reads `bundle/config.json` and checks what the runtime needs before touching the kernel.
 pub fn load(bundle: &Path) -> Result<Spec> {
-    let path = bundle.join("config.json");
-    let spec = Spec::load(&path)
-        .map_err(|e| Error::invalid("config.json", format!("{}: {e}", path.display())))?;
+    let spec = read(bundle)?;
     validate(&spec)?;
+    Ok(spec)
+}
+
+/// Reads and parses `bundle/config.json` without validating it: what cleanup needs of a
+/// spec that Create may have refused. A parse error names the JSON path of the field.
+pub fn read(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    parse(&bytes)
+}
+
+/// Parses a `config.json` document. An error names the field by its JSON path and says what
+/// is wrong with its value, e.g. `config.json: process.capabilities.bounding[2]: no variant
+/// for CAP_FOO` or `config.json: process.rlimits[0].type: unknown variant `RLIMIT_BOGUS``:
+/// serde_json alone gives only a line and a column.
+pub fn parse(json: &[u8]) -> Result<Spec> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "config.json".to_string()
+        } else {
+            format!("config.json: {path}")
+        };
+        Error::invalid(field, e.into_inner().to_string())
+    })?;
+    de.end()
+        .map_err(|e| Error::invalid("config.json", e.to_string()))?;
     Ok(spec)
 }
 
@@ -32,6 +58,7 @@ pub fn linux_of(spec: &Spec) -> Result<&oci_spec::runtime::Linux> {
 
 /// Checks the parts of the spec that every container needs.
 pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
     let process = process_of(spec)?;
     match process.args() {
         Some(args) if !args.is_empty() && !args[0].is_empty() => {}
@@ -43,9 +70,26 @@ pub fn validate(spec: &Spec) -> Result<()> {
             format!("{} is not an absolute path", process.cwd().display()),
         ));
     }
-    if spec.root().is_none() {
-        return Err(Error::invalid("root", "missing"));
+    match spec.root() {
+        None => return Err(Error::invalid("root", "missing")),
+        Some(root) if root.path().as_os_str().is_empty() => {
+            return Err(Error::invalid("root.path", "empty"));
+        }
+        Some(_) => {}
     }
+    check_env(process)?;
+    if let Some(adj) = process.oom_score_adj()
+        && !(-1000..=1000).contains(&adj)
+    {
+        return Err(Error::invalid(
+            "process.oomScoreAdj",
+            format!("{adj} is outside -1000..=1000"),
+        ));
+    }
+    if let Some(rlimits) = process.rlimits() {
+        crate::rlimits::validate(rlimits)?;
+    }
+    check_mounts(spec)?;
     let Some(linux) = spec.linux() else {
         return Err(Error::invalid(
             "linux",
@@ -54,6 +98,25 @@ pub fn validate(spec: &Spec) -> Result<()> {
     };
     check_ids(process, linux)?;
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    check_namespaces(namespaces)?;
+    check_mappings(linux)?;
+    check_linux_paths(linux)?;
+    check_devices(linux)?;
+    if let Some(path) = linux.cgroups_path() {
+        // The id only matters when the path is absent.
+        crate::cgroups::resolve_cgroups_path("container", Some(path))?;
+    }
+    if let Some(seccomp) = linux.seccomp() {
+        check_seccomp(seccomp)?;
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !has_own_namespace(namespaces, LinuxNamespaceType::Time)?
+    {
+        return Err(Error::invalid(
+            "linux.timeOffsets",
+            "needs a time namespace of the container's own (type \"time\" in linux.namespaces)",
+        ));
+    }
     for (field, value) in [
         ("hostname", spec.hostname()),
         ("domainname", spec.domainname()),
@@ -71,6 +134,205 @@ pub fn validate(spec: &Spec) -> Result<()> {
         check_sysctl(key, namespaces)?;
     }
     refuse_unsupported(spec)
+}
+
+/// `ociVersion` is REQUIRED and MUST be SemVer 2.0.0 (config.md). Any major version is
+/// accepted, as runc does: the fields mini reads are checked one by one below.
+fn check_version(version: &str) -> Result<()> {
+    if version.is_empty() {
+        return Err(Error::invalid(
+            "ociVersion",
+            "missing or empty: the runtime-spec version the bundle complies with is required",
+        ));
+    }
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let numbers: Vec<&str> = core.split('.').collect();
+    let semver = numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && version[core.len()..]
+            .split(['-', '+', '.'])
+            .skip(1)
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if !semver {
+        return Err(Error::invalid(
+            "ociVersion",
+            format!("{version:?} is not a SemVer 2.0.0 version such as \"1.2.0\""),
+        ));
+    }
+    Ok(())
+}
+
+/// Every `process.env` entry is `NAME=value` with a non-empty name (runc refuses the rest).
+fn check_env(process: &Process) -> Result<()> {
+    for (i, entry) in process.env().iter().flatten().enumerate() {
+        match entry.split_once('=') {
+            Some((name, _)) if !name.is_empty() && !name.contains('\0') => {}
+            _ => {
+                return Err(Error::invalid(
+                    format!("process.env[{i}]"),
+                    format!("{entry:?} is not NAME=value"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each `mounts[i].destination` is an absolute path in the container (the path the init
+/// resolves below the root; runc 1.1+ also takes a relative one, with a warning).
+fn check_mounts(spec: &Spec) -> Result<()> {
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(Error::invalid(
+                format!("mounts[{i}].destination"),
+                format!("{:?} is not an absolute path", m.destination()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No namespace type twice (config-linux.md: "duplicated namespaces ... MUST generate an
+/// error"), and a namespace `path` is absolute. Whether it exists and names a namespace of
+/// the right type is checked when it is joined: an exec validates the container's spec
+/// again, and a path such as a removed `/run/netns/x` must not stop it.
+fn check_namespaces(namespaces: &[LinuxNamespace]) -> Result<()> {
+    for (i, ns) in namespaces.iter().enumerate() {
+        if let Some(first) = namespaces[..i].iter().position(|n| n.typ() == ns.typ()) {
+            return Err(Error::invalid(
+                format!("linux.namespaces[{i}].type"),
+                format!(
+                    "{:?} is listed twice (also linux.namespaces[{first}])",
+                    ns_file(ns.typ())
+                ),
+            ));
+        }
+        if let Some(path) = ns.path()
+            && !path.as_os_str().is_empty()
+        {
+            let field = format!("linux.namespaces[{i}].path");
+            if !path.is_absolute() {
+                return Err(Error::invalid(
+                    field,
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ranges of one id mapping list do not overlap, neither in the container nor on the
+/// host (the kernel would refuse the map file later, after the namespaces exist). Mappings
+/// without a user namespace are ignored, as runc 1.1 ignores them.
+fn check_mappings(linux: &Linux) -> Result<()> {
+    for (name, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let maps = maps.as_deref().unwrap_or_default();
+        let range = |start: u32, size: u32| (u64::from(start), u64::from(start) + u64::from(size));
+        let overlap = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+        for (i, m) in maps.iter().enumerate() {
+            for (j, earlier) in maps[..i].iter().enumerate() {
+                for (side, this, other) in [
+                    (
+                        "containerID",
+                        range(m.container_id(), m.size()),
+                        range(earlier.container_id(), earlier.size()),
+                    ),
+                    (
+                        "hostID",
+                        range(m.host_id(), m.size()),
+                        range(earlier.host_id(), earlier.size()),
+                    ),
+                ] {
+                    if overlap(this, other) {
+                        return Err(Error::invalid(
+                            format!("{name}[{i}].{side}"),
+                            format!(
+                                "{}..{} overlaps {name}[{j}] ({}..{})",
+                                this.0, this.1, other.0, other.1
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `linux.maskedPaths` and `linux.readonlyPaths` entries MUST be absolute paths in the
+/// container (config-linux.md).
+fn check_linux_paths(linux: &Linux) -> Result<()> {
+    for (name, paths) in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, path) in paths.iter().flatten().enumerate() {
+            if !Path::new(path).is_absolute() {
+                return Err(Error::invalid(
+                    format!("{name}[{i}]"),
+                    format!("{path:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `linux.devices` entry is a node to create: an absolute path and a node type (c, b, u
+/// or p; "a" exists only for cgroup device rules).
+fn check_devices(linux: &Linux) -> Result<()> {
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().is_absolute() {
+            return Err(Error::invalid(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not an absolute path", d.path()),
+            ));
+        }
+        if d.typ() == oci_spec::runtime::LinuxDeviceType::A {
+            return Err(Error::invalid(
+                format!("linux.devices[{i}].type"),
+                "\"a\" is not a node type (c, b, u or p)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `linux.seccomp` must hold beyond its types (actions, architectures and operators are
+/// checked by parsing): actions mini can load (no notify) with an `errnoRet` that fits, every
+/// rule naming at least one syscall (config-linux.md), each name non-empty, and argument
+/// indexes 0..=5.
+fn check_seccomp(seccomp: &oci_spec::runtime::LinuxSeccomp) -> Result<()> {
+    crate::seccomp::check_actions(seccomp)?;
+    for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        if rule.names().is_empty() {
+            return Err(Error::invalid(
+                format!("linux.seccomp.syscalls[{i}].names"),
+                "empty: a rule names at least one syscall",
+            ));
+        }
+        if let Some(n) = rule.names().iter().position(|n| n.is_empty()) {
+            return Err(Error::invalid(
+                format!("linux.seccomp.syscalls[{i}].names[{n}]"),
+                "an empty syscall name",
+            ));
+        }
+        for (a, arg) in rule.args().iter().flatten().enumerate() {
+            if arg.index() > 5 {
+                return Err(Error::invalid(
+                    format!("linux.seccomp.syscalls[{i}].args[{a}].index"),
+                    format!("{} is not an argument 0..=5", arg.index()),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The largest uid or gid mini accepts (runc's rule): ids above it are -1 or negative to
@@ -522,7 +784,11 @@ mod tests {
                 .unwrap()
         };
         let mapped = |uids: Vec<oci_spec::runtime::LinuxIdMapping>, gids| {
-            with_linux(vec![ns(LinuxNamespaceType::Mount, None)], |l| {
+            let namespaces = vec![
+                ns(LinuxNamespaceType::Mount, None),
+                ns(LinuxNamespaceType::User, None),
+            ];
+            with_linux(namespaces, |l| {
                 l.set_uid_mappings(Some(uids)).set_gid_mappings(Some(gids));
             })
         };
@@ -618,6 +884,226 @@ mod tests {
                 }
             }
             (slot, v) => *slot = v,
+        }
+    }
+
+    /// The default spec as JSON with `patch` merged in, then parsed and validated.
+    fn load_patched(patch: serde_json::Value) -> Result<Spec> {
+        let mut json = serde_json::to_value(Spec::default()).unwrap();
+        merge(&mut json, patch);
+        let spec = parse(json.to_string().as_bytes())?;
+        validate(&spec)?;
+        Ok(spec)
+    }
+
+    #[track_caller]
+    fn refused_with(patch: serde_json::Value, names: &[&str]) {
+        let err = load_patched(patch.clone())
+            .expect_err(&format!("{patch} must be refused"))
+            .to_string();
+        for name in names {
+            assert!(err.contains(name), "{patch}: {err} does not name {name}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_json_path_and_the_value() {
+        use serde_json::json;
+        let caps = json!(["CAP_CHOWN", "CAP_KILL", "CAP_FOO"]);
+        refused_with(
+            json!({"process": {"capabilities": {"bounding": caps}}}),
+            &["config.json: process.capabilities.bounding[2]", "CAP_FOO"],
+        );
+        refused_with(
+            json!({"process": {"rlimits": [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]}}),
+            &["process.rlimits[0].type", "RLIMIT_BOGUS"],
+        );
+        refused_with(
+            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_MAYBE"}}}),
+            &["linux.seccomp.defaultAction", "SCMP_ACT_MAYBE"],
+        );
+        refused_with(
+            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_Z80"]}}}),
+            &["linux.seccomp.architectures[1]", "SCMP_ARCH_Z80"],
+        );
+        refused_with(
+            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOPE"}]}}}),
+            &["linux.seccomp.syscalls[0].action", "SCMP_ACT_NOPE"],
+        );
+        refused_with(
+            json!({"linux": {"personality": {"domain": "LINUX64"}}}),
+            &["linux.personality.domain", "LINUX64"],
+        );
+        refused_with(
+            json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "bogus"}]}}),
+            &["linux.namespaces[1].type", "bogus"],
+        );
+        refused_with(
+            json!({"linux": {"devices": [{"path": "/dev/x", "type": "z", "major": 1, "minor": 1}]}}),
+            &["linux.devices[0].type", "z"],
+        );
+        refused_with(
+            json!({"process": {"user": {"uid": "root"}}}),
+            &["process.user.uid", "root"],
+        );
+        refused_with(json!({"process": {"args": "sh"}}), &["process.args"]);
+        let err = parse(b"{\"ociVersion\": \"1.0.0\",")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.json"), "{err}");
+        let err = parse(b"{} []").unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+    }
+
+    #[test]
+    fn read_tells_a_missing_file_from_one_that_does_not_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(read(dir.path()), Err(Error::Io { .. })));
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"process": {"args": 1}}"#,
+        )
+        .unwrap();
+        let err = read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json: process.args"), "{err}");
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_by_name() {
+        use serde_json::json;
+        let cases = [
+            (json!({"ociVersion": ""}), "ociVersion"),
+            (json!({"ociVersion": "1.0"}), "ociVersion"),
+            (json!({"ociVersion": "one"}), "ociVersion"),
+            (json!({"root": {"path": ""}}), "root.path"),
+            (
+                json!({"process": {"env": ["PATH=/bin", "NOEQUALS"]}}),
+                "process.env[1]",
+            ),
+            (json!({"process": {"env": ["=x"]}}), "process.env[0]"),
+            (
+                json!({"mounts": [{"destination": "tmp", "type": "tmpfs", "source": "tmpfs"}]}),
+                "mounts[0].destination",
+            ),
+            (
+                json!({"linux": {"maskedPaths": ["/proc/kcore", "proc/keys"]}}),
+                "linux.maskedPaths[1]",
+            ),
+            (
+                json!({"linux": {"readonlyPaths": ["proc/sys"]}}),
+                "linux.readonlyPaths[0]",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "mount"}]}}),
+                "linux.namespaces[2].type",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "net", "path": "run/netns/x"}]}}),
+                "linux.namespaces[1]",
+            ),
+            (
+                json!({"linux": {"timeOffsets": {"monotonic": {"secs": 1}}}}),
+                "linux.timeOffsets",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
+                    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 100},
+                                    {"containerID": 50, "hostID": 200000, "size": 10}],
+                    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]}}),
+                "linux.uidMappings[1].containerID",
+            ),
+            (
+                json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
+                    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 10},
+                                    {"containerID": 10, "hostID": 100005, "size": 10}]}}),
+                "linux.gidMappings[1].hostID",
+            ),
+            (
+                json!({"linux": {"devices": [{"path": "/dev/all", "type": "a"}]}}),
+                "linux.devices[0].type",
+            ),
+            (
+                json!({"linux": {"devices": [{"path": "dev/x", "type": "c", "major": 1, "minor": 3}]}}),
+                "linux.devices[0].path",
+            ),
+            (
+                json!({"linux": {"cgroupsPath": "/../../etc"}}),
+                "linux.cgroupsPath",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}}}),
+                "linux.seccomp.syscalls[0].names",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read", ""], "action": "SCMP_ACT_ERRNO"}]}}}),
+                "linux.seccomp.syscalls[0].names[1]",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                        "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}}}),
+                "linux.seccomp.syscalls[0].args[0].index",
+            ),
+            (
+                json!({"process": {"rlimits": [
+                    {"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1},
+                    {"type": "RLIMIT_NOFILE", "soft": 2, "hard": 2}]}}),
+                "process.rlimits[1].type",
+            ),
+            (
+                json!({"process": {"rlimits": [{"type": "RLIMIT_CORE", "soft": 2, "hard": 1}]}}),
+                "process.rlimits[0].soft",
+            ),
+            (
+                json!({"process": {"oomScoreAdj": 1001}}),
+                "process.oomScoreAdj",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}}}),
+                "linux.seccomp.syscalls[0].action",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}),
+                "linux.seccomp.defaultAction",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l"}}}),
+                "linux.seccomp.listenerPath",
+            ),
+        ];
+        for (patch, field) in cases {
+            refused_with(patch, &[field]);
+        }
+    }
+
+    #[test]
+    fn what_the_spec_and_runc_accept_passes() {
+        use serde_json::json;
+        for patch in [
+            json!({"ociVersion": "1.0.2-dev"}),
+            json!({"ociVersion": "1.2.0"}),
+            json!({"ociVersion": "2.0.0"}),
+            json!({"ociVersion": "1.1.0-rc.1+build.5"}),
+            json!({"process": {"user": {"uid": 0, "gid": 0, "umask": 18}}}),
+            json!({"process": {"env": ["EMPTY=", "A=b=c"]}}),
+            json!({"linux": {"resources": {"memory": {}, "cpu": {}, "pids": null, "devices": []}}}),
+            json!({"hostname": null, "linux": {"namespaces": [{"type": "mount"}, {"type": "user"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 10},
+                                {"containerID": 10, "hostID": 100010, "size": 10}],
+                "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1}]}}),
+            json!({"linux": {"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}}),
+            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["no_such_syscall_yet"], "action": "SCMP_ACT_ERRNO"}]}}}),
+            json!({"process": {"capabilities": {"ambient": ["CAP_KILL"], "bounding": ["CAP_KILL"]}}}),
+            json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
+        ] {
+            load_patched(patch.clone()).unwrap_or_else(|e| panic!("{patch}: {e}"));
         }
     }
 

@@ -235,6 +235,8 @@ pub fn recorded_socket(bundle: &Path) -> Option<PathBuf> {
     path.starts_with(SOCKET_DIR).then_some(path)
 }
 
+/// Read leniently on purpose: a config.json that does not parse or validate must still get
+/// its shim started, so that Create reports the field at fault (`runtime_core::spec::load`).
 fn grouping_id(bundle: &Path) -> Option<String> {
     let text = fs::read_to_string(bundle.join("config.json")).ok()?;
     let spec: serde_json::Value = serde_json::from_str(&text).ok()?;

@@ -46,14 +46,21 @@ pub fn delete(args: &Args) -> Result<(), String> {
 /// Best effort, each step on its own: a failure is reported on stderr (containerd's log)
 /// and the next step still runs.
 fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
-    // Read, not validated: cleaning up needs only the cgroup path, even of a spec that
-    // Create refused.
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
-    let cgroups_path = spec
-        .as_ref()
-        .and_then(|s| s.linux().as_ref())
-        .and_then(|l| l.cgroups_path().clone());
-    let cgroup = CgroupManager::new(id, cgroups_path.as_deref()).ok();
+    // Parsed as Create parses it, not validated: cleaning up needs only the cgroup path,
+    // even of a spec that Create refused. A config.json that does not parse made Create
+    // fail before it created any cgroup: then there is none to look for. Without the file,
+    // the default path is the one to check.
+    let cgroup = match runtime_core::spec::read(bundle) {
+        Ok(spec) => {
+            let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+            CgroupManager::new(id, cgroups_path.as_deref()).ok()
+        }
+        Err(runtime_core::Error::Io { .. }) => CgroupManager::new(id, None).ok(),
+        Err(err) => {
+            eprintln!("{err}: no cgroup to remove");
+            None
+        }
+    };
     // The cgroup is ours to empty only if our init was placed in it (its pid was recorded):
     // a Create that failed may have found it holding others' processes. Without a recorded
     // pid, what our setup left in it (an init the daemon never learnt of) dies with the

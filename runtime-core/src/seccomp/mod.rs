@@ -25,8 +25,10 @@ pub fn parse(json: &str) -> Result<LinuxSeccomp> {
     serde_json::from_str(json).map_err(|e| Error::invalid("linux.seccomp", e.to_string()))
 }
 
-/// Compiles the spec's profile; errors name the syscall, action or architecture at fault.
-pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
+/// Checks what [`compile`] would refuse in the profile's actions without building a filter,
+/// so that spec validation refuses it before anything is created: a notify listener or
+/// action (not supported) and an `errnoRet` that does not fit 16 bits.
+pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
     if let Some(path) = seccomp.listener_path() {
         return Err(Error::invalid(
             "linux.seccomp.listenerPath",
@@ -36,6 +38,21 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
             ),
         ));
     }
+    action(
+        "linux.seccomp.defaultAction",
+        seccomp.default_action(),
+        seccomp.default_errno_ret(),
+    )?;
+    for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{i}].action");
+        action(&field, rule.action(), rule.errno_ret())?;
+    }
+    Ok(())
+}
+
+/// Compiles the spec's profile; errors name the syscall, action or architecture at fault.
+pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
+    check_actions(seccomp)?;
     let default_action = action(
         "linux.seccomp.defaultAction",
         seccomp.default_action(),
