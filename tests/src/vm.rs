@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boot {
     /// `tests/vm/guest-init.sh`: mounts cgroup2 at `/sys/fs/cgroup` itself, enables every
-    /// controller in the root's `cgroup.subtree_control` and runs the tests (~15 s to boot).
+    /// controller in the root's `cgroup.subtree_control` and runs the tests (~15 s to boot on
+    /// an idle machine).
     Init,
     /// systemd (with dbus) as PID 1; the tests run in a oneshot unit
-    /// (`mini-vm-job.service`, `Delegate=yes`) after `basic.target` (~60 s to boot).
+    /// (`mini-vm-job.service`, `Delegate=yes`) after `basic.target` (~60 s to boot on an idle
+    /// machine).
     Systemd,
 }
 
@@ -37,10 +39,11 @@ impl Boot {
         }
     }
 
+    /// How long the job may take to start: generous, the machine may be loaded.
     fn boot_time(self) -> Duration {
         match self {
-            Boot::Init => Duration::from_secs(90),
-            Boot::Systemd => Duration::from_secs(240),
+            Boot::Init => Duration::from_secs(240),
+            Boot::Systemd => Duration::from_secs(480),
         }
     }
 }
@@ -146,7 +149,8 @@ impl Vm {
     /// One VM at a time per process (TCG needs both cores).
     pub fn run(boot: Boot, runs: &[TestRun]) -> Vec<Outcome> {
         let expected: Vec<String> = runs.iter().flat_map(list_tests).collect();
-        let timeout = boot.boot_time() + Duration::from_secs(120) * expected.len() as u32;
+        // Twice the boot time: one boot may be retried.
+        let timeout = boot.boot_time() * 2 + Duration::from_secs(120) * expected.len() as u32;
         Vm::run_with_timeout(boot, runs, timeout)
     }
 
@@ -163,8 +167,34 @@ impl Vm {
         let job = vm.job_dir().to_path_buf();
         write_job(&job, runs);
         let started = Instant::now();
-        vm.child = Some(spawn_qemu(&root, &job, boot));
-        let finished = vm.wait(timeout);
+        // Under TCG the guest kernel now and then hangs early in its boot (seen: a soft
+        // lockup in the keyring set-up, before init): a guest that reports a soft lockup, or
+        // whose job has not started within the boot time, is killed and booted once more.
+        let mut finished = false;
+        for attempt in 1..=2 {
+            vm.child = Some(spawn_qemu(&root, &job, boot));
+            let job_started = |vm: &mut Vm| job.join("output").exists() || vm.exited();
+            crate::wait_until(boot.boot_time(), || {
+                job_started(&mut vm)
+                    || fs::read_to_string(job.join("console.log"))
+                        .is_ok_and(|c| c.contains("BUG: soft lockup"))
+            });
+            let job_started = job_started(&mut vm);
+            if job_started || attempt == 2 {
+                finished = vm.wait(timeout.saturating_sub(started.elapsed()));
+                break;
+            }
+            eprintln!(
+                "vm ({}): no job after {:.0} s, booting again; console tail:\n{}",
+                boot.name(),
+                started.elapsed().as_secs_f64(),
+                tail(
+                    &fs::read_to_string(job.join("console.log")).unwrap_or_default(),
+                    15
+                )
+            );
+            vm.kill();
+        }
         eprintln!(
             "vm ({}): {} in {:.0} s",
             boot.name(),
@@ -213,6 +243,13 @@ impl Vm {
             self.kill();
         }
         ended
+    }
+
+    /// True once qemu has exited.
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
     fn kill(&mut self) {

@@ -1,8 +1,8 @@
 //! mini on a pure cgroup v2 host, on containerd 1.6 (the guest's own package) and 2.x: the
 //! spec's resources as runc writes them on v2, read back from the container's cgroup
-//! directory; the eBPF device program; the OOM kill from `memory.events`; pause/resume through
-//! `cgroup.freeze`; kill `--all`; v2 metrics; the cgroup gone after delete, also after the
-//! shim was SIGKILLed.
+//! directory; the eBPF device program; the OOM kill from `memory.events`; v2 metrics,
+//! pause/resume through `cgroup.freeze` and kill `--all`; the cgroup gone after delete, also
+//! after the shim was SIGKILLed.
 //!
 //! This host is hybrid, so every scenario is ignored here: `tests/tests/vm.rs` boots a VM with
 //! a pure cgroup v2 hierarchy and runs them there (`--ignored`). Each one fails, rather than
@@ -38,8 +38,7 @@ on_v2_host!(
     unlimited_swap_idle_cpu_and_bad_unified_keys,
     device_program_denies_what_the_rules_do_not_allow,
     oom_kill_is_counted_in_memory_events_and_published_before_the_exit,
-    pause_and_resume_go_through_cgroup_freeze,
-    kill_all_reaches_every_process_and_metrics_are_v2,
+    metrics_are_v2_pause_goes_through_cgroup_freeze_and_kill_all_reaches_every_process,
     cgroup_is_removed_after_delete_even_when_the_shim_was_killed,
 );
 
@@ -288,48 +287,18 @@ fn oom_kill_is_counted_in_memory_events_and_published_before_the_exit(version: V
         events.stdout_so_far().contains("/tasks/delete")
     }));
     let out = events.stop().stdout;
-    let lines: Vec<&str> = out.lines().filter(|l| l.contains(&id)).collect();
-    let position = |topic: &str| {
-        lines
-            .iter()
-            .position(|l| l.contains(&format!(" {topic} ")))
-            .unwrap_or_else(|| panic!("no {topic} event for {id}:\n{out}"))
-    };
+    let ours: String = out.lines().filter(|l| l.contains(&id)).collect();
+    let (oom, exit) = (ours.find(" /tasks/oom "), ours.find(" /tasks/exit "));
     assert!(
-        position("/tasks/oom") < position("/tasks/exit"),
+        oom.is_some() && exit.is_some() && oom < exit,
         "/tasks/oom must come before /tasks/exit:\n{out}"
     );
     ns.assert_nothing_left(&id);
 }
 
-fn pause_and_resume_go_through_cgroup_freeze(version: Version) {
-    assert_pure_v2();
-    let cd = Containerd::start(version);
-    let ns = cd.busybox_namespace("pause");
-    let id = ns.new_id("pause");
-    ns.run_detached(MINI, &[], &id, &["sh", "-c", "sleep 1000 & wait"]);
-    let dir = cgroup_of(&ns, &id);
-    assert!(wait_until(Duration::from_secs(10), || processes(&dir)
-        .len()
-        >= 2));
-
-    ns.ctr(&["task", "pause", &id]).expect_success();
-    assert_eq!(ns.task_status(&id).as_deref(), Some("PAUSED"));
-    assert_eq!(read(&dir, "cgroup.freeze"), "1");
-    assert_eq!(flat_keyed(&dir, "cgroup.events").get("frozen"), Some(&1));
-
-    ns.ctr(&["task", "resume", &id]).expect_success();
-    assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
-    assert_eq!(read(&dir, "cgroup.freeze"), "0");
-    assert_eq!(flat_keyed(&dir, "cgroup.events").get("frozen"), Some(&0));
-
-    // Paused again, then killed: the kill thaws it so the processes can die.
-    ns.ctr(&["task", "pause", &id]).expect_success();
-    ns.kill_and_delete(&id);
-    ns.assert_nothing_left(&id);
-}
-
-fn kill_all_reaches_every_process_and_metrics_are_v2(version: Version) {
+fn metrics_are_v2_pause_goes_through_cgroup_freeze_and_kill_all_reaches_every_process(
+    version: Version,
+) {
     assert_pure_v2();
     let cd = Containerd::start(version);
     let ns = cd.busybox_namespace("killall");
@@ -359,6 +328,15 @@ fn kill_all_reaches_every_process_and_metrics_are_v2(version: Version) {
     out.expect_success();
     assert!(out.stdout.contains("pids.current"), "{out}");
 
+    ns.ctr(&["task", "pause", &id]).expect_success();
+    assert_eq!(ns.task_status(&id).as_deref(), Some("PAUSED"));
+    assert_eq!(read(&dir, "cgroup.freeze"), "1");
+    assert_eq!(flat_keyed(&dir, "cgroup.events").get("frozen"), Some(&1));
+    ns.ctr(&["task", "resume", &id]).expect_success();
+    assert_eq!(ns.task_status(&id).as_deref(), Some("RUNNING"));
+    assert_eq!(read(&dir, "cgroup.freeze"), "0");
+    assert_eq!(flat_keyed(&dir, "cgroup.events").get("frozen"), Some(&0));
+
     // SIGTERM: the init of a pid namespace ignores it (no handler), so the task stops only
     // if the signal reaches the sleep too; `wait` then returns and the shell exits.
     ns.ctr(&["task", "kill", "--all", "-s", "SIGTERM", &id])
@@ -381,12 +359,10 @@ fn cgroup_is_removed_after_delete_even_when_the_shim_was_killed(version: Version
     let id = ns.new_id("shimkill");
     ns.run_detached(MINI, &[], &id, &["sh", "-c", "sleep 1000 & wait"]);
     let dir = cgroup_of(&ns, &id);
-    let (pid, _) = ns.task(&id).expect("task listed");
-    let shim = leftovers::processes()
-        .into_iter()
-        .find(|p| p.pid == pid)
-        .map(|p| p.ppid)
-        .expect("the task's process exists");
+    let shim_pid = ns.bundle_dir(&id).join("shim.pid");
+    let shim: i32 = read(shim_pid.parent().expect("bundle"), "shim.pid")
+        .parse()
+        .expect("shim.pid holds a pid");
     leftovers::kill(shim);
     wait_until(Duration::from_secs(20), || {
         ns.task_status(&id).as_deref() != Some("RUNNING")

@@ -52,7 +52,7 @@ fn cgroup_v2_scenarios_pass_with_systemd_as_pid_1() {
         Boot::Systemd,
         &[
             "resources_are_written_to_the_v2_files_as_runc_converts_them::containerd_1_6",
-            "pause_and_resume_go_through_cgroup_freeze::containerd_1_6",
+            "metrics_are_v2_pause_goes_through_cgroup_freeze_and_kill_all_reaches_every_process::containerd_1_6",
         ],
     );
 }
