@@ -408,7 +408,7 @@ fn spawn_qemu(root: &Path, job: &Path, boot: Boot) -> Child {
     .arg(&initrd)
     .arg("-append")
     .arg(format!(
-        "root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=none \
+        "root=root rootfstype=9p rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose \
              ro console=ttyS0 init=/sbin/mini-vm-init panic=-1 mini.boot={}",
         boot.name()
     ))
@@ -416,6 +416,15 @@ fn spawn_qemu(root: &Path, job: &Path, boot: Boot) -> Child {
     .arg(virtfs(root, "root", true))
     .arg("-virtfs")
     .arg(virtfs(job, "job", false));
+    // A small disk (virtio-blk, /dev/vda in the guest) for per-device io limits to name.
+    let disk = job.join("disk.img");
+    fs::File::create(&disk)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("creating the VM's disk image");
+    cmd.arg("-drive").arg(format!(
+        "file={},if=virtio,format=raw,readonly=on",
+        disk.display()
+    ));
     let listed = fs::read_to_string(job.join("shares")).expect("reading the job's shares");
     for line in listed.lines() {
         if let Some((tag, path)) = line.split_once(' ') {

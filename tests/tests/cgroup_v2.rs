@@ -146,12 +146,18 @@ fn resources_are_written_to_the_v2_files_as_runc_converts_them(version: Version)
     let ns = cd.namespace(&format!("res-{}", version.tag()));
     let root = busybox_root();
     let id = ns.new_id("res");
+    // The VM's disk (tests/src/vm.rs), for the per-device io limits.
+    let vda = read(Path::new("/sys/block/vda"), "dev");
+    let (major, minor) = vda.split_once(':').expect("major:minor");
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
     let resources = json!({
         "memory": {"limit": 67108864, "reservation": 33554432, "swap": 100663296},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 10000,
                 "cpus": "0", "mems": "0"},
         "pids": {"limit": 77},
-        "blockIO": {"weight": 500},
+        "blockIO": {"weight": 500,
+                    "throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}],
+                    "throttleWriteIopsDevice": [{"major": major, "minor": minor, "rate": 100}]},
         "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
         "unified": {"memory.high": "50331648", "pids.max": "66"}
     });
@@ -174,6 +180,10 @@ fn resources_are_written_to_the_v2_files_as_runc_converts_them(version: Version)
     assert_eq!(read(&dir, "cpuset.mems"), "0");
     // 1 + (500 - 10) * 9999 / 990.
     assert_eq!(read(&dir, "io.weight"), "default 4950");
+    assert_eq!(
+        read(&dir, "io.max"),
+        format!("{vda} rbps=1048576 wbps=max riops=max wiops=100")
+    );
     assert_eq!(read(&dir, "hugetlb.2MB.max"), "4194304");
     assert_eq!(read(&dir, "memory.high"), "50331648");
     // `unified` goes last: it overrides the converted pids limit.
