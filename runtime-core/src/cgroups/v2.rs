@@ -46,6 +46,18 @@ pub(crate) fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     }
     for (key, value) in r.unified().iter().flatten() {
         check_unified_key(key)?;
+        // Named by the spec's field, not as a failed write: the file is missing because its
+        // controller is not enabled here or the kernel has no such knob.
+        if !dir.join(key).exists() {
+            return Err(Error::invalid(
+                format!("linux.resources.unified[{key:?}]"),
+                format!(
+                    "names no file of the container's cgroup {} (a controller not enabled, \
+                     or a knob this kernel lacks)",
+                    dir.display()
+                ),
+            ));
+        }
         write_file(dir, key, value)?;
     }
     Ok(())
@@ -323,5 +335,31 @@ pub(crate) fn set_frozen(dir: &Path, frozen: bool) -> Result<()> {
             ));
         }
         sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_unified_key_naming_no_file_is_refused_by_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory.high"), "max").unwrap();
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"unified": {"memory.nosuch": "1"}}"#).unwrap();
+        let err = apply(dir.path(), &r).unwrap_err().to_string();
+        assert!(
+            err.contains(r#"linux.resources.unified["memory.nosuch"]"#),
+            "{err}"
+        );
+        assert!(!dir.path().join("memory.nosuch").exists());
+        let r: LinuxResources =
+            serde_json::from_str(r#"{"unified": {"memory.high": "1000"}}"#).unwrap();
+        apply(dir.path(), &r).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("memory.high")).unwrap(),
+            "1000"
+        );
     }
 }
