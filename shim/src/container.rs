@@ -581,6 +581,19 @@ impl Container {
         Ok(exec)
     }
 
+    /// Starts `exec`'s setup helper ahead of its Start (see [`ExecProcess::prepare`]).
+    pub fn prepare_exec(&self, exec: &ExecProcess, launcher: &Launcher, monitor: &ExitMonitor) {
+        if let Some(init) = self.init_pidfd.as_ref() {
+            exec.prepare(
+                launcher,
+                monitor,
+                self.cgroup.clone(),
+                init,
+                self.no_new_keyring,
+            );
+        }
+    }
+
     /// Refused unless the init runs: an exec joins its namespaces.
     fn check_running(&self) -> Result<(), Failure> {
         if self.reaped.load(Ordering::SeqCst) || self.exit.borrow().is_some() {

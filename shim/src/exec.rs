@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use oci_spec::runtime::Spec;
 use runtime_core::cgroups::CgroupManager;
-use runtime_core::process::{ExecConfig, Launcher};
+use runtime_core::process::{ExecConfig, Launcher, PreparedExec};
 use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::container::{Failure, Status, pidfd_send_signal, signal_number, spawn_helper};
@@ -45,8 +45,19 @@ pub struct ExecProcess {
     /// through it, so they never reach whoever gets the pid after the reap.
     pidfd: std::sync::Mutex<Option<OwnedFd>>,
     state: Mutex<ExecState>,
+    /// The setup helper started at Exec, waiting for Start (see [`ExecProcess::prepare`]).
+    prepared: std::sync::Mutex<Prepared>,
     exit_tx: watch::Sender<Option<Exit>>,
     exit: watch::Receiver<Option<Exit>>,
+}
+
+/// The setup helper of an exec, started ahead of Start.
+enum Prepared {
+    /// Not started (yet).
+    None,
+    Ready(PreparedExec),
+    /// Start began: no helper is started ahead any more.
+    Taken,
 }
 
 struct ExecState {
@@ -85,6 +96,7 @@ impl ExecProcess {
             pid: AtomicI32::new(0),
             reaped: AtomicBool::new(false),
             pidfd: std::sync::Mutex::new(None),
+            prepared: std::sync::Mutex::new(Prepared::None),
             state: Mutex::new(ExecState {
                 status: Status::Created,
                 stdio: StdioCopies::default(),
@@ -97,6 +109,43 @@ impl ExecProcess {
     /// The process's pid; 0 before it started.
     pub fn pid(&self) -> i32 {
         self.pid.load(Ordering::SeqCst)
+    }
+
+    fn config(&self, cgroup: CgroupManager, no_new_keyring: bool) -> ExecConfig {
+        ExecConfig {
+            container_id: self.container_id.clone(),
+            exec_id: self.id.clone(),
+            spec: self.spec.clone(),
+            cgroup,
+            no_new_keyring,
+        }
+    }
+
+    /// Starts the exec's setup helper ahead of Start (at Exec), so that its exec and
+    /// start-up are not on Start's path: it checks the config and waits, in the host's
+    /// namespaces and cgroups, for Start. Best effort: Start starts a helper itself when
+    /// there is none. Call it on the daemon's thread (the helper dies with the thread that
+    /// spawned it). Dropped with the exec (Delete, or the container going), it exits.
+    pub fn prepare(
+        &self,
+        launcher: &Launcher,
+        monitor: &ExitMonitor,
+        cgroup: CgroupManager,
+        init: &OwnedFd,
+        no_new_keyring: bool,
+    ) {
+        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*prepared, Prepared::None) {
+            return;
+        }
+        let config = self.config(cgroup, no_new_keyring);
+        match spawn_helper(|| launcher.prepare_exec(config, init.as_fd())) {
+            Ok(helper) => {
+                monitor.ignore(helper.helper_pid());
+                *prepared = Prepared::Ready(helper);
+            }
+            Err(err) => log::debug!("exec {}: no helper ahead of start: {err}", self.id),
+        }
     }
 
     /// Builds the process in the container and lets it exec. `on_started` (publishing
@@ -131,22 +180,30 @@ impl ExecProcess {
             .init
             .try_clone()
             .map_err(|e| Failure::Internal(format!("dup the init's pidfd: {e}")))?;
-        let config = ExecConfig {
-            container_id: self.container_id.clone(),
-            exec_id: self.id.clone(),
-            spec: self.spec.clone(),
-            cgroup: ctx.cgroup,
-            no_new_keyring: ctx.no_new_keyring,
+        let prepared = match std::mem::replace(
+            &mut *self.prepared.lock().unwrap_or_else(|e| e.into_inner()),
+            Prepared::Taken,
+        ) {
+            Prepared::Ready(helper) => Some(helper),
+            Prepared::None | Prepared::Taken => None,
         };
+        // The helper started at Exec, or the config to start one with now.
+        let helper = prepared.ok_or_else(|| self.config(ctx.cgroup, ctx.no_new_keyring));
         let (pid_tx, pid_rx) = oneshot::channel();
         let m = ctx.monitor.clone();
         // Exits of unknown pids are kept until the process's pid is subscribed.
         let window = ctx.monitor.spawn_window();
         let launcher = ctx.launcher;
         let built = tokio::task::spawn_blocking(move || {
-            let mut pending =
-                spawn_helper(|| launcher.spawn_exec(config, child_stdio, init.as_fd()))?;
-            m.ignore(pending.helper_pid());
+            let helper = match helper {
+                Ok(helper) => helper,
+                Err(config) => {
+                    let helper = spawn_helper(|| launcher.prepare_exec(config, init.as_fd()))?;
+                    m.ignore(helper.helper_pid());
+                    helper
+                }
+            };
+            let mut pending = helper.start(child_stdio)?;
             let pid = pending.wait_pid()?;
             let _ = pid_tx.send((pid, m.subscribe(pid)));
             pending.wait_exec_with_console()
@@ -288,6 +345,11 @@ impl ExecProcess {
         self.state.lock().await.stdio.close_stdin();
     }
 
+    /// Ends the helper started ahead of Start, if it waits still (it exits on EOF).
+    fn drop_prepared(&self) {
+        *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Prepared::Taken;
+    }
+
     /// Delete: refused while the process runs; a created exec ends without running.
     pub async fn delete(&self) -> Result<Exit, Failure> {
         let mut state = self.state.lock().await;
@@ -299,6 +361,7 @@ impl ExecProcess {
                 )));
             }
             Status::Created => {
+                self.drop_prepared();
                 state.status = Status::Stopped;
                 let _ = self.exit_tx.send(Some(Exit {
                     status: 0,
@@ -319,6 +382,7 @@ impl ExecProcess {
         self.kill_if_running();
         let mut state = self.state.lock().await;
         if state.status == Status::Created {
+            self.drop_prepared();
             state.status = Status::Stopped;
             let _ = self.exit_tx.send(Some(Exit {
                 status: 255,

@@ -618,7 +618,7 @@ impl Task for TaskService {
         log::info!("exec {} in {}", req.exec_id, req.id);
         let container = self.get(&req.id, "")?;
         let process = req.spec.as_ref().map(|s| s.value.as_slice()).unwrap_or(b"");
-        container
+        let exec = container
             .add_exec(
                 &req.exec_id,
                 process,
@@ -627,6 +627,12 @@ impl Task for TaskService {
             )
             .await
             .map_err(failure)?;
+        // The exec's setup helper starts while containerd and its client get to Start; on
+        // this (the daemon's) thread, after this answer is on its way.
+        if let Ok(launcher) = self.launcher() {
+            let monitor = self.monitor.clone();
+            tokio::spawn(async move { container.prepare_exec(&exec, &launcher, &monitor) });
+        }
         self.publish(
             "/tasks/exec-added",
             &TaskExecAdded {
