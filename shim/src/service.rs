@@ -628,10 +628,14 @@ impl Task for TaskService {
             .await
             .map_err(failure)?;
         // The exec's setup helper starts while containerd and its client get to Start; on
-        // this (the daemon's) thread, after this answer is on its way.
+        // this (the daemon's) thread, once this answer is on its way: the task yields
+        // first, behind the connection's writer, which the answer wakes.
         if let Ok(launcher) = self.launcher() {
             let monitor = self.monitor.clone();
-            tokio::spawn(async move { container.prepare_exec(&exec, &launcher, &monitor) });
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                container.prepare_exec(&exec, &launcher, &monitor)
+            });
         }
         self.publish(
             "/tasks/exec-added",
