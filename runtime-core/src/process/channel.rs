@@ -46,11 +46,15 @@ pub enum Message {
     /// init → caller: built; blocked before exec. With `process.terminal` it carries the
     /// pty master (SCM_RIGHTS): see [`Channel::take_fd`].
     Ready,
-    /// caller → init: exec the user's process.
+    /// caller → init: exec the user's process. caller → an exec's helper: start the
+    /// process, with its stdin, stdout and stderr attached (SCM_RIGHTS, in that order).
     Start,
     /// helper or init → caller: setup failed; the message names the step.
     Error { message: String },
 }
+
+/// Most fds one message carries (an exec's stdin, stdout and stderr).
+pub const MAX_FDS: usize = 3;
 
 /// Largest message accepted (a spec with a big seccomp profile is ~100 KiB).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -59,21 +63,26 @@ const MAX_MESSAGE: usize = 16 << 20;
 #[derive(Debug)]
 pub struct Channel {
     stream: UnixStream,
-    /// An fd that came with the last message received.
-    received_fd: Option<OwnedFd>,
+    /// The fds that came with the last message received.
+    received_fds: Vec<OwnedFd>,
 }
 
 impl Channel {
     pub fn new(stream: UnixStream) -> Self {
         Self {
             stream,
-            received_fd: None,
+            received_fds: Vec::new(),
         }
     }
 
-    /// The fd that came with the last message received, if any.
+    /// The (first) fd that came with the last message received, if any.
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.received_fd.take()
+        self.take_fds().into_iter().next()
+    }
+
+    /// The fds that came with the last message received, in the order they were sent.
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.received_fds)
     }
 
     pub fn stream(&self) -> &UnixStream {
@@ -88,13 +97,17 @@ impl Channel {
 
     /// Sends `msg` with `fd` attached to its first byte.
     pub fn send_with_fd(&mut self, msg: &Message, fd: RawFd) -> Result<()> {
+        self.send_with_fds(msg, &[fd])
+    }
+
+    /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached to its first byte.
+    pub fn send_with_fds(&mut self, msg: &Message, fds: &[RawFd]) -> Result<()> {
         use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
         let frame = frame(msg)?;
-        let fds = [fd];
         let sent = sendmsg::<()>(
             self.stream.as_raw_fd(),
             &[IoSlice::new(&frame)],
-            &[ControlMessage::ScmRights(&fds)],
+            &[ControlMessage::ScmRights(fds)],
             MsgFlags::MSG_NOSIGNAL,
             None,
         )
@@ -109,7 +122,7 @@ impl Channel {
         use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
         let mut got = 0;
         while got < len.len() {
-            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
             let mut iov = [IoSliceMut::new(&mut len[got..])];
             let msg = match recvmsg::<()>(
                 self.stream.as_raw_fd(),
@@ -127,7 +140,10 @@ impl Channel {
                     for fd in fds {
                         // SAFETY: the kernel just installed this fd for us; nothing owns it.
                         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                        self.received_fd.get_or_insert(fd);
+                        // More than a message may carry are closed.
+                        if self.received_fds.len() < MAX_FDS {
+                            self.received_fds.push(fd);
+                        }
                     }
                 }
             }
@@ -143,6 +159,7 @@ impl Channel {
     /// exec'd, the socket being close-on-exec, or it died).
     pub fn recv(&mut self) -> Result<Option<Message>> {
         let mut len = [0u8; 4];
+        self.received_fds.clear();
         match self.read_prefix(&mut len) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),

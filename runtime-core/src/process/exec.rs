@@ -1,9 +1,11 @@
 //! An exec: a further process in a running container (`ctr task exec`, CRI `ExecSync`).
 //!
-//! The setup helper (a fresh, single-threaded exec of the caller's binary, non-dumpable)
-//! joins the container's cgroups while it still sees the host's, then its namespaces through
-//! a pidfd of the container's init — a pid reused by another process cannot redirect that —
-//! and forks the exec process with `CLONE_PARENT` (so it is the caller's child) into the
+//! The setup helper (a fresh, single-threaded exec of the caller's binary, non-dumpable) may
+//! be started ahead ([`super::Launcher::prepare_exec`], at containerd's Exec): it checks the
+//! config and waits, joined to nothing of the container, until `Start` brings the process's
+//! stdio. Then it joins the container's cgroups while it still sees the host's, then its
+//! namespaces through a pidfd of the container's init — a pid reused by another process
+//! cannot redirect that — and forks the exec process with `CLONE_PARENT` (so it is the caller's child) into the
 //! container's cgroup2 directory; the fork puts it in the container's pid namespace. The
 //! process joins the user and cgroup namespaces last (the fork into the cgroup must still be
 //! allowed by the host's), closes every inherited fd, and applies the exec's process (rlimits,
@@ -74,6 +76,19 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
     let linux = crate::spec::linux_of(spec)?;
     let process = crate::spec::process_of(spec)?;
     let (early, late) = namespaces_to_join(linux.namespaces().as_deref().unwrap_or_default())?;
+    // Checked; now wait for Start (containerd's Start may come much later than its Exec),
+    // without having joined anything of the container.
+    match channel.recv()? {
+        Some(Message::Start) => attach_stdio(channel.take_fds())?,
+        // The exec was deleted, or its caller went away, before it started.
+        None => return Ok(()),
+        Some(other) => {
+            return Err(Error::Setup(format!(
+                "exec {}: setup helper got {other:?} instead of start",
+                config.exec_id
+            )));
+        }
+    }
 
     // Into the container's cgroups while this process still sees the host's cgroup
     // namespace and holds the host's credentials: v1 by writing 0 to `tasks` (no RCU wait),
@@ -111,6 +126,29 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
             channel.send(&Message::Pid { pid: pid.as_raw() })
         }
     }
+}
+
+/// The process's stdin, stdout and stderr (sent with Start) as fds 0, 1 and 2; the copies
+/// received are closed. They arrive above 4 (0-4 are taken), so no dup2 overwrites another.
+fn attach_stdio(fds: Vec<OwnedFd>) -> Result<()> {
+    if fds.len() != 3 {
+        return Err(Error::Setup(format!(
+            "start came with {} fds instead of stdin, stdout and stderr",
+            fds.len()
+        )));
+    }
+    for (target, fd) in fds.iter().enumerate() {
+        // SAFETY: dup2 onto fds 0-2, which this process owns (std's stdio, /dev/null until
+        // now); dup2 clears close-on-exec on the target.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target as i32) } < 0 {
+            return Err(Error::sys(
+                "dup2",
+                format!("stdio fd {target}"),
+                nix::errno::Errno::last(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The namespaces of the container other than the caller's, as setns flags: those to join

@@ -7,7 +7,8 @@
 //! and clones the container init with `CLONE_PARENT`, so the init is the caller's child. The
 //! init builds the container ([`init`]), reports ready, and execs the user's process when the
 //! caller says start. An exec ([`exec`]) goes through the same helper: it joins the running
-//! container's namespaces through a pidfd of its init and forks the exec process.
+//! container's namespaces through a pidfd of its init and forks the exec process. The helper
+//! of an exec can be started ahead and wait for the start ([`Launcher::prepare_exec`]).
 
 pub mod channel;
 mod exec;
@@ -20,7 +21,7 @@ pub use channel::{HelperConfig, Message};
 pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
 pub use init::join_new_session_keyring;
-pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit};
+pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit, PreparedExec};
 
 /// argv[1] that makes a binary linking this library run as the setup helper. Every binary
 /// that uses [`Launcher`] must call [`run_helper_if_requested`] first thing in `main`.
