@@ -22,7 +22,9 @@
 //!    first one is gone), interleaved runs per runtime handler (`mini`, `runc`) of
 //!    RunPodSandbox (host network) + CreateContainer + StartContainer of one busybox
 //!    container: median wall time and the ratio mini/runc; each pod is stopped and removed
-//!    after its measurement, untimed. `--cri-only` runs 6 alone; `--soak-only` and
+//!    after its measurement, untimed. Then ExecSync of `/bin/true` into one running container
+//!    per handler, interleaved: median wall time and ratio (an exec probe's cost, with no
+//!    ctr process on the path). `--cri-only` runs 6 alone; `--soak-only` and
 //!    `--exec-idle-only` skip it.
 //!
 //! It reports and never fails: errors are printed and the exit code stays 0.
@@ -41,6 +43,8 @@ use mini_e2e::{Containerd, MINI, Namespace, RUNC, Version, leftovers};
 const N: usize = 20;
 /// Measured pod starts per CRI runtime handler (after one warm-up pod each).
 const CRI_RUNS: usize = 10;
+/// ExecSync runs per runtime handler.
+const EXEC_SYNC_RUNS: usize = 20;
 /// Default number of soak cycles.
 const SOAK_CYCLES: usize = 1000;
 /// Threads running soak cycles: enough to keep 2 cores busy while ctr and containerd wait.
@@ -597,6 +601,54 @@ fn cri_pod_start() {
         &t_mini,
         &t_runc,
     );
+    cri_exec_sync(&cri, handlers);
+}
+
+/// ExecSync of `/bin/true` (what an exec readiness or liveness probe costs): interleaved runs
+/// into one running container per handler, no ctr process on the path.
+fn cri_exec_sync(cri: &Cri<'_>, handlers: [&str; 2]) {
+    let mut pods = Vec::new();
+    for handler in handlers {
+        let pod = match catch_unwind(AssertUnwindSafe(|| cri.run_pod("bench-exec", handler))) {
+            Ok(pod) => pod,
+            Err(_) => {
+                eprintln!("bench: CRI ExecSync: {handler}: RunPodSandbox failed");
+                return;
+            }
+        };
+        let started = cri
+            .create_container_in(&pod, "app", &["sleep", "300"], NamespaceMode::Container)
+            .and_then(|id| cri.start_container(&id).map(|()| id));
+        pods.push((pod, started));
+    }
+    let mut times: [Vec<Duration>; 2] = Default::default();
+    if pods.iter().all(|(_, c)| c.is_ok()) {
+        for _ in 0..EXEC_SYNC_RUNS {
+            for ((pod, id), t) in pods.iter().zip(times.iter_mut()) {
+                let id = id.as_ref().expect("checked above");
+                let start = Instant::now();
+                match cri.exec_sync(id, &["/bin/true"], 10) {
+                    Ok((0, _, _)) => t.push(start.elapsed()),
+                    other => eprintln!("bench: CRI ExecSync in pod {}: {other:?}", pod.id),
+                }
+            }
+        }
+    } else {
+        let errors: Vec<_> = pods.iter().filter_map(|(_, c)| c.as_ref().err()).collect();
+        eprintln!("bench: CRI ExecSync: a container did not start: {errors:?}");
+    }
+    let [t_mini, t_runc] = times;
+    report_medians_of(
+        "CRI ExecSync /bin/true into a running container",
+        EXEC_SYNC_RUNS,
+        &t_mini,
+        &t_runc,
+    );
+    for (pod, _) in &pods {
+        if let Err(e) = cri.stop_pod(pod).and_then(|()| cri.remove_pod(pod)) {
+            eprintln!("bench: CRI: removing pod {}: {e:?}", pod.id);
+        }
+    }
 }
 
 /// The wall time of RunPodSandbox + CreateContainer + StartContainer of one busybox
