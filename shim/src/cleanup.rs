@@ -53,7 +53,7 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
         .as_ref()
         .and_then(|s| s.linux().as_ref())
         .and_then(|l| l.cgroups_path().clone());
-    let cgroup = CgroupManager::new(id, cgroups_path.as_deref()).ok();
+    let cgroup = CgroupManager::for_container(id, cgroups_path.as_deref(), false).ok();
     // The cgroup is ours to empty only if our init was placed in it (its pid was recorded):
     // a Create that failed may have found it holding others' processes. Without a recorded
     // pid, what our setup left in it (an init the daemon never learnt of) dies with the

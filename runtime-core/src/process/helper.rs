@@ -71,7 +71,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     }
     let cgroup = match &config.cgroup {
         Some(cgroup) => cgroup.clone(),
-        None => CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?,
+        None => CgroupManager::for_container(&config.id, linux.cgroups_path().as_deref(), false)?,
     };
     let created = cgroup.create()?;
     // A cgroup that already holds processes, in any hierarchy, belongs to something else (a
