@@ -578,6 +578,17 @@ impl CgroupManager {
         self.systemd.as_ref()
     }
 
+    /// With the systemd driver: starts the container's scope holding `pid` (systemd moves it
+    /// there), with the properties of `resources` systemd knows, and waits until its cgroup
+    /// exists. [`CgroupManager::apply`] then writes the limits to the scope's files. Without
+    /// the systemd driver this does nothing.
+    pub fn start_scope(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
+        match (&self.systemd, self.unified_path()) {
+            (Some(unit), Some(dir)) => systemd::start(unit, dir, pid, resources),
+            _ => Ok(()),
+        }
+    }
+
     /// The host layout this manager works on.
     pub fn layout(&self) -> Layout {
         self.layout
@@ -861,10 +872,15 @@ impl CgroupManager {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
-    /// Removes the container's cgroup directories (not shared parents). Succeeds when they
+    /// Removes the container's cgroup directories (not shared parents); with the systemd
+    /// driver, stops the scope and waits until systemd removed its cgroup. Succeeds when they
     /// are already gone. Sub-cgroups the container made are removed first. A directory still
     /// busy after about 2 s (processes still exiting) fails naming the directory.
     pub fn destroy(&self) -> Result<()> {
+        if let (Some(unit), Some(dir)) = (&self.systemd, self.unified_path()) {
+            // systemd removes the scope's cgroup (and what the container made below it).
+            return systemd::stop(unit, dir).or_else(|e| remove_tree(dir).map_err(|_| e));
+        }
         let mut first_error = None;
         for d in self.dirs() {
             if let Err(e) = remove_tree(&d.dir)
