@@ -11,7 +11,7 @@ RELEASE    := target/$(TRIPLE)/release
 
 export MINI_TEST_CACHE := $(CACHE)
 
-.PHONY: all build release install test unit e2e bench lint deps image demo
+.PHONY: all build release install test host-test vm-test vm-root unit e2e bench lint deps image demo
 
 all: build
 
@@ -29,9 +29,22 @@ release:
 install: release
 	install -D -m 0755 $(RELEASE)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
 
-## test: unit tests and the end-to-end tests (needs root; installs what is missing first)
-test: deps build
+## test: unit tests and the end-to-end tests, on this host and in the cgroup v2 VM (needs root;
+## installs what is missing first)
+test: host-test vm-test
+
+host-test: deps build
 	$(CARGO) test --workspace --lib --bins --tests
+
+## vm-test: the cgroup v2 scenarios (tests/tests/cgroup_v2.rs) in a throwaway QEMU VM with a
+## pure cgroup v2 hierarchy, booted with a plain init and with systemd (tests/tests/vm.rs)
+vm-test: deps build vm-root
+	$(CARGO) test -p mini-e2e --test cgroup_v2 --test vm --no-run
+	$(CARGO) test -p mini-e2e --test vm -- --ignored --test-threads=1 --nocapture
+
+## vm-root: the VM's guest root, built once into $(CACHE)/vm (rebuilt when its script changes)
+vm-root:
+	bash tests/vm/build-rootfs.sh
 
 unit: build
 	$(CARGO) test --workspace --exclude mini-e2e

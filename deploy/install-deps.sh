@@ -3,6 +3,8 @@
 #
 # - system packages from bookworm: containerd 1.6 (with ctr and the runc shim), runc,
 #   busybox-static (the test image is built from it), libseccomp-dev, pkg-config, ...
+# - qemu-system-x86 and mmdebstrap: the pure cgroup v2 VM of `make vm-test` (its guest root
+#   is built by tests/vm/build-rootfs.sh, on first use, into the test cache).
 # - containerd 1.7 (trixie) and 2.x (sid), unpacked into private directories and NOT
 #   installed system-wide: the end-to-end tests run them as private daemons.
 #
@@ -21,7 +23,9 @@ fi
 # --- 1. bookworm packages -------------------------------------------------------------
 # protobuf-compiler (+ libprotobuf-dev, its well-known types): `protoc` for the gRPC clients
 # of the end-to-end tests (containerd-client, and k8s-cri for the CRI API).
-PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev)
+# qemu-system-x86 + mmdebstrap: the cgroup v2 VM (tests/vm/).
+PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev
+    qemu-system-x86 mmdebstrap)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

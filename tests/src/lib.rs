@@ -11,6 +11,7 @@ mod daemon;
 pub mod grpc;
 mod image;
 pub mod leftovers;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
