@@ -13,9 +13,11 @@
 //! refuses a scope without processes, so the scope cannot be made first and the init born in
 //! it. Stop: `StopUnit`, `ResetFailedUnit`, then wait until the directory is gone.
 //!
-//! The connection is systemd's private socket (root, no dbus-daemon needed) or else the
-//! system bus, opened for each start or stop and closed after: nothing stays open in the
-//! shim daemon between operations.
+//! The connection is the system bus (`/run/dbus/system_bus_socket`), opened for each start
+//! or stop and closed after: nothing stays open in the shim daemon between operations.
+//! systemd's private socket `/run/systemd/private` would spare the dbus-daemon, but systemd
+//! sends its replies there with a sender that is no bus name, which zbus 5 rejects (its
+//! reader thread panics and the call never returns).
 
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -279,8 +281,6 @@ fn list_to_mask(list: &str, field: &str) -> Result<Vec<u8>> {
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-/// systemd's private socket: root only, served by PID 1 itself (no dbus-daemon needed).
-const PRIVATE_SOCKET: &str = "/run/systemd/private";
 /// How long a start or a stop may take before it counts as failed (runc waits 30 s).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(5);
@@ -292,20 +292,8 @@ struct Manager {
 
 impl Manager {
     fn connect(unit: &str) -> Result<Self> {
-        let private = zbus::blocking::connection::Builder::address(
-            format!("unix:path={PRIVATE_SOCKET}").as_str(),
-        )
-        .and_then(|b| b.p2p().build());
-        let conn = match private {
-            Ok(conn) => conn,
-            Err(private_err) => Connection::system().map_err(|bus_err| {
-                dbus_error(
-                    unit,
-                    "connect to systemd",
-                    format!("{PRIVATE_SOCKET}: {private_err}; system bus: {bus_err}"),
-                )
-            })?,
-        };
+        let conn = Connection::system()
+            .map_err(|e| dbus_error(unit, "connect to systemd on the system bus for", e))?;
         Ok(Self { conn })
     }
 
@@ -471,6 +459,13 @@ mod tests {
         LinuxResourcesBuilder,
     };
 
+    fn prop(props: &[(&str, Prop)], name: &str) -> Option<Prop> {
+        props
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| p.clone())
+    }
+
     #[test]
     fn resources_map_to_the_properties_systemd_knows() {
         let r = LinuxResourcesBuilder::default()
@@ -502,12 +497,7 @@ mod tests {
             .build()
             .unwrap();
         let props = resource_properties(&r).unwrap();
-        let get = |name: &str| {
-            props
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, p)| p.clone())
-        };
+        let get = |name: &str| prop(&props, name);
         assert_eq!(get("MemoryMax"), Some(Prop::U64(64 << 20)));
         assert_eq!(get("MemoryLow"), Some(Prop::U64(32 << 20)));
         assert_eq!(get("MemorySwapMax"), Some(Prop::U64(32 << 20)));
@@ -543,12 +533,7 @@ mod tests {
             .build()
             .unwrap();
         let props = resource_properties(&r).unwrap();
-        let get = |name: &str| {
-            props
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, p)| p.clone())
-        };
+        let get = |name: &str| prop(&props, name);
         assert_eq!(get("MemoryMax"), Some(Prop::U64(u64::MAX)));
         assert_eq!(get("MemorySwapMax"), Some(Prop::U64(u64::MAX)));
         // 12345 us per 50 ms = 246900 us per second, kept by systemd as 250 ms.

@@ -1,0 +1,192 @@
+//! The systemd cgroup driver, on a host where systemd is PID 1 and the hierarchy is pure
+//! cgroup v2: a QEMU VM (`mini_e2e::vm`, booted with systemd) runs the `guest::` scenarios of
+//! this file against the guest's containerd 1.6.
+//!
+//! - `SystemdCgroup = true` in mini's options (ctr's `--runtime-config-path`) and the path
+//!   `system.slice:mini-test:<id>`: the container runs in the transient scope
+//!   `mini-test-<id>.scope`, its limits in that scope's files, systemd shows it active, and
+//!   after delete both the unit and its directory are gone.
+//! - The same form without the option picks the driver by itself (systemd runs), here with a
+//!   kubelet-style nested slice; a shim killed with SIGKILL leaves a scope that `delete` stops.
+//!
+//! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
+//! `make vm-test` builds this binary and runs the host-side test, which boots the VM.
+
+use mini_e2e::vm::{Boot, TestRun, Vm, test_binary};
+
+#[test]
+#[ignore = "boots a VM for minutes: make vm-test"]
+fn systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
+    let started = std::time::Instant::now();
+    let run = TestRun::ignored(test_binary("systemd_cgroup"), &["guest::"]);
+    let results = Vm::run(Boot::Systemd, &[run]);
+    assert!(!results.is_empty(), "no guest scenario ran");
+    let mut failures = String::new();
+    for r in &results {
+        let verdict = if r.passed { "ok" } else { "FAILED" };
+        println!("vm systemd: {} ... {verdict}", r.name);
+        if !r.passed {
+            failures += &format!("\n==== {} (guest output) ====\n{}\n", r.name, r.output);
+        }
+    }
+    println!(
+        "vm systemd: {} scenarios in {:.0} s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "scenarios failed in the VM:{failures}");
+}
+
+/// The scenarios, run inside the VM.
+mod guest {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use mini_e2e::{Containerd, MINI, Namespace, Version, leftovers, wait_until};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// Panics unless systemd runs as PID 1 on a pure cgroup v2 hierarchy.
+    #[track_caller]
+    fn assert_systemd_on_v2() {
+        assert!(
+            Path::new("/run/systemd/system").is_dir(),
+            "systemd is not running: these scenarios run in the VM of this file's host test"
+        );
+        assert!(
+            Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            "/sys/fs/cgroup is not a cgroup2 mount"
+        );
+    }
+
+    fn systemctl(args: &[&str]) -> String {
+        let out = Command::new("systemctl")
+            .args(args)
+            .output()
+            .expect("running systemctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[track_caller]
+    fn read(dir: &Path, file: &str) -> String {
+        fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A file with mini's runtime options, for `ctr run --runtime-config-path`.
+    fn options_file(cd: &Containerd, keys: &str) -> String {
+        let path = cd.dir().join("mini-options.toml");
+        fs::write(&path, keys).expect("writing the options file");
+        path.display().to_string()
+    }
+
+    /// `ctr run -d` of `id` with mini in cgroup `path`, a 64 MiB memory limit, 512 cpu shares
+    /// and a 50 ms per 100 ms quota, with `extra` ctr options.
+    fn run_limited(ns: &Namespace<'_>, id: &str, path: &str, extra: &[&str]) {
+        let mut opts = vec![
+            "--cgroup",
+            path,
+            "--memory-limit",
+            "67108864",
+            "--cpu-shares",
+            "512",
+            "--cpu-quota",
+            "50000",
+            "--cpu-period",
+            "100000",
+        ];
+        opts.extend_from_slice(extra);
+        ns.run_detached(MINI, &opts, id, &["sh", "-c", "sleep 1000 & wait"]);
+        assert!(ns.wait_status(id, "RUNNING", WAIT), "{id} not running");
+    }
+
+    /// The scope's limits as the cgroupfs code and systemd wrote them, and systemd's view.
+    #[track_caller]
+    fn assert_scope_with_limits(ns: &Namespace<'_>, id: &str, unit: &str, dir: &Path) {
+        let (pid, _) = ns.task(id).expect("task listed");
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let want = format!(
+            "0::/{}",
+            dir.strip_prefix("/sys/fs/cgroup").unwrap().display()
+        );
+        assert_eq!(own.trim(), want, "the init's cgroup");
+        assert_eq!(read(dir, "memory.max"), "67108864");
+        // runc's conversion: 1 + (512 - 2) * 9999 / 262142.
+        assert_eq!(read(dir, "cpu.weight"), "20");
+        assert_eq!(read(dir, "cpu.max"), "50000 100000");
+        // No pids limit in the spec: not systemd's DefaultTasksMax either.
+        assert_eq!(read(dir, "pids.max"), "max");
+        assert_eq!(systemctl(&["is-active", unit]), "active");
+        assert_eq!(
+            systemctl(&["show", "-p", "MemoryMax", "--value", unit]),
+            "67108864"
+        );
+        let status = systemctl(&["status", "--no-pager", unit]);
+        assert!(status.contains(&format!("{pid}")), "{status}");
+    }
+
+    #[track_caller]
+    fn assert_scope_gone(unit: &str, dir: &Path) {
+        assert!(
+            wait_until(WAIT, || !dir.exists()),
+            "{} left after delete",
+            dir.display()
+        );
+        let listed = systemctl(&["list-units", "--all", "--no-legend", "--plain", unit]);
+        assert!(listed.is_empty(), "{unit} still known to systemd: {listed}");
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn systemd_cgroup_option_puts_the_container_in_a_scope_with_its_limits() {
+        assert_systemd_on_v2();
+        let cd = Containerd::start(Version::V1_6);
+        let ns = cd.busybox_namespace("sdopt");
+        let id = ns.new_id("sd");
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let path = format!("system.slice:mini-test:{id}");
+        run_limited(&ns, &id, &path, &["--runtime-config-path", &options]);
+        let unit = format!("mini-test-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
+        assert_scope_with_limits(&ns, &id, &unit, &dir);
+
+        ns.kill_and_delete(&id);
+        assert_scope_gone(&unit, &dir);
+        ns.assert_nothing_left(&id);
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn slice_form_picks_the_driver_itself_and_delete_after_a_killed_shim_stops_the_scope() {
+        assert_systemd_on_v2();
+        let cd = Containerd::start(Version::V1_6);
+        let ns = cd.busybox_namespace("sdauto");
+        let id = ns.new_id("sd");
+        let pod = format!("minitest-burstable-pod{}.slice", id.replace('-', "_"));
+        run_limited(&ns, &id, &format!("{pod}:cri-containerd:{id}"), &[]);
+        let unit = format!("cri-containerd-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/minitest.slice/minitest-burstable.slice")
+            .join(&pod)
+            .join(&unit);
+        assert_scope_with_limits(&ns, &id, &unit, &dir);
+
+        let (pid, _) = ns.task(&id).expect("task listed");
+        let shim = leftovers::processes()
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.ppid)
+            .expect("the task's process exists");
+        leftovers::kill(shim);
+        wait_until(WAIT, || ns.task_status(&id).as_deref() != Some("RUNNING"));
+        let _ = ns.ctr(&["task", "delete", &id]);
+        ns.ctr(&["container", "delete", &id]).expect_success();
+        assert_scope_gone(&unit, &dir);
+        ns.assert_nothing_left(&id);
+        // The slices systemd made for the scope stay, as the kubelet's pod slices do.
+        systemctl(&["stop", "minitest.slice"]);
+    }
+}
