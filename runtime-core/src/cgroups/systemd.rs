@@ -284,6 +284,10 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// How long a start or a stop may take before it counts as failed (runc waits 30 s).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(5);
+/// How long one D-Bus call may take: a call never blocks a start or a delete for good.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop first waits for systemd to remove an emptied scope by itself.
+const EMPTY_SCOPE_GRACE: Duration = Duration::from_millis(500);
 
 /// A connection to systemd's manager.
 struct Manager {
@@ -292,7 +296,9 @@ struct Manager {
 
 impl Manager {
     fn connect(unit: &str) -> Result<Self> {
-        let conn = Connection::system()
+        let conn = zbus::blocking::connection::Builder::system()
+            .map(|b| b.method_timeout(CALL_TIMEOUT))
+            .and_then(|b| b.build())
             .map_err(|e| dbus_error(unit, "connect to systemd on the system bus for", e))?;
         Ok(Self { conn })
     }
@@ -421,6 +427,16 @@ pub fn start(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> R
 /// Stops `unit` (an already gone unit is fine), resets it if it failed, and waits until its
 /// cgroup `dir` is gone.
 pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
+    // A scope whose processes are all gone is stopped and removed by systemd itself (it
+    // watches `cgroup.events`): then there is nothing to ask, which keeps `delete` (5 s
+    // for all of its work) quick.
+    let deadline = Instant::now() + EMPTY_SCOPE_GRACE;
+    while dir.exists() && is_empty(dir) && Instant::now() < deadline {
+        sleep(POLL);
+    }
+    if !dir.exists() {
+        return Ok(());
+    }
     let manager = Manager::connect(&unit.name)?;
     match manager.call("StopUnit", &(unit.name.as_str(), "replace")) {
         Ok(_) => {}
@@ -448,6 +464,12 @@ pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
         }
         sleep(POLL);
     }
+}
+
+/// Whether the cgroup at `dir` holds no process (`cgroup.events` says `populated 0`).
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|l| l == "populated 0"))
 }
 
 #[cfg(test)]
