@@ -35,6 +35,8 @@ pub struct TaskOptions {
     pub no_new_keyring: bool,
     /// The cgroup the shim daemon joins at `start` (`ShimCgroup`).
     pub shim_cgroup: String,
+    /// `SystemdCgroup`: place containers with the systemd cgroup driver (a transient scope).
+    pub systemd_cgroup: bool,
 }
 
 /// The keys of a mini runtime's `options` table (containerd's
@@ -47,6 +49,7 @@ struct MiniOptions {
     io_uid: Option<u32>,
     io_gid: Option<u32>,
     no_new_keyring: Option<bool>,
+    systemd_cgroup: Option<bool>,
     /// containerd's own keys of runtimeoptions.v1.Options: it reads them itself.
     type_url: Option<String>,
     config_path: Option<String>,
@@ -56,7 +59,7 @@ struct MiniOptions {
 pub fn parse_toml_options(body: &str, source: &str) -> Result<TaskOptions, String> {
     let o: MiniOptions = toml::from_str(body).map_err(|e| {
         format!(
-            "runtime options ({source}): {}; mini takes ShimCgroup, IoUid, IoGid and NoNewKeyring",
+            "runtime options ({source}): {}; mini takes ShimCgroup, IoUid, IoGid, NoNewKeyring and SystemdCgroup",
             e.message()
         )
     })?;
@@ -66,6 +69,7 @@ pub fn parse_toml_options(body: &str, source: &str) -> Result<TaskOptions, Strin
         io_gid: o.io_gid.unwrap_or(0),
         no_new_keyring: o.no_new_keyring.unwrap_or(false),
         shim_cgroup: o.shim_cgroup.unwrap_or_default(),
+        systemd_cgroup: o.systemd_cgroup.unwrap_or(false),
         ..Default::default()
     })
 }
@@ -112,19 +116,18 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
                 o.no_pivot_root,
                 o.no_new_keyring,
                 o.shim_cgroup,
+                false,
             ))
         }
         RUNC_OPTIONS_TYPE_URL => {
             let o = RuncOptions::parse_from_bytes(&any.value).map_err(bad)?;
-            if o.systemd_cgroup {
-                return Err("SystemdCgroup = true needs the systemd cgroup driver, which mini does not have".into());
-            }
             Ok(runc_fields(
                 o.io_uid,
                 o.io_gid,
                 o.no_pivot_root,
                 o.no_new_keyring,
                 o.shim_cgroup,
+                o.systemd_cgroup,
             ))
         }
         other => Err(format!(
@@ -133,13 +136,15 @@ pub fn decode_task_options(any: Option<&Any>) -> Result<TaskOptions, String> {
     }
 }
 
-/// The fields both runc option messages carry, as mini takes them.
+/// The fields of the runc option messages, as mini takes them (`systemd_cgroup` is in
+/// `Options` only).
 fn runc_fields(
     io_uid: u32,
     io_gid: u32,
     no_pivot_root: bool,
     no_new_keyring: bool,
     shim_cgroup: String,
+    systemd_cgroup: bool,
 ) -> TaskOptions {
     TaskOptions {
         io_uid,
@@ -147,6 +152,7 @@ fn runc_fields(
         no_pivot_root,
         no_new_keyring,
         shim_cgroup,
+        systemd_cgroup,
     }
 }
 
@@ -217,8 +223,14 @@ mod tests {
             config_body: "SystemdCgroup = true\n".into(),
             ..Default::default()
         };
+        let got = decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).unwrap();
+        assert!(got.systemd_cgroup);
+        let o = RuntimeOptions {
+            config_body: "SystemdCgroups = true\n".into(),
+            ..Default::default()
+        };
         let err = decode_task_options(Some(&any(RUNTIME_OPTIONS_TYPE_URL, &o))).unwrap_err();
-        assert!(err.contains("SystemdCgroup"), "{err}");
+        assert!(err.contains("SystemdCgroups"), "{err}");
         let o = RuntimeOptions {
             config_body: "IoUid = \"root\"\n".into(),
             ..Default::default()
@@ -243,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_types_and_systemd_cgroups_are_refused_by_name() {
+    fn unknown_types_are_refused_by_name_and_runc_systemd_cgroup_is_taken() {
         let a = Any {
             type_url: "example.Unknown".into(),
             value: vec![1],
@@ -260,8 +272,8 @@ mod tests {
         };
         assert!(
             decode_task_options(Some(&any(RUNC_OPTIONS_TYPE_URL, &o)))
-                .unwrap_err()
-                .contains("systemd")
+                .unwrap()
+                .systemd_cgroup
         );
     }
 }

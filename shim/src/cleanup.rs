@@ -53,9 +53,9 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     let cgroup = match runtime_core::spec::read(bundle) {
         Ok(spec) => {
             let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-            CgroupManager::new(id, cgroups_path.as_deref()).ok()
+            CgroupManager::for_container(id, cgroups_path.as_deref(), false).ok()
         }
-        Err(runtime_core::Error::Io { .. }) => CgroupManager::new(id, None).ok(),
+        Err(runtime_core::Error::Io { .. }) => CgroupManager::for_container(id, None, false).ok(),
         Err(err) => {
             eprintln!("{err}: no cgroup to remove");
             None

@@ -31,6 +31,8 @@ pub struct CreateParams {
     /// Owner of the process's stdio pipes (uid, gid): a user namespace's root.
     pub io_owner: (u32, u32),
     pub no_new_keyring: bool,
+    /// The runtime options' `SystemdCgroup`: place the container in a systemd scope.
+    pub systemd_cgroup: bool,
 }
 
 pub struct Container {
@@ -77,8 +79,12 @@ impl Container {
             )));
         }
         let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-        let cgroup = CgroupManager::new(&params.id, cgroups_path.as_deref())
-            .map_err(|e| Failure::Runtime("cgroup", e))?;
+        let cgroup = CgroupManager::for_container(
+            &params.id,
+            cgroups_path.as_deref(),
+            params.systemd_cgroup,
+        )
+        .map_err(|e| Failure::Runtime("cgroup", e))?;
 
         let private_pid_ns = spec
             .linux()

@@ -73,7 +73,7 @@ pub fn features() -> Result<Features, String> {
             oci_spec::runtime::CgroupBuilder::default()
                 .v1(true)
                 .v2(true)
-                .systemd(false)
+                .systemd(true)
                 .systemd_user(false)
                 .rdma(false)
                 .build()
@@ -356,7 +356,7 @@ mod tests {
         assert!(!has(&json["mountOptions"], "tmpcopyup"));
         assert!(!has(&json["mountOptions"], "rro"));
         assert_eq!(json["hooks"], serde_json::json!([]));
-        assert_eq!(linux["cgroup"]["systemd"], false);
+        assert_eq!(linux["cgroup"]["systemd"], true);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
     }
 }

@@ -291,6 +291,7 @@ impl Task for TaskService {
             },
             io_owner: (options.io_uid, options.io_gid),
             no_new_keyring: options.no_new_keyring,
+            systemd_cgroup: options.systemd_cgroup,
         };
         // The build runs as a task of its own: if the client goes away (ttrpc then drops this
         // request), it still ends, and what it built is removed.

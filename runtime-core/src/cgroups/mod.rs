@@ -9,6 +9,7 @@
 
 pub mod devices_bpf;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 
@@ -248,11 +249,15 @@ pub enum CgroupPath {
     Relative(PathBuf),
 }
 
-/// Validates `linux.cgroupsPath` (`None` means `/<id>`).
+/// Validates `linux.cgroupsPath` for the cgroupfs driver (`None` means `/<id>`).
 ///
-/// Fails for the systemd form `slice:prefix:name` (mini has no systemd driver), for `..`
-/// components that would leave the hierarchy root (absolute) or the caller's own cgroup
-/// (relative), and for a path naming that root or own cgroup itself.
+/// The systemd form `slice:prefix:name` is, for this driver, what runc's cgroupfs driver
+/// makes of it: a relative path of one component that happens to contain colons (containerd
+/// 1.6/1.7 build that form for every pod whose parent ends in `.slice`, whatever the host
+/// runs). [`choose_driver`] decides when it goes to the systemd driver instead.
+///
+/// Fails for `..` components that would leave the hierarchy root (absolute) or the caller's
+/// own cgroup (relative), and for a path naming that root or own cgroup itself.
 pub fn resolve_cgroups_path(id: &str, cgroups_path: Option<&Path>) -> Result<CgroupPath> {
     const FIELD: &str = "linux.cgroupsPath";
     let Some(path) = cgroups_path else {
@@ -265,15 +270,6 @@ pub fn resolve_cgroups_path(id: &str, cgroups_path: Option<&Path>) -> Result<Cgr
         return Ok(CgroupPath::Absolute(PathBuf::from(id)));
     };
     let text = path.to_string_lossy();
-    if !path.is_absolute() && text.split(':').count() == 3 {
-        return Err(Error::invalid(
-            FIELD,
-            format!(
-                "{text:?} is the systemd form slice:prefix:name, which needs the systemd cgroup \
-                 driver; mini has only the cgroupfs driver: use a path such as /mini/{id}"
-            ),
-        ));
-    }
     let mut clean = PathBuf::new();
     for component in path.components() {
         match component {
@@ -302,6 +298,48 @@ pub fn resolve_cgroups_path(id: &str, cgroups_path: Option<&Path>) -> Result<Cgr
         CgroupPath::Absolute(clean)
     } else {
         CgroupPath::Relative(clean)
+    })
+}
+
+/// Which code places the container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// mini creates and removes the directories itself (`linux.cgroupsPath` is a path).
+    Cgroupfs,
+    /// A transient systemd scope (`linux.cgroupsPath` is `slice:prefix:name`).
+    Systemd,
+}
+
+/// Whether `linux.cgroupsPath` has the systemd form `slice:prefix:name`.
+pub fn is_systemd_form(path: &Path) -> bool {
+    !path.is_absolute() && path.to_string_lossy().split(':').count() == 3
+}
+
+/// The driver for a container: systemd when the runtime options ask for it
+/// (`systemd_requested`, runc's and mini's `SystemdCgroup`), or for a `slice:prefix:name`
+/// path on a host where systemd runs (`systemd_running`); cgroupfs otherwise, where that form
+/// is a literal relative path as runc's cgroupfs driver takes it. Asking for systemd on a
+/// host without it fails naming the option.
+pub fn choose_driver(
+    cgroups_path: Option<&Path>,
+    systemd_requested: bool,
+    systemd_running: bool,
+) -> Result<Driver> {
+    if systemd_requested && !systemd_running {
+        return Err(Error::invalid(
+            "SystemdCgroup",
+            format!(
+                "SystemdCgroup = true in the runtime options selects the systemd cgroup driver, \
+                 but systemd is not running on this host (no {}); set SystemdCgroup = false",
+                systemd::RUNNING_MARKER
+            ),
+        ));
+    }
+    let slice_form = cgroups_path.is_some_and(is_systemd_form);
+    Ok(if systemd_requested || (slice_form && systemd_running) {
+        Driver::Systemd
+    } else {
+        Driver::Cgroupfs
     })
 }
 
@@ -424,11 +462,29 @@ pub struct CgroupManager {
     v1: Vec<CgroupDir>,
     /// The cgroup2 directory (hybrid and unified hosts).
     unified: Option<CgroupDir>,
+    /// With the systemd driver: the transient scope whose directory `unified` is. systemd
+    /// creates and removes that directory; limits go to its files as with cgroupfs.
+    #[serde(default)]
+    systemd: Option<systemd::Unit>,
 }
 
 impl CgroupManager {
     /// The cgroup for container `id` at `cgroups_path` (the spec's `linux.cgroupsPath`;
-    /// `None` means `/<id>`), under `/sys/fs/cgroup`.
+    /// `None` means `/<id>`), under `/sys/fs/cgroup`, with the driver [`choose_driver`]
+    /// picks for this host; `systemd_requested` is the runtime options' `SystemdCgroup`.
+    pub fn for_container(
+        id: &str,
+        cgroups_path: Option<&Path>,
+        systemd_requested: bool,
+    ) -> Result<Self> {
+        match choose_driver(cgroups_path, systemd_requested, systemd::running())? {
+            Driver::Cgroupfs => Self::new(id, cgroups_path),
+            Driver::Systemd => Self::systemd(Path::new(DEFAULT_ROOT), id, cgroups_path),
+        }
+    }
+
+    /// The cgroupfs driver's cgroup for container `id` at `cgroups_path` (the spec's
+    /// `linux.cgroupsPath`; `None` means `/<id>`), under `/sys/fs/cgroup`.
     pub fn new(id: &str, cgroups_path: Option<&Path>) -> Result<Self> {
         Self::with_root(Path::new(DEFAULT_ROOT), id, cgroups_path)
     }
@@ -473,7 +529,64 @@ impl CgroupManager {
             layout: hierarchies.layout,
             v1,
             unified,
+            systemd: None,
         })
+    }
+
+    /// The systemd driver's cgroup for container `id`: the scope [`systemd::Unit`] names for
+    /// `cgroups_path`, in the cgroup2 hierarchy under `root`. cgroup v2 (unified) hosts only.
+    pub fn systemd(root: &Path, id: &str, cgroups_path: Option<&Path>) -> Result<Self> {
+        let hierarchies = discover(root)?;
+        Self::systemd_with_hierarchies(&hierarchies, id, cgroups_path)
+    }
+
+    /// As [`CgroupManager::systemd`], for given hierarchies (tests use fixture layouts).
+    pub fn systemd_with_hierarchies(
+        hierarchies: &Hierarchies,
+        id: &str,
+        cgroups_path: Option<&Path>,
+    ) -> Result<Self> {
+        let unit = systemd::Unit::for_container(id, cgroups_path)?;
+        let h = match (&hierarchies.unified, hierarchies.layout) {
+            (Some(h), Layout::Unified) => h,
+            _ => {
+                return Err(Error::invalid(
+                    "SystemdCgroup",
+                    format!(
+                        "the systemd cgroup driver (asked for by SystemdCgroup = true or a \
+                         slice:prefix:name linux.cgroupsPath) works on cgroup v2 (unified) \
+                         hosts only; this host's layout is {:?}",
+                        hierarchies.layout
+                    ),
+                ));
+            }
+        };
+        Ok(Self {
+            layout: Layout::Unified,
+            v1: Vec::new(),
+            unified: Some(CgroupDir {
+                controllers: Vec::new(),
+                mount_point: h.mount_point.clone(),
+                dir: h.mount_point.join(&unit.cgroup),
+            }),
+            systemd: Some(unit),
+        })
+    }
+
+    /// The transient scope, when the systemd driver places this container.
+    pub fn systemd_unit(&self) -> Option<&systemd::Unit> {
+        self.systemd.as_ref()
+    }
+
+    /// With the systemd driver: starts the container's scope holding `pid` (systemd moves it
+    /// there), with the properties of `resources` systemd knows, and waits until its cgroup
+    /// exists. [`CgroupManager::apply`] then writes the limits to the scope's files. Without
+    /// the systemd driver this does nothing.
+    pub fn start_scope(&self, pid: i32, resources: &LinuxResources) -> Result<()> {
+        match (&self.systemd, self.unified_path()) {
+            (Some(unit), Some(dir)) => systemd::start(unit, dir, pid, resources),
+            _ => Ok(()),
+        }
     }
 
     /// The host layout this manager works on.
@@ -759,10 +872,15 @@ impl CgroupManager {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
-    /// Removes the container's cgroup directories (not shared parents). Succeeds when they
+    /// Removes the container's cgroup directories (not shared parents); with the systemd
+    /// driver, stops the scope and waits until systemd removed its cgroup. Succeeds when they
     /// are already gone. Sub-cgroups the container made are removed first. A directory still
     /// busy after about 2 s (processes still exiting) fails naming the directory.
     pub fn destroy(&self) -> Result<()> {
+        if let (Some(unit), Some(dir)) = (&self.systemd, self.unified_path()) {
+            // systemd removes the scope's cgroup (and what the container made below it).
+            return systemd::stop(unit, dir).or_else(|e| remove_tree(dir).map_err(|_| e));
+        }
         let mut first_error = None;
         for d in self.dirs() {
             if let Err(e) = remove_tree(&d.dir)

@@ -172,11 +172,54 @@ fn relative_cgroups_path_stays_relative() {
 }
 
 #[test]
-fn systemd_form_cgroups_path_fails_saying_it_needs_the_systemd_driver() {
-    let err = resolve_cgroups_path("c1", Some(Path::new("system.slice:mini:c1"))).unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("linux.cgroupsPath"), "{msg}");
-    assert!(msg.contains("systemd cgroup driver"), "{msg}");
+fn systemd_form_without_the_systemd_driver_is_a_literal_relative_path() {
+    // As runc's cgroupfs driver takes it: one component that contains colons.
+    let path = "kubepods-besteffort-pod1.slice:cri-containerd:c1";
+    assert_eq!(
+        resolve_cgroups_path("c1", Some(Path::new(path))).unwrap(),
+        CgroupPath::Relative(PathBuf::from(path))
+    );
+}
+
+#[test]
+fn driver_is_systemd_when_asked_or_for_the_slice_form_where_systemd_runs() {
+    let slice = Some(Path::new("system.slice:mini:c1"));
+    let plain = Some(Path::new("/mini/c1"));
+    assert_eq!(
+        choose_driver(slice, false, false).unwrap(),
+        Driver::Cgroupfs
+    );
+    assert_eq!(choose_driver(slice, false, true).unwrap(), Driver::Systemd);
+    assert_eq!(choose_driver(plain, false, true).unwrap(), Driver::Cgroupfs);
+    assert_eq!(choose_driver(None, true, true).unwrap(), Driver::Systemd);
+    assert_eq!(choose_driver(plain, true, true).unwrap(), Driver::Systemd);
+    for path in [slice, plain, None] {
+        let msg = choose_driver(path, true, false).unwrap_err().to_string();
+        assert!(msg.contains("SystemdCgroup"), "{msg}");
+        assert!(msg.contains("systemd is not running"), "{msg}");
+    }
+}
+
+#[test]
+fn systemd_scope_dir_is_in_the_expanded_slice_on_unified_hosts_only() {
+    let unified = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+    let h = parse_mountinfo(unified, Path::new("/sys/fs/cgroup")).unwrap();
+    let path = Path::new("kubepods-besteffort-pod1.slice:cri-containerd:c1");
+    let m = CgroupManager::systemd_with_hierarchies(&h, "c1", Some(path)).unwrap();
+    assert_eq!(
+        m.unified_path(),
+        Some(Path::new(
+            "/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-c1.scope"
+        ))
+    );
+    assert_eq!(m.systemd_unit().unwrap().name, "cri-containerd-c1.scope");
+    let hybrid = "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  31 25 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+    let h = parse_mountinfo(hybrid, Path::new("/sys/fs/cgroup")).unwrap();
+    let msg = CgroupManager::systemd_with_hierarchies(&h, "c1", Some(path))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("cgroup v2 (unified) hosts only"), "{msg}");
 }
 
 #[test]

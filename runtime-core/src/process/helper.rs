@@ -73,41 +73,50 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     }
     let cgroup = match &config.cgroup {
         Some(cgroup) => cgroup.clone(),
-        None => CgroupManager::new(&config.id, linux.cgroups_path().as_deref())?,
+        None => CgroupManager::for_container(&config.id, linux.cgroups_path().as_deref(), false)?,
     };
-    let created = cgroup.create()?;
-    // A cgroup that already holds processes, in any hierarchy, belongs to something else (a
-    // container with the same id in another namespace, a leftover, a spec naming another
-    // service's cgroup): sharing it would put our limits on those processes and let our Kill
-    // and Delete reach them. Refuse, and remove only what this call created.
-    let occupied = cgroup
-        .occupied()
-        .inspect_err(|_| CgroupManager::remove_created(&created))?;
-    if let Some((dir, pids)) = occupied {
-        CgroupManager::remove_created(&created);
-        return Err(Error::invalid(
-            "linux.cgroupsPath",
-            format!(
-                "the cgroup {} already holds processes {pids:?}",
-                dir.display()
-            ),
-        ));
-    }
     // Always: a spec without resources or device rules still gets deny-all and the defaults.
     let devices = linux.devices().as_deref().unwrap_or_default();
-    cgroup.apply(&crate::cgroups::with_default_devices(
-        linux.resources().as_ref(),
-        devices,
-    ))?;
+    let resources = crate::cgroups::with_default_devices(linux.resources().as_ref(), devices);
+    // With the systemd driver, systemd makes the cgroup (a scope) once the init exists: see
+    // below. systemd refuses a second scope of the same name, as `occupied` refuses here.
+    let systemd = cgroup.systemd_unit().is_some();
+    if !systemd {
+        let created = cgroup.create()?;
+        // A cgroup that already holds processes, in any hierarchy, belongs to something else
+        // (a container with the same id in another namespace, a leftover, a spec naming
+        // another service's cgroup): sharing it would put our limits on those processes and
+        // let our Kill and Delete reach them. Refuse, and remove only what this call created.
+        let occupied = cgroup
+            .occupied()
+            .inspect_err(|_| CgroupManager::remove_created(&created))?;
+        if let Some((dir, pids)) = occupied {
+            CgroupManager::remove_created(&created);
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                format!(
+                    "the cgroup {} already holds processes {pids:?}",
+                    dir.display()
+                ),
+            ));
+        }
+        cgroup.apply(&resources)?;
+    }
     plan.enter()?;
 
     // The init waits on this pipe until the helper has written its id maps and reported its
     // pid. It is born in the container's cgroup2 directory (CLONE_INTO_CGROUP) and moves
     // itself into the v1 hierarchies: neither waits for the RCU grace period that moving
-    // another process costs.
+    // another process costs. With the systemd driver it is born here, blocked, and systemd
+    // moves it into the new scope (a scope cannot start empty); the D-Bus connection (with
+    // its threads) is opened only after the clone, so the init forks from a single thread.
     let (go_read, go_write) = pipe()?;
     let flags = plan.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
-    let unified = cgroup.open_unified()?;
+    let unified = if systemd {
+        None
+    } else {
+        cgroup.open_unified()?
+    };
     let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())?;
     match child {
         None => {
@@ -135,7 +144,10 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         Some(pid) => {
             drop(go_read);
             let result = (|| {
-                if plan.creates(LinuxNamespaceType::User) {
+                if systemd {
+                    cgroup.start_scope(pid.as_raw(), &resources)?;
+                    cgroup.apply(&resources)?;
+                } else if plan.creates(LinuxNamespaceType::User) {
                     // Born in a user namespace, the init cannot write the host's cgroup files.
                     cgroup.add_process(pid.as_raw())?;
                 } else if !placed_in_unified && let Some(dir) = cgroup.unified_path() {

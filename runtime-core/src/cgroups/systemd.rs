@@ -1,0 +1,650 @@
+//! The systemd cgroup driver: the container's cgroup is a transient scope that systemd
+//! creates and removes, asked for on its D-Bus API.
+//!
+//! Naming, as runc's systemd driver names it: a `slice:prefix:name` cgroupsPath becomes the
+//! scope `prefix-name.scope` in the slice, whose directory systemd keeps at the slice chain's
+//! path (`a-b.slice` lives in `a.slice/a-b.slice`).
+//!
+//! Start: `StartTransientUnit(name, "replace", properties, [])` with `Delegate=yes` (the
+//! scope's files and sub-cgroups are ours to write), `PIDs=[the init]`, and the resource
+//! properties systemd knows ([`resource_properties`]), so that systemd's own view agrees with
+//! the files; then the cgroupfs code writes every limit to the scope's files as on any cgroup2
+//! directory. The init already exists (blocked before it runs anything of the spec): systemd
+//! refuses a scope without processes, so the scope cannot be made first and the init born in
+//! it. Stop: `StopUnit`, `ResetFailedUnit`, then wait until the directory is gone.
+//!
+//! The connection is the system bus (`/run/dbus/system_bus_socket`), opened for each start
+//! or stop and closed after: nothing stays open in the shim daemon between operations.
+//! systemd's private socket `/run/systemd/private` would spare the dbus-daemon, but systemd
+//! sends its replies there with a sender that is no bus name, which zbus 5 rejects (its
+//! reader thread panics and the call never returns).
+
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+use zbus::blocking::Connection;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+
+use crate::{Error, Result};
+
+/// What `sd_booted(3)` checks: the directory systemd creates when it runs as the init.
+pub const RUNNING_MARKER: &str = "/run/systemd/system";
+
+/// The slice of a scope whose cgroupsPath leaves the slice empty (a system instance's).
+const DEFAULT_SLICE: &str = "system.slice";
+/// The scope prefix when there is no cgroupsPath at all (runc uses `runc`).
+const DEFAULT_PREFIX: &str = "mini";
+
+const FIELD: &str = "linux.cgroupsPath";
+
+/// Whether systemd runs as this host's init.
+pub fn running() -> bool {
+    Path::new(RUNNING_MARKER).is_dir()
+}
+
+/// A container's transient scope.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unit {
+    /// The scope's unit name, e.g. `cri-containerd-abc.scope`.
+    pub name: String,
+    /// The slice it is started in, e.g. `kubepods-besteffort-pod1.slice`.
+    pub slice: String,
+    /// Its cgroup below the cgroup2 root, e.g.
+    /// `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope`.
+    pub cgroup: PathBuf,
+}
+
+impl Unit {
+    /// The scope for container `id` at `cgroups_path`: `slice:prefix:name`, or none for
+    /// `system.slice` and `mini-<id>.scope`. An empty slice means `system.slice`; an empty
+    /// prefix gives `name.scope`.
+    pub fn for_container(id: &str, cgroups_path: Option<&Path>) -> Result<Self> {
+        let (slice, prefix, name) = match cgroups_path {
+            None => (DEFAULT_SLICE.to_string(), DEFAULT_PREFIX, id.to_string()),
+            Some(path) => {
+                let text = path.to_string_lossy();
+                let parts: Vec<&str> = text.split(':').collect();
+                let [slice, prefix, name] = parts[..] else {
+                    return Err(Error::invalid(
+                        FIELD,
+                        format!(
+                            "{text:?}: the systemd cgroup driver takes the form \
+                             slice:prefix:name, e.g. system.slice:mini:{id}"
+                        ),
+                    ));
+                };
+                let slice = if slice.is_empty() {
+                    DEFAULT_SLICE
+                } else {
+                    slice
+                };
+                return Self::build(slice.to_string(), prefix, name, &text);
+            }
+        };
+        Self::build(slice, prefix, &name, id)
+    }
+
+    fn build(slice: String, prefix: &str, name: &str, shown: &str) -> Result<Self> {
+        if name.is_empty() {
+            return Err(Error::invalid(
+                FIELD,
+                format!("{shown:?}: the name part of slice:prefix:name is empty"),
+            ));
+        }
+        if name.ends_with(".slice") {
+            return Err(Error::invalid(
+                FIELD,
+                format!(
+                    "{shown:?}: a name ending in .slice asks for a slice unit; mini places a \
+                     container in a scope only"
+                ),
+            ));
+        }
+        let unit = if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        if let Some(bad) = unit.chars().find(|c| !valid_unit_char(*c)) {
+            return Err(Error::invalid(
+                FIELD,
+                format!("{shown:?}: {bad:?} cannot be part of the systemd unit name {unit:?}"),
+            ));
+        }
+        let mut cgroup = expand_slice(&slice)
+            .map_err(|msg| Error::invalid(FIELD, format!("{shown:?}: slice {slice:?}: {msg}")))?;
+        cgroup.push(&unit);
+        Ok(Self {
+            name: unit,
+            slice,
+            cgroup,
+        })
+    }
+}
+
+/// Characters systemd accepts in a unit name (`unit_name_is_valid`); `\` escapes aside.
+fn valid_unit_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.')
+}
+
+/// The cgroup of a slice below the cgroup2 root, as systemd nests slices: every `-` in the
+/// name is one level (`a-b.slice` is `a.slice/a-b.slice`); `-.slice` is the root itself.
+pub fn expand_slice(slice: &str) -> std::result::Result<PathBuf, String> {
+    let Some(stem) = slice.strip_suffix(".slice") else {
+        return Err("a slice name ends in .slice".into());
+    };
+    if stem.is_empty() || slice.contains('/') {
+        return Err("not a slice unit name".into());
+    }
+    if let Some(bad) = slice.chars().find(|c| !valid_unit_char(*c)) {
+        return Err(format!("{bad:?} cannot be part of a unit name"));
+    }
+    let mut path = PathBuf::new();
+    if stem == "-" {
+        return Ok(path);
+    }
+    let mut prefix = String::new();
+    for component in stem.split('-') {
+        if component.is_empty() {
+            return Err("empty component between dashes".into());
+        }
+        path.push(format!("{prefix}{component}.slice"));
+        prefix.push_str(component);
+        prefix.push('-');
+    }
+    Ok(path)
+}
+
+/// A property value of a transient unit, in the D-Bus type systemd expects for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prop {
+    /// `t`
+    U64(u64),
+    /// `b`
+    Bool(bool),
+    /// `s`
+    Str(String),
+    /// `ay`: a CPU or NUMA node bitmask, bit `n % 8` of byte `n / 8` for CPU `n`.
+    Bytes(Vec<u8>),
+    /// `au`
+    Pids(Vec<u32>),
+}
+
+impl Prop {
+    fn to_value(&self) -> Value<'static> {
+        match self {
+            Prop::U64(v) => Value::from(*v),
+            Prop::Bool(v) => Value::from(*v),
+            Prop::Str(v) => Value::from(v.clone()),
+            Prop::Bytes(v) => Value::from(v.clone()),
+            Prop::Pids(v) => Value::from(v.clone()),
+        }
+    }
+}
+
+/// systemd's "infinity" for limits (`USEC_INFINITY`, `CGROUP_LIMIT_MAX`).
+const INFINITY: u64 = u64::MAX;
+/// The kernel's default CFS period, for a quota without a period.
+const DEFAULT_CPU_PERIOD: u64 = 100_000;
+
+/// The properties of `linux.resources` that systemd knows, as runc's systemd driver maps them
+/// on cgroup v2. The cgroupfs code writes every limit to the scope's files afterwards anyway:
+/// these keep systemd from setting other values back (on `daemon-reload`) and make
+/// `systemctl status` tell the truth. A pids limit is always given (infinity when the spec has
+/// none): otherwise systemd's `DefaultTasksMax` would cap the container.
+pub fn resource_properties(r: &LinuxResources) -> Result<Vec<(&'static str, Prop)>> {
+    let mut props = Vec::new();
+    let limit = |v: i64| if v < 0 { INFINITY } else { v as u64 };
+    if let Some(m) = r.memory() {
+        if let Some(v) = m.limit().filter(|&v| v != 0) {
+            props.push(("MemoryMax", Prop::U64(limit(v))));
+        }
+        if let Some(v) = m.reservation().filter(|&v| v > 0) {
+            props.push(("MemoryLow", Prop::U64(v as u64)));
+        }
+        match super::v2::swap_max(m.limit(), m.swap())?.as_deref() {
+            None => {}
+            Some("max") => props.push(("MemorySwapMax", Prop::U64(INFINITY))),
+            Some(v) => props.push(("MemorySwapMax", Prop::U64(v.parse().unwrap_or(INFINITY)))),
+        }
+    }
+    if let Some(cpu) = r.cpu() {
+        if let Some(shares) = cpu.shares().filter(|&s| s != 0) {
+            props.push(("CPUWeight", Prop::U64(super::v2::shares_to_weight(shares))));
+        }
+        let period = cpu.period().filter(|&p| p != 0);
+        let quota = cpu.quota().filter(|&q| q != 0);
+        if let Some(period) = period {
+            props.push(("CPUQuotaPeriodUSec", Prop::U64(period)));
+        }
+        if quota.is_some() || period.is_some() {
+            let per_sec = match quota {
+                Some(q) if q > 0 => {
+                    let period = period.unwrap_or(DEFAULT_CPU_PERIOD);
+                    // systemd keeps the quota per second in 10 ms steps: round up, never
+                    // below what the spec asks.
+                    (q as u64 * 1_000_000 / period).div_ceil(10_000) * 10_000
+                }
+                _ => INFINITY,
+            };
+            props.push(("CPUQuotaPerSecUSec", Prop::U64(per_sec)));
+        }
+        if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.trim().is_empty()) {
+            let mask = list_to_mask(cpus, "linux.resources.cpu.cpus")?;
+            props.push(("AllowedCPUs", Prop::Bytes(mask)));
+        }
+        if let Some(mems) = cpu.mems().as_deref().filter(|c| !c.trim().is_empty()) {
+            let mask = list_to_mask(mems, "linux.resources.cpu.mems")?;
+            props.push(("AllowedMemoryNodes", Prop::Bytes(mask)));
+        }
+    }
+    let pids = r.pids().map(|p| p.limit()).filter(|&l| l > 0);
+    props.push(("TasksMax", Prop::U64(pids.map_or(INFINITY, |l| l as u64))));
+    if let Some(w) = r.block_io().as_ref().and_then(|b| b.weight()) {
+        props.push((
+            "IOWeight",
+            Prop::U64(super::v2::blkio_weight_to_io_weight(w)),
+        ));
+    }
+    Ok(props)
+}
+
+/// A cpuset list (`0-3,8`) as systemd's bitmask: bit `n % 8` of byte `n / 8` for `n`.
+fn list_to_mask(list: &str, field: &str) -> Result<Vec<u8>> {
+    const MAX: u32 = 8192;
+    let bad = || Error::invalid(field, format!("{list:?} is not a list such as 0-3,8"));
+    let mut mask = Vec::new();
+    for part in list.trim().split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>(), b.trim().parse::<u32>()),
+            None => (part.trim().parse::<u32>(), part.trim().parse::<u32>()),
+        };
+        let (Ok(first), Ok(last)) = (first, last) else {
+            return Err(bad());
+        };
+        if first > last || last >= MAX {
+            return Err(bad());
+        }
+        for n in first..=last {
+            let byte = (n / 8) as usize;
+            if mask.len() <= byte {
+                mask.resize(byte + 1, 0);
+            }
+            mask[byte] |= 1 << (n % 8);
+        }
+    }
+    Ok(mask)
+}
+
+const DESTINATION: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// How long a start or a stop may take before it counts as failed (runc waits 30 s).
+const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(5);
+/// How long one D-Bus call may take: a call never blocks a start or a delete for good.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop first waits for systemd to remove an emptied scope by itself.
+const EMPTY_SCOPE_GRACE: Duration = Duration::from_millis(500);
+
+/// A connection to systemd's manager.
+struct Manager {
+    conn: Connection,
+}
+
+impl Manager {
+    fn connect(unit: &str) -> Result<Self> {
+        let conn = zbus::blocking::connection::Builder::system()
+            .map(|b| b.method_timeout(CALL_TIMEOUT))
+            .and_then(|b| b.build())
+            .map_err(|e| dbus_error(unit, "connect to systemd on the system bus for", e))?;
+        Ok(Self { conn })
+    }
+
+    fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::message::Message>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.conn
+            .call_method(Some(DESTINATION), MANAGER_PATH, Some(MANAGER), method, body)
+    }
+
+    /// The unit's `ActiveState`, `None` once systemd no longer knows it.
+    fn active_state(&self, unit: &str) -> zbus::Result<Option<String>> {
+        let path: OwnedObjectPath = match self.call("GetUnit", &(unit,)) {
+            Ok(reply) => reply.body().deserialize()?,
+            Err(e) if is_error(&e, "NoSuchUnit") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let reply = self.conn.call_method(
+            Some(DESTINATION),
+            path.as_str(),
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.freedesktop.systemd1.Unit", "ActiveState"),
+        )?;
+        let value: OwnedValue = reply.body().deserialize()?;
+        Ok(Some(String::try_from(value).unwrap_or_default()))
+    }
+
+    /// Whether the job at `job` is still queued or running.
+    fn job_pending(&self, job: &OwnedObjectPath) -> bool {
+        self.conn
+            .call_method(
+                Some(DESTINATION),
+                job.as_str(),
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.freedesktop.systemd1.Job", "State"),
+            )
+            .is_ok()
+    }
+
+    fn reset_failed(&self, unit: &str) {
+        let _ = self.call("ResetFailedUnit", &(unit,));
+    }
+}
+
+/// Whether `e` is systemd's error `org.freedesktop.systemd1.<name>`.
+fn is_error(e: &zbus::Error, name: &str) -> bool {
+    matches!(e, zbus::Error::MethodError(n, _, _) if n.as_str().ends_with(name))
+}
+
+fn dbus_error(unit: &str, op: &str, e: impl std::fmt::Display) -> Error {
+    Error::cgroup(
+        Path::new("/run/systemd").join(unit),
+        format!("systemd: {op} {unit}: {e}"),
+    )
+}
+
+/// Starts `unit` as a transient scope holding `pid`, with `resources`' properties and
+/// delegation, and waits until it is active and its cgroup `dir` exists. A leftover failed
+/// unit of the same name is reset and the start tried once more; a live one is an error.
+pub fn start(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> Result<()> {
+    let mut props: Vec<(&str, Value<'static>)> = vec![
+        (
+            "Description",
+            Value::from(format!("mini container {}", unit.name)),
+        ),
+        ("Slice", Value::from(unit.slice.clone())),
+        ("Delegate", Value::from(true)),
+        ("PIDs", Value::from(vec![pid as u32])),
+        // As runc: no ordering against shutdown.target and the like; the shim stops it.
+        ("DefaultDependencies", Value::from(false)),
+        ("MemoryAccounting", Value::from(true)),
+        ("CPUAccounting", Value::from(true)),
+        ("IOAccounting", Value::from(true)),
+        ("TasksAccounting", Value::from(true)),
+    ];
+    for (name, prop) in resource_properties(resources)? {
+        props.push((name, prop.to_value()));
+    }
+    let aux: Vec<(&str, Vec<(&str, Value<'static>)>)> = Vec::new();
+    let manager = Manager::connect(&unit.name)?;
+    let body = (unit.name.as_str(), "replace", props, aux);
+    let reply = match manager.call("StartTransientUnit", &body) {
+        Err(e) if is_error(&e, "UnitExists") => {
+            manager.reset_failed(&unit.name);
+            manager.call("StartTransientUnit", &body)
+        }
+        other => other,
+    };
+    let job: OwnedObjectPath = reply
+        .and_then(|r| r.body().deserialize())
+        .map_err(|e| dbus_error(&unit.name, "StartTransientUnit", e))?;
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    loop {
+        let state = manager
+            .active_state(&unit.name)
+            .map_err(|e| dbus_error(&unit.name, "read ActiveState of", e))?;
+        let pending = manager.job_pending(&job);
+        match state.as_deref() {
+            Some("active") if dir.is_dir() => return Ok(()),
+            Some("failed") => break,
+            _ if !pending && state.as_deref() != Some("active") => break,
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        sleep(POLL);
+    }
+    let state = manager.active_state(&unit.name).ok().flatten();
+    manager.reset_failed(&unit.name);
+    let _ = manager.call("StopUnit", &(unit.name.as_str(), "replace"));
+    Err(dbus_error(
+        &unit.name,
+        "start",
+        format!(
+            "the scope did not become active with its cgroup {} (state {state:?})",
+            dir.display()
+        ),
+    ))
+}
+
+/// Stops `unit` (an already gone unit is fine), resets it if it failed, and waits until its
+/// cgroup `dir` is gone.
+pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
+    // A scope whose processes are all gone is stopped and removed by systemd itself (it
+    // watches `cgroup.events`): then there is nothing to ask, which keeps `delete` (5 s
+    // for all of its work) quick.
+    let deadline = Instant::now() + EMPTY_SCOPE_GRACE;
+    while dir.exists() && is_empty(dir) && Instant::now() < deadline {
+        sleep(POLL);
+    }
+    if !dir.exists() {
+        return Ok(());
+    }
+    let manager = Manager::connect(&unit.name)?;
+    match manager.call("StopUnit", &(unit.name.as_str(), "replace")) {
+        Ok(_) => {}
+        Err(e) if is_error(&e, "NoSuchUnit") => {}
+        Err(e) => return Err(dbus_error(&unit.name, "StopUnit", e)),
+    }
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    loop {
+        let state = manager.active_state(&unit.name).ok().flatten();
+        if state.as_deref() == Some("failed") {
+            manager.reset_failed(&unit.name);
+        }
+        if !dir.exists() && matches!(state.as_deref(), None | Some("inactive")) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(dbus_error(
+                &unit.name,
+                "stop",
+                format!(
+                    "the scope is still {state:?} or its cgroup {} still exists",
+                    dir.display()
+                ),
+            ));
+        }
+        sleep(POLL);
+    }
+}
+
+/// Whether the cgroup at `dir` holds no process (`cgroup.events` says `populated 0`).
+fn is_empty(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|events| events.lines().any(|l| l == "populated 0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use oci_spec::runtime::{
+        LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+        LinuxResourcesBuilder,
+    };
+
+    fn prop(props: &[(&str, Prop)], name: &str) -> Option<Prop> {
+        props
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| p.clone())
+    }
+
+    #[test]
+    fn resources_map_to_the_properties_systemd_knows() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .reservation(32 << 20)
+                    .swap(96 << 20)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .shares(512u64)
+                    .quota(25_000i64)
+                    .period(100_000u64)
+                    .cpus("0-2,9")
+                    .mems("0")
+                    .build()
+                    .unwrap(),
+            )
+            .pids(LinuxPidsBuilder::default().limit(42).build().unwrap())
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .weight(500u16)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let props = resource_properties(&r).unwrap();
+        let get = |name: &str| prop(&props, name);
+        assert_eq!(get("MemoryMax"), Some(Prop::U64(64 << 20)));
+        assert_eq!(get("MemoryLow"), Some(Prop::U64(32 << 20)));
+        assert_eq!(get("MemorySwapMax"), Some(Prop::U64(32 << 20)));
+        assert_eq!(get("CPUWeight"), Some(Prop::U64(20)));
+        assert_eq!(get("CPUQuotaPeriodUSec"), Some(Prop::U64(100_000)));
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(250_000)));
+        assert_eq!(
+            get("AllowedCPUs"),
+            Some(Prop::Bytes(vec![0b0000_0111, 0b0000_0010]))
+        );
+        assert_eq!(get("AllowedMemoryNodes"), Some(Prop::Bytes(vec![1])));
+        assert_eq!(get("TasksMax"), Some(Prop::U64(42)));
+        assert_eq!(get("IOWeight"), Some(Prop::U64(4950)));
+    }
+
+    #[test]
+    fn unlimited_values_are_infinity_and_quotas_round_up_to_10ms() {
+        let r = LinuxResourcesBuilder::default()
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(-1)
+                    .swap(-1)
+                    .build()
+                    .unwrap(),
+            )
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(12_345i64)
+                    .period(50_000u64)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let props = resource_properties(&r).unwrap();
+        let get = |name: &str| prop(&props, name);
+        assert_eq!(get("MemoryMax"), Some(Prop::U64(u64::MAX)));
+        assert_eq!(get("MemorySwapMax"), Some(Prop::U64(u64::MAX)));
+        // 12345 us per 50 ms = 246900 us per second, kept by systemd as 250 ms.
+        assert_eq!(get("CPUQuotaPerSecUSec"), Some(Prop::U64(250_000)));
+        // No pids limit in the spec: not systemd's DefaultTasksMax either.
+        assert_eq!(get("TasksMax"), Some(Prop::U64(u64::MAX)));
+        assert_eq!(get("CPUWeight"), None);
+    }
+
+    #[test]
+    fn bad_cpu_lists_are_named() {
+        for bad in ["a", "3-1", "1,,2", "99999"] {
+            let r = LinuxResourcesBuilder::default()
+                .cpu(LinuxCpuBuilder::default().cpus(bad).build().unwrap())
+                .build()
+                .unwrap();
+            let msg = resource_properties(&r).unwrap_err().to_string();
+            assert!(msg.contains("linux.resources.cpu.cpus"), "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn slices_nest_at_each_dash() {
+        assert_eq!(
+            expand_slice("kubepods-besteffort-pod12ab.slice").unwrap(),
+            Path::new("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12ab.slice")
+        );
+        assert_eq!(
+            expand_slice("system.slice").unwrap(),
+            Path::new("system.slice")
+        );
+        assert_eq!(expand_slice("-.slice").unwrap(), Path::new(""));
+        for bad in [
+            "system",
+            ".slice",
+            "a--b.slice",
+            "-a.slice",
+            "a-.slice",
+            "a/b.slice",
+            "a b.slice",
+        ] {
+            assert!(expand_slice(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cri_path_gives_a_prefixed_scope_in_the_pods_slice() {
+        let unit = Unit::for_container(
+            "abc",
+            Some(Path::new(
+                "kubepods-burstable-pod1.slice:cri-containerd:abc",
+            )),
+        )
+        .unwrap();
+        assert_eq!(unit.name, "cri-containerd-abc.scope");
+        assert_eq!(unit.slice, "kubepods-burstable-pod1.slice");
+        assert_eq!(
+            unit.cgroup,
+            Path::new(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-abc.scope"
+            )
+        );
+    }
+
+    #[test]
+    fn empty_slice_is_system_slice_and_empty_prefix_drops_the_dash() {
+        let unit = Unit::for_container("c1", Some(Path::new(":mini-test:c1"))).unwrap();
+        assert_eq!(unit.cgroup, Path::new("system.slice/mini-test-c1.scope"));
+        let unit = Unit::for_container("c1", Some(Path::new("system.slice::c1"))).unwrap();
+        assert_eq!(unit.name, "c1.scope");
+        let unit = Unit::for_container("c1", None).unwrap();
+        assert_eq!(unit.cgroup, Path::new("system.slice/mini-c1.scope"));
+    }
+
+    #[test]
+    fn paths_not_in_the_systemd_form_are_named_in_the_error() {
+        for bad in [
+            "/mini/c1",
+            "a.slice:b",
+            "system.slice:mini:",
+            "system.slice:mini:x.slice",
+            "system:mini:c1",
+            "system.slice:mi/ni:c1",
+            "system.slice:mini:c 1",
+        ] {
+            let err = Unit::for_container("c1", Some(Path::new(bad))).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("linux.cgroupsPath"), "{bad}: {msg}");
+            assert!(msg.contains(bad), "{bad}: {msg}");
+        }
+    }
+}

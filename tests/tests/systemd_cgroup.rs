@@ -1,0 +1,274 @@
+//! The systemd cgroup driver, on a host where systemd is PID 1 and the hierarchy is pure
+//! cgroup v2: a QEMU VM (`mini_e2e::vm`, booted with systemd) runs the `guest::` scenarios of
+//! this file against the guest's containerd 1.6.
+//!
+//! - `SystemdCgroup = true` in mini's options (ctr's `--runtime-config-path`) and the path
+//!   `system.slice:mini-test:<id>`: the container runs in the transient scope
+//!   `mini-test-<id>.scope`, its limits in that scope's files, systemd shows it active, and
+//!   after delete both the unit and its directory are gone.
+//! - The same form without the option picks the driver by itself (systemd runs), here with a
+//!   kubelet-style nested slice (`minitest-burstable-pod….slice`).
+//! - A shim killed with SIGKILL leaves a scope that `delete` should stop: that scenario fails
+//!   today and is kept out of `make vm-test` (see `killed_shim_scenario_with_systemd_as_pid_1`).
+//!
+//! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
+//! `make vm-test` builds this binary and runs the host-side test, which boots the VM.
+
+use mini_e2e::vm::{Boot, TestRun, Vm, test_binary};
+
+/// Boots the VM with systemd, runs the guest scenarios matching `filters`, and panics with
+/// the guest's output of each failed one.
+fn guest_scenarios_pass(filters: &[&str]) {
+    let started = std::time::Instant::now();
+    let run = TestRun::ignored(test_binary("systemd_cgroup"), filters);
+    let results = Vm::run(Boot::Systemd, &[run]);
+    assert!(!results.is_empty(), "no guest scenario ran for {filters:?}");
+    let mut failures = String::new();
+    for r in &results {
+        let verdict = if r.passed { "ok" } else { "FAILED" };
+        println!("vm systemd: {} ... {verdict}", r.name);
+        if !r.passed {
+            failures += &format!("\n==== {} (guest output) ====\n{}\n", r.name, r.output);
+        }
+    }
+    println!(
+        "vm systemd: {} scenarios in {:.0} s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "scenarios failed in the VM:{failures}");
+}
+
+#[test]
+#[ignore = "boots a VM for minutes: make vm-test"]
+fn systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
+    guest_scenarios_pass(&["guest::scope_"]);
+}
+
+/// Not in `make vm-test` yet: it fails. The shim's `delete` after a SIGKILLed daemon runs
+/// on the CPU for all of containerd's 5 s (one thread, never reaching the SIGKILL of the
+/// init nor D-Bus) and is killed, so the scope stays. Run it with
+/// `cargo test -p mini-e2e --test systemd_cgroup -- --ignored killed_shim`.
+#[test]
+#[ignore = "boots a VM for minutes; fails: see its doc comment"]
+fn killed_shim_scenario_with_systemd_as_pid_1() {
+    guest_scenarios_pass(&["guest::killed_shim_"]);
+}
+
+/// The scenarios, run inside the VM.
+mod guest {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use mini_e2e::{Containerd, MINI, Namespace, Version, leftovers, wait_until};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// The guest's containerd 1.6, tried twice: the first start after the boot (cold caches
+    /// over 9p under TCG) sometimes needs more than the harness's 30 s.
+    fn containerd() -> Containerd {
+        std::panic::catch_unwind(|| Containerd::start(Version::V1_6))
+            .unwrap_or_else(|_| Containerd::start(Version::V1_6))
+    }
+
+    /// Panics unless systemd runs as PID 1 on a pure cgroup v2 hierarchy.
+    #[track_caller]
+    fn assert_systemd_on_v2() {
+        assert!(
+            Path::new("/run/systemd/system").is_dir(),
+            "systemd is not running: these scenarios run in the VM of this file's host test"
+        );
+        assert!(
+            Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+            "/sys/fs/cgroup is not a cgroup2 mount"
+        );
+    }
+
+    fn systemctl(args: &[&str]) -> String {
+        let out = Command::new("systemctl")
+            .args(args)
+            .output()
+            .expect("running systemctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[track_caller]
+    fn read(dir: &Path, file: &str) -> String {
+        fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+            .trim()
+            .to_string()
+    }
+
+    /// A file with mini's runtime options, for `ctr run --runtime-config-path`.
+    fn options_file(cd: &Containerd, keys: &str) -> String {
+        let path = cd.dir().join("mini-options.toml");
+        fs::write(&path, keys).expect("writing the options file");
+        path.display().to_string()
+    }
+
+    /// `ctr run -d` of `id` with mini in cgroup `path`, a 64 MiB memory limit, 512 cpu shares
+    /// and a 50 ms per 100 ms quota, with `extra` ctr options.
+    fn run_limited(ns: &Namespace<'_>, id: &str, path: &str, extra: &[&str]) {
+        let mut opts = vec![
+            "--cgroup",
+            path,
+            "--memory-limit",
+            "67108864",
+            "--cpu-shares",
+            "512",
+            "--cpu-quota",
+            "50000",
+            "--cpu-period",
+            "100000",
+        ];
+        opts.extend_from_slice(extra);
+        ns.run_detached(MINI, &opts, id, &["sh", "-c", "sleep 1000 & wait"]);
+        assert!(ns.wait_status(id, "RUNNING", WAIT), "{id} not running");
+    }
+
+    /// The scope's limits as the cgroupfs code and systemd wrote them, and systemd's view.
+    #[track_caller]
+    fn assert_scope_with_limits(ns: &Namespace<'_>, id: &str, unit: &str, dir: &Path) {
+        let (pid, _) = ns.task(id).expect("task listed");
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let want = format!(
+            "0::/{}",
+            dir.strip_prefix("/sys/fs/cgroup").unwrap().display()
+        );
+        assert_eq!(own.trim(), want, "the init's cgroup");
+        assert_eq!(read(dir, "memory.max"), "67108864");
+        // runc's conversion: 1 + (512 - 2) * 9999 / 262142.
+        assert_eq!(read(dir, "cpu.weight"), "20");
+        assert_eq!(read(dir, "cpu.max"), "50000 100000");
+        // No pids limit in the spec: not systemd's DefaultTasksMax either.
+        assert_eq!(read(dir, "pids.max"), "max");
+        assert_eq!(systemctl(&["is-active", unit]), "active");
+        assert_eq!(
+            systemctl(&["show", "-p", "MemoryMax", "--value", unit]),
+            "67108864"
+        );
+        let status = systemctl(&["status", "--no-pager", unit]);
+        assert!(status.contains(&format!("{pid}")), "{status}");
+    }
+
+    #[track_caller]
+    fn assert_scope_gone(unit: &str, dir: &Path) {
+        assert!(
+            wait_until(WAIT, || !dir.exists()),
+            "{} left after delete: cgroup.procs {:?}, {}",
+            dir.display(),
+            fs::read_to_string(dir.join("cgroup.procs")),
+            systemctl(&["status", "--no-pager", "--full", unit])
+        );
+        let listed = systemctl(&["list-units", "--all", "--no-legend", "--plain", unit]);
+        assert!(listed.is_empty(), "{unit} still known to systemd: {listed}");
+    }
+
+    /// What the shim's `delete` for `id` is doing during containerd's 5 s for it: each
+    /// thread's kernel wait channel, every 250 ms (for a failure message).
+    fn watch_delete(id: &str) -> String {
+        let mut seen = String::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            for p in leftovers::processes() {
+                if !(p.cmdline.contains(" delete") && p.cmdline.contains(id)) {
+                    continue;
+                }
+                let tasks = fs::read_dir(format!("/proc/{}/task", p.pid));
+                let waits: Vec<String> = tasks
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|t| {
+                        let read =
+                            |f: &str| fs::read_to_string(t.path().join(f)).unwrap_or_default();
+                        format!("{}:{}", read("comm").trim(), read("wchan"))
+                    })
+                    .collect();
+                seen += &format!("\n{} {:?}", p.pid, waits);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        seen
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn scope_from_the_systemd_cgroup_option_holds_the_container_and_its_limits() {
+        assert_systemd_on_v2();
+        let cd = containerd();
+        let ns = cd.busybox_namespace("sdopt");
+        let id = ns.new_id("sd");
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let path = format!("system.slice:mini-test:{id}");
+        run_limited(&ns, &id, &path, &["--runtime-config-path", &options]);
+        let unit = format!("mini-test-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
+        assert_scope_with_limits(&ns, &id, &unit, &dir);
+
+        ns.kill_and_delete(&id);
+        assert_scope_gone(&unit, &dir);
+        ns.assert_nothing_left(&id);
+    }
+
+    /// `ctr run` of `id` in the kubelet-style cgroupsPath `<pod slice>:cri-containerd:<id>`
+    /// without `SystemdCgroup`; the scope's name and directory.
+    fn run_in_pod_slice(ns: &Namespace<'_>, id: &str) -> (String, PathBuf) {
+        // A dash in a slice name is one level of nesting: none in the pod's part.
+        let pod = format!("minitest-burstable-pod{}.slice", id.replace('-', "_"));
+        run_limited(ns, id, &format!("{pod}:cri-containerd:{id}"), &[]);
+        let unit = format!("cri-containerd-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/minitest.slice/minitest-burstable.slice")
+            .join(&pod)
+            .join(&unit);
+        assert_scope_with_limits(ns, id, &unit, &dir);
+        (unit, dir)
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn scope_from_the_slice_form_alone_where_systemd_runs() {
+        assert_systemd_on_v2();
+        let cd = containerd();
+        let ns = cd.busybox_namespace("sdauto");
+        let id = ns.new_id("sd");
+        let (unit, dir) = run_in_pod_slice(&ns, &id);
+        ns.kill_and_delete(&id);
+        assert_scope_gone(&unit, &dir);
+        ns.assert_nothing_left(&id);
+        // The slices systemd made for the scope stay, as the kubelet's pod slices do.
+        systemctl(&["stop", "minitest.slice"]);
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn killed_shim_delete_stops_the_scope() {
+        assert_systemd_on_v2();
+        let cd = containerd();
+        let ns = cd.busybox_namespace("sdkill");
+        let id = ns.new_id("sd");
+        let (unit, dir) = run_in_pod_slice(&ns, &id);
+        let (pid, _) = ns.task(&id).expect("task listed");
+        let shim = leftovers::processes()
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.ppid)
+            .expect("the task's process exists");
+        leftovers::kill(shim);
+        let seen = watch_delete(&id);
+        wait_until(WAIT, || ns.task_status(&id).as_deref() != Some("RUNNING"));
+        let _ = ns.ctr(&["task", "delete", &id]);
+        ns.ctr(&["container", "delete", &id]).expect_success();
+        assert!(
+            wait_until(WAIT, || !dir.exists()),
+            "{} left after the killed shim's delete; the delete process seen: {seen}",
+            dir.display()
+        );
+        assert_scope_gone(&unit, &dir);
+        ns.assert_nothing_left(&id);
+        systemctl(&["stop", "minitest.slice"]);
+    }
+}
