@@ -10,6 +10,7 @@
 //! container's namespaces through a pidfd of its init and forks the exec process.
 
 pub mod channel;
+mod detached;
 mod exec;
 mod helper;
 mod init;
@@ -17,6 +18,7 @@ mod launcher;
 pub mod terminal;
 
 pub use channel::{HelperConfig, Message};
+pub use detached::{bind_start_socket, start_detached};
 pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
 pub use init::join_new_session_keyring;
