@@ -1,0 +1,373 @@
+//! Runtime integration (root): the `mini` command on temporary bundles with a busybox rootfs,
+//! as podman and containerd's runc shim drive runc: create, start, state, kill, delete, run,
+//! and what must be left (nothing) between and after them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use runtime_core::cgroups::CgroupManager;
+
+const MINI: &str = env!("CARGO_BIN_EXE_mini");
+
+/// A bundle made by `mini spec` (args changed by the test) and a private `--root`; the
+/// container is force-deleted and both removed on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    id: String,
+}
+
+impl Bundle {
+    fn new(name: &str, args: Option<&[&str]>) -> Bundle {
+        assert!(
+            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
+            "the cli tests need root and /bin/busybox (busybox-static)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("mini-cli-")
+            .tempdir()
+            .unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("mini-root-")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("bin")).unwrap();
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for tool in ["sh", "sleep", "echo", "cat"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+        }
+        for d in ["proc", "sys", "dev", "tmp"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let b = Bundle {
+            dir,
+            root,
+            id: format!("cli-{name}-{}", std::process::id()),
+        };
+        let out = b.mini(&["spec", "--bundle", b.path().to_str().unwrap()]);
+        assert!(out.status.success(), "mini spec: {out:?}");
+        if let Some(args) = args {
+            let path = b.path().join("config.json");
+            let mut spec: serde_json::Value =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            spec["process"]["args"] = serde_json::json!(args);
+            fs::write(&path, spec.to_string()).unwrap();
+        }
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(MINI);
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.current_dir(self.path());
+        cmd
+    }
+
+    /// Runs `mini --root R args…` with stdin and the container's stdio on /dev/null.
+    fn mini(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// `mini create`, whose container's stdio is /dev/null (a pipe would be held open by
+    /// the container).
+    fn create(&self) {
+        let status = self
+            .command(&[
+                "create",
+                "--bundle",
+                self.path().to_str().unwrap(),
+                &self.id,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mini create failed: {status}");
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.mini(args);
+        assert!(out.status.success(), "mini {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", &self.id])).unwrap()
+    }
+
+    fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap().to_string()
+    }
+
+    fn wait_status(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.status() != want {
+            assert!(Instant::now() < deadline, "status never became {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the host still holds of the container: its cgroup directories and state
+    /// directory.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let cgroup = CgroupManager::new(&self.id, None).unwrap();
+        cgroup
+            .dirs()
+            .map(|d| d.dir.clone())
+            .chain([self.root.path().join(&self.id)])
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = self.mini(&["delete", "--force", &self.id]);
+    }
+}
+
+/// The pids of live (non-zombie) processes whose command line names `id`.
+fn processes_naming(id: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            !zombie && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes())
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
+}
+
+#[test]
+fn create_start_kill_delete_walk_the_runtime_spec_lifecycle() {
+    let b = Bundle::new("life", Some(&["sleep", "30"]));
+    b.create();
+    let state = b.state();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], b.id.as_str());
+    assert_eq!(
+        state["bundle"],
+        b.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert!(pid > 0 && alive(pid));
+
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.status(), "running");
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "sleep",
+        "start made the init exec the user's program"
+    );
+
+    b.ok(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    assert_eq!(b.state()["pid"], 0);
+    b.ok(&["delete", &b.id]);
+    let out = b.mini(&["state", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn after_create_only_the_init_remains_and_it_holds_no_host_path() {
+    let b = Bundle::new("alone", Some(&["sleep", "30"]));
+    b.create();
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+    // `mini create` has exited (status() waited for it) and so has the setup helper: the
+    // only process naming the container is its init, reparented away from us.
+    assert_eq!(processes_naming(&b.id), vec![pid]);
+    let ppid: i32 = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, std::process::id() as i32);
+    // While it waits for start, every fd beyond stdio is a socket: nothing that leads to a
+    // host path.
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let target = fs::read_link(entry.path()).unwrap();
+        if fd > 2 {
+            assert!(
+                target.to_str().unwrap().starts_with("socket:"),
+                "fd {fd} of the created init is {}",
+                target.display()
+            );
+        }
+    }
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.status(), "running");
+}
+
+#[test]
+fn run_detach_leaves_it_running_and_delete_without_force_refuses() {
+    let b = Bundle::new("detach", Some(&["sleep", "30"]));
+    let status = b
+        .command(&["run", "--detach", &b.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(b.status(), "running");
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+
+    let out = b.mini(&["delete", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("that is not stopped: running"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(b.status(), "running");
+    assert!(alive(pid));
+
+    let out = b.mini(&["start", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+
+    b.ok(&["delete", "--force", &b.id]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the init survived delete --force"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn foreground_run_exits_with_the_containers_status_and_deletes_it() {
+    let b = Bundle::new("fg", Some(&["sh", "-c", "echo out-of-the-box; exit 7"]));
+    let out = b.mini(&["run", &b.id]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-of-the-box\n");
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_bundle_from_mini_spec_runs_unchanged() {
+    let b = Bundle::new("spec", None);
+    // The default process is `sh`: it reads its commands from the container's stdin.
+    let mut child = b
+        .command(&["run", &b.id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo from-the-default-spec; hostname\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-the-default-spec\nmini\n"
+    );
+}
+
+#[test]
+fn unknown_ids_fail_as_runc_does() {
+    let b = Bundle::new("unknown", None);
+    for args in [
+        vec!["state", "nope"],
+        vec!["start", "nope"],
+        vec!["kill", "nope", "KILL"],
+        vec!["delete", "nope"],
+        vec!["pause", "nope"],
+    ] {
+        let out = b.mini(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("level=error msg=\"container does not exist\""),
+            "{args:?}: {stderr}"
+        );
+    }
+    // As runc: a forced delete of nothing succeeds.
+    assert!(b.mini(&["delete", "--force", "nope"]).status.success());
+    // The JSON log that go-runc and podman read the error from.
+    let log = b.path().join("mini.log");
+    let out = b.mini(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container does not exist");
+    // An id that could name a path is refused before anything is made.
+    let out = b.mini(&["create", "../escape"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!b.root.path().parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn pause_resume_ps_and_list_see_the_container() {
+    let b = Bundle::new("pause", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert_eq!(pids, vec![pid]);
+    b.ok(&["pause", &b.id]);
+    assert_eq!(b.status(), "paused");
+    b.ok(&["resume", &b.id]);
+    assert_eq!(b.status(), "running");
+    let list: serde_json::Value =
+        serde_json::from_str(&b.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], b.id.as_str());
+    assert_eq!(list[0]["status"], "running");
+}
+
+#[test]
+fn features_is_the_runtime_spec_document() {
+    let b = Bundle::new("features", None);
+    let doc: serde_json::Value = serde_json::from_str(&b.ok(&["features"])).unwrap();
+    assert_eq!(doc["ociVersionMin"], "1.0.0");
+    assert!(doc["linux"]["namespaces"].as_array().unwrap().len() >= 7);
+}
