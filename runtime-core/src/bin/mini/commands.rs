@@ -337,6 +337,7 @@ fn delete(root: &Root, id: &str, force: bool, log: &Logger) -> Result<()> {
 /// whether everything went. Each step runs even when an earlier one failed.
 fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
     let mut clean = true;
+    log.debug(&format!("destroy {}: record {record:?}", c.dir.display()));
     if let Some(record) = record.filter(|r| r.pid > 0) {
         let _ = signal_init(record, libc::SIGKILL);
         if let Some(cgroup) = &record.cgroup {
@@ -347,6 +348,7 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
             while cgroup.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            log.debug(&format!("container {}: removing its cgroup", record.id));
             if let Err(err) = cgroup.destroy() {
                 log.warn(&format!("remove cgroup: {err}"));
                 clean = false;
