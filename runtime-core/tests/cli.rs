@@ -371,3 +371,64 @@ fn features_is_the_runtime_spec_document() {
     assert_eq!(doc["ociVersionMin"], "1.0.0");
     assert!(doc["linux"]["namespaces"].as_array().unwrap().len() >= 7);
 }
+
+#[test]
+fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let b = Bundle::new("tty", Some(&["sh", "-c", "tty; echo on-the-pty"]));
+    let path = b.path().join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    fs::write(&path, spec.to_string()).unwrap();
+
+    // Without a console socket a terminal container is refused, as runc does.
+    let out = b.mini(&["create", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("console socket"));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+
+    let socket = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([i32; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd with the message");
+        // SAFETY: the kernel just installed this fd for us.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    b.ok(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        &b.id,
+    ]);
+    // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
+    drop(std::os::unix::net::UnixStream::connect(&socket));
+    let master = receiver.join().expect("create sent the pty master");
+    b.ok(&["start", &b.id]);
+    let mut output = Vec::new();
+    // A pty master reads EIO once the last slave fd is closed.
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    let output = String::from_utf8_lossy(&output);
+    assert!(output.contains("/dev/pts/0"), "output: {output}");
+    assert!(output.contains("on-the-pty"), "output: {output}");
+}

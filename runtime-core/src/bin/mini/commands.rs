@@ -64,9 +64,6 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
     if o.no_pivot {
         return Err("--no-pivot is not supported by mini (pivot_root is always used)".into());
     }
-    if o.console_socket.is_some() {
-        return Err("--console-socket is not supported by mini yet".into());
-    }
     if o.preserve_fds > 0 {
         return Err("--preserve-fds is not supported by mini yet".into());
     }
@@ -78,12 +75,17 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         .canonicalize()
         .map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
     let spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
-    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
-        return Err(
-            "cannot allocate tty if mini will detach without setting console socket \
-             (process.terminal is not supported by mini yet)"
-                .into(),
-        );
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    match (terminal, &o.console_socket) {
+        (true, None) => {
+            return Err(
+                "cannot allocate tty if mini will detach without setting console socket".into(),
+            );
+        }
+        (false, Some(_)) => {
+            return Err("cannot use console socket if mini will not detach or allocate tty".into());
+        }
+        _ => {}
     }
     let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let cgroup = CgroupManager::new(id, cgroups_path.as_deref()).map_err(|e| e.to_string())?;
@@ -140,7 +142,14 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         record.cgroup = Some(cgroup.clone());
         container.write(&record)?;
         match pending.wait_ready() {
-            Ok(created) => drop(created),
+            Ok(mut created) => {
+                if let Some(socket) = &o.console_socket {
+                    let master = created
+                        .take_console()
+                        .ok_or("the container init sent no terminal")?;
+                    send_console(socket, master)?;
+                }
+            }
             Err(err) => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 let _ = waitpid(Pid::from_raw(pid), None);
@@ -161,6 +170,25 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             Err(err)
         }
     }
+}
+
+/// Hands the master of the container's pty to whoever listens on `socket` (podman's conmon,
+/// containerd's shim), as runc does: one message, the pty's name as data, the fd attached.
+fn send_console(socket: &Path, master: OwnedFd) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect to console socket {}: {e}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[std::io::IoSlice::new(b"/dev/ptmx")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))?;
+    Ok(())
 }
 
 /// The container's stdio is the command's own (runc's pass-through mode).
