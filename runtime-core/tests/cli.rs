@@ -432,3 +432,32 @@ fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
     assert!(output.contains("/dev/pts/0"), "output: {output}");
     assert!(output.contains("on-the-pty"), "output: {output}");
 }
+
+#[test]
+fn state_left_by_a_crashed_command_is_understood() {
+    let b = Bundle::new("crash", Some(&["sleep", "30"]));
+    // A create that crashed before recording anything: an empty directory, no lock holder.
+    fs::create_dir(b.root.path().join(&b.id)).unwrap();
+    b.create();
+    assert_eq!(b.status(), "created");
+    b.ok(&["delete", "--force", &b.id]);
+
+    // A create that crashed after the init was cloned but before it was ready: the record
+    // names a pid that is gone (here: a process that has exited).
+    let gone = Command::new("/bin/true").spawn().unwrap();
+    let pid = gone.id();
+    let mut gone = gone;
+    gone.wait().unwrap();
+    let dir = b.root.path().join(&b.id);
+    fs::create_dir(&dir).unwrap();
+    let record = serde_json::json!({
+        "id": b.id, "bundle": b.path(), "rootfs": b.path().join("rootfs"), "pid": pid,
+        "start_time": 1, "ready": false, "created": "2026-01-01T00:00:00Z",
+        "annotations": {}, "cgroup": null
+    });
+    fs::write(dir.join("state.json"), record.to_string()).unwrap();
+    assert_eq!(b.status(), "stopped");
+    assert_eq!(b.state()["pid"], 0);
+    b.ok(&["delete", &b.id]);
+    assert!(!dir.exists());
+}
