@@ -83,19 +83,20 @@ impl Bundle {
     /// `mini create`, whose container's stdio is /dev/null (a pipe would be held open by
     /// the container).
     fn create(&self) {
-        let status = self
-            .command(&[
-                "create",
-                "--bundle",
-                self.path().to_str().unwrap(),
-                &self.id,
-            ])
+        let bundle = self.path().to_str().unwrap();
+        let status = self.detached(&["create", "--bundle", bundle, &self.id]);
+        assert!(status.success(), "mini create failed: {status}");
+    }
+
+    /// Runs a command that leaves a process of the container running, with every stdio on
+    /// /dev/null: a pipe would stay open as long as that process runs.
+    fn detached(&self, args: &[&str]) -> std::process::ExitStatus {
+        self.command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .unwrap();
-        assert!(status.success(), "mini create failed: {status}");
+            .unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -233,13 +234,7 @@ fn after_create_only_the_init_remains_and_it_holds_no_host_path() {
 #[test]
 fn run_detach_leaves_it_running_and_delete_without_force_refuses() {
     let b = Bundle::new("detach", Some(&["sleep", "30"]));
-    let status = b
-        .command(&["run", "--detach", &b.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = b.detached(&["run", "--detach", &b.id]);
     assert!(status.success());
     assert_eq!(b.status(), "running");
     let pid = b.state()["pid"].as_i64().unwrap() as i32;
@@ -460,4 +455,46 @@ fn state_left_by_a_crashed_command_is_understood() {
     assert_eq!(b.state()["pid"], 0);
     b.ok(&["delete", &b.id]);
     assert!(!dir.exists());
+}
+
+#[test]
+fn exec_runs_in_the_containers_namespaces_and_returns_its_status() {
+    let b = Bundle::new("exec", Some(&["sleep", "30"]));
+    b.create();
+    let out = b.mini(&["exec", &b.id, "sh", "-c", "exit 0"]);
+    assert_eq!(out.status.code(), Some(1), "exec before start must fail");
+    b.ok(&["start", &b.id]);
+    // The container's pid namespace: its init is pid 1 there.
+    let out = b.mini(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}30\u{0}\n");
+    // A process given as OCI JSON, as containerd's runc shim and podman pass it, detached.
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::json!({"args": ["sleep", "20"], "cwd": "/", "env": ["PATH=/bin"],
+                           "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let pid_file = b.path().join("exec.pid");
+    let status = b.detached(&[
+        "exec",
+        "--detach",
+        "--process",
+        process.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(status.success());
+    let pid: i64 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks the exec {pid}");
 }

@@ -25,8 +25,24 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
 }
 
+#[derive(Debug, Default)]
+pub struct ExecOpts {
+    /// `--process FILE`: the process as OCI JSON (containerd's runc shim and podman use it).
+    pub process: Option<PathBuf>,
+    /// The program and its arguments when there is no `--process`.
+    pub args: Vec<String>,
+    pub detach: bool,
+    pub tty: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+}
+
 #[derive(Debug)]
 pub enum Command {
+    Exec(String, ExecOpts),
     Create(String, CreateOpts),
     Run(String, CreateOpts, bool),
     Start(String),
@@ -141,6 +157,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             }
             Command::Ps(id.ok_or("ps: missing container id")?, json, ps_args)
         }
+        "exec" => exec_opts(&mut p)?,
         "features" => Command::Features,
         "spec" => {
             let mut bundle = None;
@@ -158,6 +175,37 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
         other => return Err(format!("unknown command {other:?}").into()),
     };
     Ok((g, command))
+}
+
+fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut o = ExecOpts::default();
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("process") | Short('p') => o.process = Some(p.value()?.into()),
+            Long("detach") | Short('d') => o.detach = true,
+            Long("tty") | Short('t') => o.tty = true,
+            Long("pid-file") => o.pid_file = Some(p.value()?.into()),
+            Long("console-socket") => o.console_socket = Some(p.value()?.into()),
+            Long("cwd") => o.cwd = Some(p.value()?.string()?),
+            Long("env") | Short('e') => o.env.push(p.value()?.string()?),
+            Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
+            Value(v) if id.is_none() => id = Some(v.string()?),
+            Value(v) => {
+                // The rest is the program and its arguments, flags included.
+                o.args.push(v.string()?);
+                for rest in p.raw_args()? {
+                    o.args.push(rest.string()?);
+                }
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let id = id.ok_or("exec: missing container id")?;
+    if o.process.is_none() && o.args.is_empty() {
+        return Err("exec: no process given (--process FILE or arguments)".into());
+    }
+    Ok(Command::Exec(id, o))
 }
 
 fn format_json(p: &mut lexopt::Parser) -> Result<bool, lexopt::Error> {

@@ -4,14 +4,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use runtime_core::cgroups::CgroupManager;
 use runtime_core::process::{HelperConfig, InitStdio, Launcher};
 
 use crate::Result;
-use crate::args::{Command, CreateOpts, Global};
+use crate::args::{Command, CreateOpts, ExecOpts, Global};
 use crate::log::{Logger, rfc3339};
 use crate::state::{self, Container, Record, Root, Status};
 
@@ -41,6 +41,7 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
             let root = Root::open(&g.root)?;
             run_container(g, &root, &id, &opts, detach, log)
         }
+        Command::Exec(id, opts) => exec(&Root::open(&g.root)?, &id, &opts),
         Command::Start(id) => start(&Root::open(&g.root)?, &id).map(|()| 0),
         Command::State(id) => state(&Root::open(&g.root)?, &id).map(|()| 0),
         Command::Kill(id, signal, all) => {
@@ -400,26 +401,11 @@ fn run_container(
     detach: bool,
     log: &Logger,
 ) -> Result<i32> {
-    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-    const FORWARDED: [Signal; 7] = [
-        Signal::SIGHUP,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGTERM,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ];
-    let mut set = SigSet::empty();
-    if !detach {
-        // Blocked before the init exists, so none is lost; the init unblocks them before
-        // its exec.
-        for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-            set.add(sig);
-        }
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-            .map_err(|e| format!("sigprocmask: {e}"))?;
-    }
+    let set = if detach {
+        SigSet::empty()
+    } else {
+        block_forwarded()?
+    };
     let pid = create(g, root, id, o, log)?;
     if let Err(err) = start(root, id) {
         if let Ok(c) = root.lock(id) {
@@ -431,26 +417,152 @@ fn run_container(
     if detach {
         return Ok(0);
     }
-    let init = Pid::from_raw(pid);
-    let code = loop {
-        match waitpid(init, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => break code,
-            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-            Ok(_) => {}
-            Err(e) => return Err(format!("wait for the container's init: {e}")),
-        }
-        match set.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => {}
-            Ok(sig) => {
-                let _ = nix::sys::signal::kill(init, sig);
-            }
-        }
-    };
+    let code = wait_forwarding(Pid::from_raw(pid), &set)?;
     if let Ok(c) = root.lock(id) {
         let record = c.record().ok().flatten();
         destroy(c, record.as_ref(), log);
     }
     Ok(code)
+}
+
+/// The signals a foreground `run` or `exec` passes on to its process.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Blocks [`FORWARDED`] and SIGCHLD before the process exists, so none is lost (the
+/// container's process unblocks them before its exec); the set to wait on.
+fn block_forwarded() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        set.add(sig);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    Ok(set)
+}
+
+/// Waits for our child `pid`, passing on the signals of `set` but SIGCHLD; its exit status
+/// (128 + signal when killed).
+fn wait_forwarding(pid: Pid, set: &SigSet) -> Result<i32> {
+    loop {
+        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(e) => return Err(format!("wait for the container's process: {e}")),
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        }
+    }
+}
+
+/// `exec`: a further process in the running container, through the library's exec helper
+/// (it joins the init's namespaces through a pidfd and the container's cgroup). In the
+/// foreground the command waits for it and exits with its status.
+fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
+    let (_, record, status) = load(root, id, false)?;
+    let record = match (status, record) {
+        (Status::Running, Some(r)) => r,
+        (Status::Paused, _) => return Err("cannot exec in a paused container".into()),
+        _ => return Err("cannot exec in a stopped container".into()),
+    };
+    let cgroup = record.cgroup.clone().ok_or("container not running")?;
+    let spec = runtime_core::spec::read(&record.bundle).map_err(|e| e.to_string())?;
+    let json = match &o.process {
+        Some(path) => std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?,
+        None => exec_process_json(&spec, o)?,
+    };
+    let spec = runtime_core::process::exec_spec(&spec, &json).map_err(|e| e.to_string())?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    if terminal && o.console_socket.is_none() {
+        return Err(
+            "cannot allocate tty if mini will detach without setting console socket".into(),
+        );
+    }
+    // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
+    if fd < 0 || !state::init_alive(&record) {
+        return Err("container not running".into());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+    let set = if o.detach {
+        SigSet::empty()
+    } else {
+        block_forwarded()?
+    };
+    let config = runtime_core::process::ExecConfig {
+        container_id: id.to_string(),
+        exec_id: format!("exec-{}", std::process::id()),
+        spec,
+        cgroup,
+        no_new_keyring: false,
+    };
+    let launcher = Launcher::new().map_err(|e| e.to_string())?;
+    let mut pending = launcher
+        .spawn_exec(config, our_stdio()?, pidfd.as_fd())
+        .map_err(|e| e.to_string())?;
+    let helper = Pid::from_raw(pending.helper_pid());
+    let pid = pending.wait_pid();
+    let _ = waitpid(helper, None);
+    let pid = pid.map_err(|e| e.to_string())?;
+    let (_, console) = pending
+        .wait_exec_with_console()
+        .map_err(|e| e.to_string())?;
+    if let (Some(socket), Some(master)) = (&o.console_socket, console) {
+        send_console(socket, master)?;
+    }
+    if let Some(pid_file) = &o.pid_file {
+        state::write_atomic(pid_file, pid.to_string().as_bytes())?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    wait_forwarding(Pid::from_raw(pid), &set)
+}
+
+/// The exec's process from the command line: the container's, with the given arguments,
+/// terminal, cwd, extra env and user (`UID[:GID]`).
+fn exec_process_json(spec: &oci_spec::runtime::Spec, o: &ExecOpts) -> Result<Vec<u8>> {
+    let mut process =
+        serde_json::to_value(spec.process().as_ref().ok_or("the spec has no process")?)
+            .map_err(|e| e.to_string())?;
+    process["args"] = serde_json::json!(o.args);
+    process["terminal"] = serde_json::json!(o.tty);
+    if let Some(cwd) = &o.cwd {
+        process["cwd"] = serde_json::json!(cwd);
+    }
+    if !o.env.is_empty() {
+        let mut env: Vec<serde_json::Value> =
+            process["env"].as_array().cloned().unwrap_or_default();
+        env.extend(o.env.iter().map(|e| serde_json::json!(e)));
+        process["env"] = serde_json::Value::Array(env);
+    }
+    if let Some(user) = &o.user {
+        let mut parts = user.splitn(2, ':');
+        let number = |s: Option<&str>| -> Result<Option<u32>> {
+            s.map(|s| {
+                s.parse()
+                    .map_err(|_| format!("--user {user}: not UID[:GID]"))
+            })
+            .transpose()
+        };
+        let uid = number(parts.next())?.unwrap_or(0);
+        let gid = number(parts.next())?.unwrap_or(0);
+        process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+    }
+    serde_json::to_vec(&process).map_err(|e| e.to_string())
 }
 
 fn list(root: &Root, json: bool, quiet: bool) -> Result<()> {
