@@ -498,3 +498,38 @@ fn exec_runs_in_the_containers_namespaces_and_returns_its_status() {
     let pids: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
     assert!(pids.contains(&pid), "{pids:?} lacks the exec {pid}");
 }
+
+#[test]
+fn foreground_run_passes_signals_on_to_the_container() {
+    let b = Bundle::new(
+        "signal",
+        Some(&[
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready; while :; do sleep 0.05; done",
+        ]),
+    );
+    let mut child = b
+        .command(&["run", &b.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(9),
+        "the container's trap ran and its status came back"
+    );
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
