@@ -533,3 +533,38 @@ fn foreground_run_passes_signals_on_to_the_container() {
     );
     assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let b = Bundle::new("update", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let cgroup = CgroupManager::new(&b.id, None).unwrap();
+    let pids_max = cgroup
+        .v1_path("pids")
+        .or(cgroup.unified_path())
+        .unwrap()
+        .join("pids.max");
+    b.ok(&["update", "--pids-limit", "42", &b.id]);
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "42");
+    // The JSON document of `--resources`, from stdin as containerd's runc shim sends it.
+    let mut child = b
+        .command(&["update", "--resources", "-", &b.id])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 77}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+    // A bad value names the field and changes nothing.
+    let out = b.mini(&["update", "--pids-limit", "many", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pids.limit"));
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+}

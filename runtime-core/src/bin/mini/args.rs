@@ -43,6 +43,9 @@ pub struct ExecOpts {
 #[derive(Debug)]
 pub enum Command {
     Exec(String, ExecOpts),
+    /// The id, the `--resources` file (`-` for stdin), and the single-value flags as a
+    /// runtime-spec `LinuxResources` JSON object.
+    Update(String, Option<PathBuf>, serde_json::Value),
     Create(String, CreateOpts),
     Run(String, CreateOpts, bool),
     Start(String),
@@ -158,6 +161,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             Command::Ps(id.ok_or("ps: missing container id")?, json, ps_args)
         }
         "exec" => exec_opts(&mut p)?,
+        "update" => update_opts(&mut p)?,
         "features" => Command::Features,
         "spec" => {
             let mut bundle = None;
@@ -206,6 +210,46 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
         return Err("exec: no process given (--process FILE or arguments)".into());
     }
     Ok(Command::Exec(id, o))
+}
+
+/// runc's `update` flags: `--resources/-r FILE` and the common single values.
+fn update_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut id = None;
+    let mut file = None;
+    let mut values = serde_json::json!({});
+    while let Some(arg) = p.next()? {
+        let (section, key) = match arg {
+            Long("resources") | Short('r') => {
+                file = Some(p.value()?.into());
+                continue;
+            }
+            Value(v) if id.is_none() => {
+                id = Some(v.string()?);
+                continue;
+            }
+            Long("memory") => ("memory", "limit"),
+            Long("memory-reservation") => ("memory", "reservation"),
+            Long("memory-swap") => ("memory", "swap"),
+            Long("pids-limit") => ("pids", "limit"),
+            Long("cpu-shares") => ("cpu", "shares"),
+            Long("cpu-quota") => ("cpu", "quota"),
+            Long("cpu-period") => ("cpu", "period"),
+            Long("cpuset-cpus") => ("cpu", "cpus"),
+            Long("cpuset-mems") => ("cpu", "mems"),
+            _ => return Err(arg.unexpected()),
+        };
+        let raw = p.value()?.string()?;
+        let value = if matches!(key, "cpus" | "mems") {
+            serde_json::json!(raw)
+        } else {
+            serde_json::json!(raw.parse::<i64>().map_err(|_| {
+                lexopt::Error::from(format!("update: {section}.{key}: {raw:?} is not a number"))
+            })?)
+        };
+        values[section][key] = value;
+    }
+    let id = id.ok_or("update: missing container id")?;
+    Ok(Command::Update(id, file, values))
 }
 
 fn format_json(p: &mut lexopt::Parser) -> Result<bool, lexopt::Error> {

@@ -42,6 +42,9 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
             run_container(g, &root, &id, &opts, detach, log)
         }
         Command::Exec(id, opts) => exec(&Root::open(&g.root)?, &id, &opts),
+        Command::Update(id, file, values) => {
+            update(&Root::open(&g.root)?, &id, file.as_deref(), values).map(|()| 0)
+        }
         Command::Start(id) => start(&Root::open(&g.root)?, &id).map(|()| 0),
         Command::State(id) => state(&Root::open(&g.root)?, &id).map(|()| 0),
         Command::Kill(id, signal, all) => {
@@ -563,6 +566,42 @@ fn exec_process_json(spec: &oci_spec::runtime::Spec, o: &ExecOpts) -> Result<Vec
         process["user"] = serde_json::json!({"uid": uid, "gid": gid});
     }
     serde_json::to_vec(&process).map_err(|e| e.to_string())
+}
+
+/// `update`: new resource limits for a running, paused or created container, through the
+/// cgroup manager's `update` (the code that applied them at create). The flags override
+/// the same fields of the `--resources` document.
+fn update(root: &Root, id: &str, file: Option<&Path>, flags: serde_json::Value) -> Result<()> {
+    let (_, record, status) = load(root, id, true)?;
+    let cgroup = match (status, record.and_then(|r| r.cgroup)) {
+        (Status::Stopped, _) | (_, None) => return Err("container not running".into()),
+        (_, Some(cgroup)) => cgroup,
+    };
+    let mut doc = match file {
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("read resources from stdin: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("resources: {e}"))?
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    if let (Some(doc), Some(flags)) = (doc.as_object_mut(), flags.as_object()) {
+        for (section, values) in flags {
+            let entry = doc.entry(section.clone()).or_insert(serde_json::json!({}));
+            for (key, value) in values.as_object().into_iter().flatten() {
+                entry[key] = value.clone();
+            }
+        }
+    }
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_path_to_error::deserialize(doc).map_err(|e| format!("resources: {e}"))?;
+    cgroup.update(&resources).map_err(|e| e.to_string())
 }
 
 fn list(root: &Root, json: bool, quiet: bool) -> Result<()> {
