@@ -99,6 +99,20 @@ impl Bundle {
             .unwrap()
     }
 
+    /// Runs `mini args…` with `input` on its stdin (closed after it).
+    fn with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.mini(args);
         assert!(out.status.success(), "mini {args:?}: {out:?}");
@@ -278,21 +292,7 @@ fn foreground_run_exits_with_the_containers_status_and_deletes_it() {
 fn a_bundle_from_mini_spec_runs_unchanged() {
     let b = Bundle::new("spec", None);
     // The default process is `sh`: it reads its commands from the container's stdin.
-    let mut child = b
-        .command(&["run", &b.id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"echo from-the-default-spec; hostname\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = b.with_input(&["run", &b.id], b"echo from-the-default-spec; hostname\n");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -548,19 +548,11 @@ fn update_changes_the_limits_of_a_running_container() {
     b.ok(&["update", "--pids-limit", "42", &b.id]);
     assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "42");
     // The JSON document of `--resources`, from stdin as containerd's runc shim sends it.
-    let mut child = b
-        .command(&["update", "--resources", "-", &b.id])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"pids": {"limit": 77}}"#)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = b.with_input(
+        &["update", "--resources", "-", &b.id],
+        br#"{"pids": {"limit": 77}}"#,
+    );
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
     // A bad value names the field and changes nothing.
     let out = b.mini(&["update", "--pids-limit", "many", &b.id]);
