@@ -19,15 +19,18 @@ all: build
 build:
 	$(CARGO) build --workspace
 
-## release: the static release shim in $(RELEASE) (--target keeps the flags off build scripts)
+## release: the static release shim and the `mini` command in $(RELEASE) (--target keeps the
+## flags off build scripts)
 release:
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$${LIBSECCOMP_LIB_PATH:-/usr/lib/$$(gcc -print-multiarch)} \
 	RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-	$(CARGO) build --release -p containerd-shim-mini --target $(TRIPLE)
+	$(CARGO) build --release -p containerd-shim-mini -p runtime-core --bin $(SHIM) --bin mini --target $(TRIPLE)
 
-## install: the release shim to $(PREFIX)/bin, where containerd finds it on its PATH
+## install: the release shim to $(PREFIX)/bin, where containerd finds it on its PATH, and the
+## runc-compatible `mini` command beside it
 install: release
 	install -D -m 0755 $(RELEASE)/$(SHIM) $(DESTDIR)$(PREFIX)/bin/$(SHIM)
+	install -D -m 0755 $(RELEASE)/mini $(DESTDIR)$(PREFIX)/bin/mini
 
 ## test: unit tests and the end-to-end tests, on this host and in the cgroup v2 VM (needs root;
 ## installs what is missing first)

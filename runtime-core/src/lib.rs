@@ -15,6 +15,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod error;
 pub mod exe_guard;
+pub mod features;
 pub mod namespaces;
 pub mod process;
 pub mod procfs;

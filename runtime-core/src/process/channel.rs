@@ -39,6 +39,9 @@ pub struct HelperConfig {
 pub enum Message {
     /// caller → helper: what to build.
     Config(Box<HelperConfig>),
+    /// caller → helper: what to build, for an init that waits for its start on the
+    /// listening socket the launcher placed at fd 4 (see `detached`), not on this channel.
+    CreateDetached(Box<HelperConfig>),
     /// caller → helper: what to start in a running container.
     Exec(Box<super::exec::ExecConfig>),
     /// helper → caller: the container init's pid.

@@ -45,6 +45,10 @@ fn helper_main() -> i32 {
     let mut channel = Channel::new(stream);
     let result = match channel.recv() {
         Ok(Some(Message::Config(config))) => build(&config, &mut channel),
+        Ok(Some(Message::CreateDetached(config))) => {
+            super::detached::set_start_listener(super::launcher::PIDFD_FD);
+            build(&config, &mut channel)
+        }
         Ok(Some(Message::Exec(config))) => super::exec::start(&config, &mut channel),
         _ => return 2,
     };

@@ -29,7 +29,11 @@ pub(super) fn run(
     plan: &Plan,
     cgroup: &CgroupManager,
 ) -> ! {
-    let result = close_inherited_fds(channel.stream().as_raw_fd())
+    let channel_fd = channel.stream().as_raw_fd();
+    let keep: Vec<RawFd> = std::iter::once(channel_fd)
+        .chain(super::detached::start_listener())
+        .collect();
+    let result = close_inherited_fds_except(&keep)
         .and_then(|()| setup_and_exec(config, channel, plan, cgroup));
     let err = match result {
         Ok(never) => match never {},
@@ -152,11 +156,14 @@ fn setup_and_exec(
         Some(master) => channel.send_with_fd(&Message::Ready, master.as_raw_fd())?,
         None => channel.send(&Message::Ready)?,
     }
-    match channel.recv()? {
-        Some(Message::Start) => {}
-        // The caller went away or changed its mind: nothing to run.
-        // SAFETY: _exit ends this process without running the parent's atexit handlers.
-        _ => unsafe { libc::_exit(1) },
+    // A detached init takes its Start from a starter's connection instead (`detached`).
+    if !super::detached::wait_for_starter(channel)? {
+        match channel.recv()? {
+            Some(Message::Start) => {}
+            // The caller went away or changed its mind: nothing to run.
+            // SAFETY: _exit ends this process without running the parent's atexit handlers.
+            _ => unsafe { libc::_exit(1) },
+        }
     }
 
     // Before the filter: a profile need not allow what these use.
@@ -332,6 +339,12 @@ pub(super) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
 /// `/proc/self/fd/N/..` would walk out of the container from them (CVE-2024-21626). The
 /// standard streams must not be directories either.
 pub(super) fn close_inherited_fds(channel: RawFd) -> Result<()> {
+    close_inherited_fds_except(&[channel])
+}
+
+/// [`close_inherited_fds`], keeping every fd in `keep` (the channel, a detached init's start
+/// socket).
+fn close_inherited_fds_except(keep: &[RawFd]) -> Result<()> {
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     let stdio = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
     for (fd, stream) in stdio.into_iter().enumerate() {
@@ -342,7 +355,15 @@ pub(super) fn close_inherited_fds(channel: RawFd) -> Result<()> {
             )));
         }
     }
-    let ranges = [(3, channel - 1), (channel + 1, i32::MAX)];
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut ranges = Vec::new();
+    let mut first = 3;
+    for fd in keep.into_iter().filter(|fd| *fd >= 3) {
+        ranges.push((first, fd - 1));
+        first = fd + 1;
+    }
+    ranges.push((first, i32::MAX));
     for (first, last) in ranges.into_iter().filter(|(f, l)| f <= l) {
         // SAFETY: close_range closes fd numbers of this process only; nothing in the init
         // owns an fd in these ranges (the helper dropped its own before calling run).

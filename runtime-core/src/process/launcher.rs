@@ -59,6 +59,28 @@ impl Launcher {
         })
     }
 
+    /// [`Launcher::spawn`] for an init that outlives the caller: once ready, it waits for a
+    /// connection on `start_socket` (a listening unix socket, see [`super::bind_start_socket`])
+    /// that sends `Start` ([`super::start_detached`]), not for [`CreatedInit::start`]. Until
+    /// it is ready it dies with the calling thread, as with `spawn`; drop the [`CreatedInit`]
+    /// that `wait_ready` returns.
+    pub fn spawn_detached(
+        &self,
+        config: HelperConfig,
+        stdio: InitStdio,
+        start_socket: BorrowedFd<'_>,
+    ) -> Result<PendingInit> {
+        let id = config.id.clone();
+        let message = Message::CreateDetached(Box::new(config));
+        let (channel, helper_pid) =
+            self.exec_helper(&id, &message, stdio, Some(start_socket.as_raw_fd()))?;
+        Ok(PendingInit {
+            channel,
+            helper_pid,
+            pid: None,
+        })
+    }
+
     /// Execs the helper to start a process in the running container whose init `init` (a
     /// pidfd) is: the helper joins the init's namespaces through it, so a pid reused by
     /// another process cannot redirect the exec. Call [`PendingExec::wait_pid`] then

@@ -11,6 +11,7 @@
 //! of an exec can be started ahead and wait for the start ([`Launcher::prepare_exec`]).
 
 pub mod channel;
+mod detached;
 mod exec;
 mod helper;
 mod init;
@@ -18,6 +19,7 @@ mod launcher;
 pub mod terminal;
 
 pub use channel::{HelperConfig, Message};
+pub use detached::{bind_start_socket, start_detached};
 pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
 pub use init::join_new_session_keyring;

@@ -1,0 +1,334 @@
+//! runc's command line: global flags, then a command with its own flags and the id.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use lexopt::prelude::*;
+
+/// runc's global flags.
+#[derive(Debug)]
+pub struct Global {
+    pub root: PathBuf,
+    pub log: Option<PathBuf>,
+    pub log_json: bool,
+    pub debug: bool,
+    pub systemd_cgroup: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct CreateOpts {
+    pub bundle: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct ExecOpts {
+    /// `--process FILE`: the process as OCI JSON (containerd's runc shim and podman use it).
+    pub process: Option<PathBuf>,
+    /// The program and its arguments when there is no `--process`.
+    pub args: Vec<String>,
+    pub detach: bool,
+    pub tty: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Exec(String, ExecOpts),
+    /// The id, the `--resources` file (`-` for stdin), and the single-value flags as a
+    /// runtime-spec `LinuxResources` JSON object.
+    Update(String, Option<PathBuf>, serde_json::Value),
+    Create(String, CreateOpts),
+    Run(String, CreateOpts, bool),
+    Start(String),
+    State(String),
+    Kill(String, String, bool),
+    Delete(String, bool),
+    List(bool, bool),
+    Ps(String, bool, Vec<String>),
+    Pause(String),
+    Resume(String),
+    Features,
+    Spec(Option<PathBuf>),
+    Version,
+}
+
+const DEFAULT_ROOT: &str = "/run/mini";
+
+pub fn parse(argv: Vec<OsString>) -> Result<(Global, Command), String> {
+    parse_inner(argv).map_err(|e| e.to_string())
+}
+
+fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> {
+    let mut p = lexopt::Parser::from_args(argv);
+    let mut g = Global {
+        root: PathBuf::from(DEFAULT_ROOT),
+        log: None,
+        log_json: false,
+        debug: false,
+        systemd_cgroup: false,
+    };
+    let name = loop {
+        match p.next()? {
+            Some(Long("root")) => g.root = p.value()?.into(),
+            Some(Long("log")) => g.log = Some(p.value()?.into()),
+            Some(Long("log-format")) => {
+                g.log_json = match p.value()?.string()?.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(format!("unknown log-format {other:?}").into()),
+                }
+            }
+            Some(Long("debug")) => g.debug = true,
+            Some(Long("systemd-cgroup")) => g.systemd_cgroup = true,
+            Some(Long("version") | Short('v')) => return Ok((g, Command::Version)),
+            Some(Value(v)) => break v.string()?,
+            Some(arg) => return Err(arg.unexpected()),
+            None => return Err("no command given (see docs/cli.md)".into()),
+        }
+    };
+    let command = match name.as_str() {
+        "create" => {
+            let (id, opts, _) = create_opts(&mut p, false)?;
+            Command::Create(id, opts)
+        }
+        "run" => {
+            let (id, opts, detach) = create_opts(&mut p, true)?;
+            Command::Run(id, opts, detach)
+        }
+        "start" => Command::Start(only_id(&mut p)?),
+        "state" => Command::State(only_id(&mut p)?),
+        "pause" => Command::Pause(only_id(&mut p)?),
+        "resume" => Command::Resume(only_id(&mut p)?),
+        "kill" => {
+            let mut all = false;
+            let mut values = Vec::new();
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("all") | Short('a') => all = true,
+                    Value(v) => values.push(v.string()?),
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            let mut values = values.into_iter();
+            let id = values.next().ok_or("kill: missing container id")?;
+            let signal = values.next().unwrap_or_else(|| "SIGTERM".into());
+            Command::Kill(id, signal, all)
+        }
+        "delete" => {
+            let mut force = false;
+            let mut id = None;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("force") | Short('f') => force = true,
+                    Value(v) if id.is_none() => id = Some(v.string()?),
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::Delete(id.ok_or("delete: missing container id")?, force)
+        }
+        "list" => {
+            let (mut json, mut quiet) = (false, false);
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("format") | Short('f') => json = format_json(&mut p)?,
+                    Long("quiet") | Short('q') => quiet = true,
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::List(json, quiet)
+        }
+        "ps" => {
+            let mut json = false;
+            let mut id = None;
+            let mut ps_args = Vec::new();
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("format") | Short('f') => json = format_json(&mut p)?,
+                    Value(v) if id.is_none() => id = Some(v.string()?),
+                    Value(v) => ps_args.push(v.string()?),
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::Ps(id.ok_or("ps: missing container id")?, json, ps_args)
+        }
+        "exec" => exec_opts(&mut p)?,
+        "update" => update_opts(&mut p)?,
+        "features" => Command::Features,
+        "spec" => {
+            let mut bundle = None;
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("bundle") | Short('b') => bundle = Some(p.value()?.into()),
+                    Long("rootless") => {
+                        return Err("spec --rootless: rootless containers are not supported".into());
+                    }
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::Spec(bundle)
+        }
+        other => return Err(format!("unknown command {other:?}").into()),
+    };
+    Ok((g, command))
+}
+
+fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut o = ExecOpts::default();
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("process") | Short('p') => o.process = Some(p.value()?.into()),
+            Long("detach") | Short('d') => o.detach = true,
+            Long("tty") | Short('t') => o.tty = true,
+            Long("pid-file") => o.pid_file = Some(p.value()?.into()),
+            Long("console-socket") => o.console_socket = Some(p.value()?.into()),
+            Long("cwd") => o.cwd = Some(p.value()?.string()?),
+            Long("env") | Short('e') => o.env.push(p.value()?.string()?),
+            Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
+            Value(v) if id.is_none() => id = Some(v.string()?),
+            Value(v) => {
+                // The rest is the program and its arguments, flags included.
+                o.args.push(v.string()?);
+                for rest in p.raw_args()? {
+                    o.args.push(rest.string()?);
+                }
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let id = id.ok_or("exec: missing container id")?;
+    if o.process.is_none() && o.args.is_empty() {
+        return Err("exec: no process given (--process FILE or arguments)".into());
+    }
+    Ok(Command::Exec(id, o))
+}
+
+/// runc's `update` flags: `--resources/-r FILE` and the common single values.
+fn update_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut id = None;
+    let mut file = None;
+    let mut values = serde_json::json!({});
+    while let Some(arg) = p.next()? {
+        let (section, key) = match arg {
+            Long("resources") | Short('r') => {
+                file = Some(p.value()?.into());
+                continue;
+            }
+            Value(v) if id.is_none() => {
+                id = Some(v.string()?);
+                continue;
+            }
+            Long("memory") => ("memory", "limit"),
+            Long("memory-reservation") => ("memory", "reservation"),
+            Long("memory-swap") => ("memory", "swap"),
+            Long("pids-limit") => ("pids", "limit"),
+            Long("cpu-shares") => ("cpu", "shares"),
+            Long("cpu-quota") => ("cpu", "quota"),
+            Long("cpu-period") => ("cpu", "period"),
+            Long("cpuset-cpus") => ("cpu", "cpus"),
+            Long("cpuset-mems") => ("cpu", "mems"),
+            _ => return Err(arg.unexpected()),
+        };
+        let raw = p.value()?.string()?;
+        let value = if matches!(key, "cpus" | "mems") {
+            serde_json::json!(raw)
+        } else {
+            serde_json::json!(raw.parse::<i64>().map_err(|_| {
+                lexopt::Error::from(format!("update: {section}.{key}: {raw:?} is not a number"))
+            })?)
+        };
+        values[section][key] = value;
+    }
+    let id = id.ok_or("update: missing container id")?;
+    Ok(Command::Update(id, file, values))
+}
+
+fn format_json(p: &mut lexopt::Parser) -> Result<bool, lexopt::Error> {
+    match p.value()?.string()?.as_str() {
+        "json" => Ok(true),
+        "table" => Ok(false),
+        other => Err(format!("invalid format option {other:?}").into()),
+    }
+}
+
+fn only_id(p: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
+    let mut id = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) if id.is_none() => id = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    id.ok_or_else(|| "missing container id".into())
+}
+
+fn create_opts(
+    p: &mut lexopt::Parser,
+    run: bool,
+) -> Result<(String, CreateOpts, bool), lexopt::Error> {
+    let mut o = CreateOpts::default();
+    let mut id = None;
+    let mut detach = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("bundle") | Short('b') => o.bundle = Some(p.value()?.into()),
+            Long("pid-file") => o.pid_file = Some(p.value()?.into()),
+            Long("console-socket") => o.console_socket = Some(p.value()?.into()),
+            Long("no-pivot") => o.no_pivot = true,
+            Long("no-new-keyring") => o.no_new_keyring = true,
+            Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
+            Long("detach") | Short('d') if run => detach = true,
+            Value(v) if id.is_none() => id = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok((id.ok_or("missing container id")?, o, detach))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<(Global, Command), String> {
+        parse(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn runc_style_command_lines_parse() {
+        let (g, c) = parse_str(&[
+            "--root",
+            "/tmp/r",
+            "--log=/tmp/l",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file=/p",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(g.root, PathBuf::from("/tmp/r"));
+        assert!(g.log_json);
+        assert!(
+            matches!(c, Command::Create(id, o) if id == "c1" && o.bundle.as_deref() == Some(std::path::Path::new("/b")))
+        );
+        let (_, c) = parse_str(&["kill", "--all", "c1", "9"]).unwrap();
+        assert!(matches!(c, Command::Kill(id, s, true) if id == "c1" && s == "9"));
+        let (_, c) = parse_str(&["delete", "-f", "c1"]).unwrap();
+        assert!(matches!(c, Command::Delete(_, true)));
+        let (_, c) = parse_str(&["run", "-d", "-b", "/b", "c1"]).unwrap();
+        assert!(matches!(c, Command::Run(_, _, true)));
+        assert!(parse_str(&["create", "--detach", "c1"]).is_err());
+        assert!(parse_str(&["--log-format", "xml", "list"]).is_err());
+    }
+}

@@ -1,0 +1,773 @@
+//! The commands, each over the library and the state directory.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+use runtime_core::cgroups::CgroupManager;
+use runtime_core::process::{HelperConfig, InitStdio, Launcher};
+
+use crate::Result;
+use crate::args::{Command, CreateOpts, ExecOpts, Global};
+use crate::log::{Logger, rfc3339};
+use crate::state::{self, Container, Record, Root, Status};
+
+/// The runtime-spec version of the state documents.
+const OCI_VERSION: &str = "1.2.1";
+
+/// Runs `command`; the exit status on success (the container's, for a foreground `run`).
+pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
+    match command {
+        Command::Version => {
+            println!("mini version {}", env!("CARGO_PKG_VERSION"));
+            println!("spec: {OCI_VERSION}");
+            Ok(0)
+        }
+        Command::Features => {
+            let features = runtime_core::features::features().map_err(|e| e.to_string())?;
+            let json = serde_json::to_string_pretty(&features).map_err(|e| e.to_string())?;
+            println!("{json}");
+            Ok(0)
+        }
+        Command::Spec(bundle) => spec(bundle.as_deref()).map(|()| 0),
+        Command::Create(id, opts) => {
+            let root = Root::open(&g.root)?;
+            create(g, &root, &id, &opts, log).map(|_| 0)
+        }
+        Command::Run(id, opts, detach) => {
+            let root = Root::open(&g.root)?;
+            run_container(g, &root, &id, &opts, detach, log)
+        }
+        Command::Exec(id, opts) => exec(&Root::open(&g.root)?, &id, &opts),
+        Command::Update(id, file, values) => {
+            update(&Root::open(&g.root)?, &id, file.as_deref(), values).map(|()| 0)
+        }
+        Command::Start(id) => start(&Root::open(&g.root)?, &id).map(|()| 0),
+        Command::State(id) => state(&Root::open(&g.root)?, &id).map(|()| 0),
+        Command::Kill(id, signal, all) => {
+            kill(&Root::open(&g.root)?, &id, &signal, all).map(|()| 0)
+        }
+        Command::Delete(id, force) => delete(&Root::open(&g.root)?, &id, force, log).map(|()| 0),
+        Command::List(json, quiet) => list(&Root::open(&g.root)?, json, quiet).map(|()| 0),
+        Command::Ps(id, json, args) => ps(&Root::open(&g.root)?, &id, json, &args).map(|()| 0),
+        Command::Pause(id) => pause(&Root::open(&g.root)?, &id, true).map(|()| 0),
+        Command::Resume(id) => pause(&Root::open(&g.root)?, &id, false).map(|()| 0),
+    }
+}
+
+/// Builds the container and leaves its init blocked before exec, waiting on its start
+/// socket; nothing of ours stays running beside it. Returns the init's pid.
+fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Result<i32> {
+    state::check_id(id)?;
+    if o.no_pivot {
+        return Err("--no-pivot is not supported by mini (pivot_root is always used)".into());
+    }
+    if o.preserve_fds > 0 {
+        return Err("--preserve-fds is not supported by mini yet".into());
+    }
+    let bundle = match &o.bundle {
+        Some(b) => b.clone(),
+        None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
+    };
+    let bundle = bundle
+        .canonicalize()
+        .map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
+    let spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    match (terminal, &o.console_socket) {
+        (true, None) => {
+            return Err(
+                "cannot allocate tty if mini will detach without setting console socket".into(),
+            );
+        }
+        (false, Some(_)) => {
+            return Err("cannot use console socket if mini will not detach or allocate tty".into());
+        }
+        _ => {}
+    }
+    let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    // runc's rule: --systemd-cgroup selects the systemd driver; without it a slice:prefix:name
+    // path selects it too where systemd runs (the library's choose_driver).
+    let cgroup = CgroupManager::for_container(id, cgroups_path.as_deref(), g.systemd_cgroup)
+        .map_err(|e| e.to_string())?;
+    let rootfs = runtime_core::spec::rootfs_path(&spec, &bundle);
+
+    let container = root.create(id)?;
+    let mut record = Record {
+        id: id.to_string(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        pid: 0,
+        start_time: None,
+        ready: false,
+        created: rfc3339(SystemTime::now(), true),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: None,
+    };
+    let built = (|| {
+        container.write(&record)?;
+        let listener = runtime_core::process::bind_start_socket(&container.start_socket())
+            .map_err(|e| e.to_string())?;
+        let config = HelperConfig {
+            id: id.to_string(),
+            bundle,
+            rootfs,
+            spec,
+            cgroup: Some(cgroup.clone()),
+            no_new_keyring: o.no_new_keyring,
+        };
+        let launcher = Launcher::new().map_err(|e| e.to_string())?;
+        let mut pending = launcher
+            .spawn_detached(config, our_stdio()?, listener.as_fd())
+            .map_err(|e| e.to_string())?;
+        let helper = Pid::from_raw(pending.helper_pid());
+        let pid = pending.wait_pid();
+        let _ = waitpid(helper, None);
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(err) => {
+                // The helper created the cgroup, or found it holding others' processes:
+                // only an empty one is removed.
+                let _ = cgroup.destroy();
+                return Err(err.to_string());
+            }
+        };
+        log.debug(&format!("container {id}: init is pid {pid}"));
+        record.pid = pid;
+        record.start_time = state::start_time(pid);
+        record.cgroup = Some(cgroup.clone());
+        container.write(&record)?;
+        match pending.wait_ready() {
+            Ok(mut created) => {
+                if let Some(socket) = &o.console_socket {
+                    let master = created
+                        .take_console()
+                        .ok_or("the container init sent no terminal")?;
+                    send_console(socket, master)?;
+                }
+            }
+            Err(err) => {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                let _ = waitpid(Pid::from_raw(pid), None);
+                return Err(err.to_string());
+            }
+        }
+        record.ready = true;
+        container.write(&record)?;
+        if let Some(pid_file) = &o.pid_file {
+            state::write_atomic(pid_file, pid.to_string().as_bytes())?;
+        }
+        Ok(pid)
+    })();
+    match built {
+        Ok(pid) => Ok(pid),
+        Err(err) => {
+            destroy(container, Some(&record), log);
+            Err(err)
+        }
+    }
+}
+
+/// Hands the master of the container's pty to whoever listens on `socket` (podman's conmon,
+/// containerd's shim), as runc does: one message, the pty's name as data, the fd attached.
+fn send_console(socket: &Path, master: OwnedFd) -> Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("connect to console socket {}: {e}", socket.display()))?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[std::io::IoSlice::new(b"/dev/ptmx")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))?;
+    Ok(())
+}
+
+/// The container's stdio is the command's own (runc's pass-through mode).
+fn our_stdio() -> Result<InitStdio> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd> {
+        fd.try_clone_to_owned()
+            .map_err(|e| format!("duplicate stdio: {e}"))
+    };
+    Ok(InitStdio {
+        stdin: dup(std::io::stdin().as_fd())?,
+        stdout: dup(std::io::stdout().as_fd())?,
+        stderr: dup(std::io::stderr().as_fd())?,
+    })
+}
+
+fn load(root: &Root, id: &str, locked: bool) -> Result<(Container, Option<Record>, Status)> {
+    let c = if locked {
+        root.lock(id)?
+    } else {
+        root.peek(id)?
+    };
+    let record = c.record()?;
+    let status = c.status(record.as_ref());
+    Ok((c, record, status))
+}
+
+fn start(root: &Root, id: &str) -> Result<()> {
+    let (c, _, status) = load(root, id, true)?;
+    match status {
+        Status::Created => {}
+        Status::Stopped => return Err("cannot start a container that has stopped".into()),
+        Status::Running | Status::Paused => {
+            return Err("cannot start an already running container".into());
+        }
+        Status::Creating => return Err(format!("cannot start a container in state {status:?}")),
+    }
+    let socket = c.start_socket();
+    let result = runtime_core::process::start_detached(&socket).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&socket);
+    result
+}
+
+fn state_json(id: &str, record: Option<&Record>, status: Status) -> serde_json::Value {
+    let pid = match status {
+        Status::Stopped => 0,
+        _ => record.map_or(0, |r| r.pid),
+    };
+    let mut doc = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": id,
+        "pid": pid,
+        "status": status.as_str(),
+        "bundle": record.map(|r| r.bundle.clone()).unwrap_or_default(),
+        "rootfs": record.map(|r| r.rootfs.clone()).unwrap_or_default(),
+        "created": record.map(|r| r.created.clone()).unwrap_or_default(),
+        "owner": "",
+    });
+    if let Some(r) = record.filter(|r| !r.annotations.is_empty()) {
+        doc["annotations"] = serde_json::json!(r.annotations);
+    }
+    doc
+}
+
+fn state(root: &Root, id: &str) -> Result<()> {
+    let (_, record, status) = load(root, id, false)?;
+    let doc = state_json(id, record.as_ref(), status);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// A signal by name (`KILL`, `SIGKILL`) or number (1–64, real-time ones included).
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(format!("invalid signal: {s}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| format!("unknown signal {s:?}"))
+}
+
+fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
+    let sig = parse_signal(signal)?;
+    let (_, record, status) = load(root, id, false)?;
+    let record = match (status, record) {
+        (Status::Stopped, _) | (_, None) => return Err("container not running".into()),
+        (_, Some(r)) => r,
+    };
+    if all && let Some(cgroup) = &record.cgroup {
+        match Signal::try_from(sig) {
+            Ok(Signal::SIGKILL) => cgroup
+                .kill_all(Signal::SIGKILL)
+                .map_err(|e| e.to_string())?,
+            _ => {
+                for pid in cgroup.pids().map_err(|e| e.to_string())? {
+                    // SAFETY: kill with integer arguments.
+                    unsafe { libc::kill(pid, sig) };
+                }
+            }
+        }
+    }
+    signal_init(&record, sig)
+}
+
+/// Signals the recorded init through a pidfd, so a pid reused since cannot be hit.
+fn signal_init(record: &Record, sig: i32) -> Result<()> {
+    // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
+    if fd < 0 {
+        return Err("container not running".into());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+    if !state::init_alive(record) {
+        return Err("container not running".into());
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal on our pidfd, without siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "signal {sig} to pid {}: {}",
+            record.pid,
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn delete(root: &Root, id: &str, force: bool, log: &Logger) -> Result<()> {
+    let (c, record, status) = match load(root, id, true) {
+        Ok(x) => x,
+        Err(e) if force && e == "container does not exist" => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match status {
+        // runc deletes a created container too: it never ran.
+        Status::Stopped | Status::Created => {}
+        _ if force => {}
+        _ => {
+            return Err(format!(
+                "cannot delete container {id} that is not stopped: {}",
+                status.as_str()
+            ));
+        }
+    }
+    if destroy(c, record.as_ref(), log) {
+        Ok(())
+    } else {
+        Err(format!("container {id}: its cgroup still holds processes"))
+    }
+}
+
+/// Kills what is left of the container, removes its cgroup and its state directory;
+/// whether everything went. Each step runs even when an earlier one failed.
+fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
+    let mut clean = true;
+    log.debug(&format!("destroy {}: record {record:?}", c.dir.display()));
+    if let Some(record) = record.filter(|r| r.pid > 0) {
+        let _ = signal_init(record, libc::SIGKILL);
+        if let Some(cgroup) = &record.cgroup {
+            if let Err(err) = cgroup.kill_all(Signal::SIGKILL) {
+                log.warn(&format!("kill the container's processes: {err}"));
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while cgroup.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            log.debug(&format!("container {}: removing its cgroup", record.id));
+            if let Err(err) = cgroup.destroy() {
+                log.warn(&format!("remove cgroup: {err}"));
+                clean = false;
+            }
+        }
+    }
+    if let Err(err) = c.remove() {
+        log.warn(&err);
+        clean = false;
+    }
+    clean
+}
+
+/// `run`: create and start; in the foreground, forward signals to the init, wait for it,
+/// delete the container and exit with its status (128 + signal when killed).
+fn run_container(
+    g: &Global,
+    root: &Root,
+    id: &str,
+    o: &CreateOpts,
+    detach: bool,
+    log: &Logger,
+) -> Result<i32> {
+    let set = if detach {
+        SigSet::empty()
+    } else {
+        block_forwarded()?
+    };
+    let pid = create(g, root, id, o, log)?;
+    if let Err(err) = start(root, id) {
+        if let Ok(c) = root.lock(id) {
+            let record = c.record().ok().flatten();
+            destroy(c, record.as_ref(), log);
+        }
+        return Err(err);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(Pid::from_raw(pid), &set)?;
+    if let Ok(c) = root.lock(id) {
+        let record = c.record().ok().flatten();
+        destroy(c, record.as_ref(), log);
+    }
+    Ok(code)
+}
+
+/// The signals a foreground `run` or `exec` passes on to its process.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Blocks [`FORWARDED`] and SIGCHLD before the process exists, so none is lost (the
+/// container's process unblocks them before its exec); the set to wait on.
+fn block_forwarded() -> Result<SigSet> {
+    let mut set = SigSet::empty();
+    for sig in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        set.add(sig);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
+    Ok(set)
+}
+
+/// Waits for our child `pid`, passing on the signals of `set` but SIGCHLD; its exit status
+/// (128 + signal when killed).
+fn wait_forwarding(pid: Pid, set: &SigSet) -> Result<i32> {
+    loop {
+        match waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(e) => return Err(format!("wait for the container's process: {e}")),
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        }
+    }
+}
+
+/// `exec`: a further process in the running container, through the library's exec helper
+/// (it joins the init's namespaces through a pidfd and the container's cgroup). In the
+/// foreground the command waits for it and exits with its status.
+fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
+    let (_, record, status) = load(root, id, false)?;
+    let record = match (status, record) {
+        (Status::Running, Some(r)) => r,
+        (Status::Paused, _) => return Err("cannot exec in a paused container".into()),
+        _ => return Err("cannot exec in a stopped container".into()),
+    };
+    let cgroup = record.cgroup.clone().ok_or("container not running")?;
+    let spec = runtime_core::spec::read(&record.bundle).map_err(|e| e.to_string())?;
+    let json = match &o.process {
+        Some(path) => std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?,
+        None => exec_process_json(&spec, o)?,
+    };
+    let spec = runtime_core::process::exec_spec(&spec, &json).map_err(|e| e.to_string())?;
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+    if terminal && o.console_socket.is_none() {
+        return Err(
+            "cannot allocate tty if mini will detach without setting console socket".into(),
+        );
+    }
+    // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
+    if fd < 0 || !state::init_alive(&record) {
+        return Err("container not running".into());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
+    let set = if o.detach {
+        SigSet::empty()
+    } else {
+        block_forwarded()?
+    };
+    let config = runtime_core::process::ExecConfig {
+        container_id: id.to_string(),
+        exec_id: format!("exec-{}", std::process::id()),
+        spec,
+        cgroup,
+        no_new_keyring: false,
+    };
+    let launcher = Launcher::new().map_err(|e| e.to_string())?;
+    let mut pending = launcher
+        .spawn_exec(config, our_stdio()?, pidfd.as_fd())
+        .map_err(|e| e.to_string())?;
+    let helper = Pid::from_raw(pending.helper_pid());
+    let pid = pending.wait_pid();
+    let _ = waitpid(helper, None);
+    let pid = pid.map_err(|e| e.to_string())?;
+    let (_, console) = pending
+        .wait_exec_with_console()
+        .map_err(|e| e.to_string())?;
+    if let (Some(socket), Some(master)) = (&o.console_socket, console) {
+        send_console(socket, master)?;
+    }
+    if let Some(pid_file) = &o.pid_file {
+        state::write_atomic(pid_file, pid.to_string().as_bytes())?;
+    }
+    if o.detach {
+        return Ok(0);
+    }
+    wait_forwarding(Pid::from_raw(pid), &set)
+}
+
+/// The exec's process from the command line: the container's, with the given arguments,
+/// terminal, cwd, extra env and user (`UID[:GID]`).
+fn exec_process_json(spec: &oci_spec::runtime::Spec, o: &ExecOpts) -> Result<Vec<u8>> {
+    let mut process =
+        serde_json::to_value(spec.process().as_ref().ok_or("the spec has no process")?)
+            .map_err(|e| e.to_string())?;
+    process["args"] = serde_json::json!(o.args);
+    process["terminal"] = serde_json::json!(o.tty);
+    if let Some(cwd) = &o.cwd {
+        process["cwd"] = serde_json::json!(cwd);
+    }
+    if !o.env.is_empty() {
+        let mut env: Vec<serde_json::Value> =
+            process["env"].as_array().cloned().unwrap_or_default();
+        env.extend(o.env.iter().map(|e| serde_json::json!(e)));
+        process["env"] = serde_json::Value::Array(env);
+    }
+    if let Some(user) = &o.user {
+        let mut parts = user.splitn(2, ':');
+        let number = |s: Option<&str>| -> Result<Option<u32>> {
+            s.map(|s| {
+                s.parse()
+                    .map_err(|_| format!("--user {user}: not UID[:GID]"))
+            })
+            .transpose()
+        };
+        let uid = number(parts.next())?.unwrap_or(0);
+        let gid = number(parts.next())?.unwrap_or(0);
+        process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+    }
+    serde_json::to_vec(&process).map_err(|e| e.to_string())
+}
+
+/// `update`: new resource limits for a running, paused or created container, through the
+/// cgroup manager's `update` (the code that applied them at create). The flags override
+/// the same fields of the `--resources` document.
+fn update(root: &Root, id: &str, file: Option<&Path>, flags: serde_json::Value) -> Result<()> {
+    let (_, record, status) = load(root, id, true)?;
+    let cgroup = match (status, record.and_then(|r| r.cgroup)) {
+        (Status::Stopped, _) | (_, None) => return Err("container not running".into()),
+        (_, Some(cgroup)) => cgroup,
+    };
+    let mut doc = match file {
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| format!("read resources from stdin: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("resources: {e}"))?
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("read {}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    if let (Some(doc), Some(flags)) = (doc.as_object_mut(), flags.as_object()) {
+        for (section, values) in flags {
+            let entry = doc.entry(section.clone()).or_insert(serde_json::json!({}));
+            for (key, value) in values.as_object().into_iter().flatten() {
+                entry[key] = value.clone();
+            }
+        }
+    }
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_path_to_error::deserialize(doc).map_err(|e| format!("resources: {e}"))?;
+    cgroup.update(&resources).map_err(|e| e.to_string())
+}
+
+fn list(root: &Root, json: bool, quiet: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for id in root.ids()? {
+        if let Ok((_, record, status)) = load(root, &id, false) {
+            rows.push(state_json(&id, record.as_ref(), status));
+        }
+    }
+    if json {
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if quiet {
+        for row in &rows {
+            println!("{}", row["id"].as_str().unwrap_or_default());
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<12}{:<12}{:<12}{:<40}{:<32}OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for row in &rows {
+        println!(
+            "{:<12}{:<12}{:<12}{:<40}{:<32}root",
+            row["id"].as_str().unwrap_or_default(),
+            row["pid"].to_string(),
+            row["status"].as_str().unwrap_or_default(),
+            row["bundle"].as_str().unwrap_or_default(),
+            row["created"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+fn ps(root: &Root, id: &str, json: bool, ps_args: &[String]) -> Result<()> {
+    let (_, record, status) = load(root, id, false)?;
+    let pids = match (&record, status) {
+        (_, Status::Stopped) => Vec::new(),
+        (Some(r), _) => match &r.cgroup {
+            Some(cgroup) => cgroup.pids().map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        },
+        (None, _) => Vec::new(),
+    };
+    if json {
+        println!("{}", serde_json::json!(pids));
+        return Ok(());
+    }
+    // As runc: the host's `ps` (default `-ef`), keeping the header and the container's rows.
+    let args: Vec<&str> = if ps_args.is_empty() {
+        vec!["-ef"]
+    } else {
+        ps_args.iter().map(String::as_str).collect()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("run ps: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let column = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or("ps: no PID column in its output")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(column)
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p: i32| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+fn pause(root: &Root, id: &str, freeze: bool) -> Result<()> {
+    let (_, record, status) = load(root, id, true)?;
+    let cgroup = record
+        .and_then(|r| r.cgroup)
+        .ok_or("container not running")?;
+    match (freeze, status) {
+        (true, Status::Running) => cgroup.freeze().map_err(|e| e.to_string()),
+        (true, _) => Err("container not running".into()),
+        (false, Status::Paused) => cgroup.thaw().map_err(|e| e.to_string()),
+        (false, _) => Err("container not paused".into()),
+    }
+}
+
+/// `spec`: runc's default `config.json` in the bundle, changed where mini would refuse it
+/// (no terminal: `--console-socket` is not there yet; ambient capabilities only with the
+/// inheritable set, as the kernel requires).
+fn spec(bundle: Option<&Path>) -> Result<()> {
+    let dir = bundle.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let path = dir.join("config.json");
+    if path.exists() {
+        return Err("File config.json exists. Remove it first".into());
+    }
+    let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let doc = serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+                "inheritable": caps, "ambient": caps
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": true},
+        "hostname": "mini",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    });
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("KILL"), Ok(9));
+        assert_eq!(parse_signal("SIGTERM"), Ok(15));
+        assert_eq!(parse_signal("term"), Ok(15));
+        assert_eq!(parse_signal("34"), Ok(34));
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+}

@@ -1,0 +1,562 @@
+//! Runtime integration (root): the `mini` command on temporary bundles with a busybox rootfs,
+//! as podman and containerd's runc shim drive runc: create, start, state, kill, delete, run,
+//! and what must be left (nothing) between and after them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use runtime_core::cgroups::CgroupManager;
+
+const MINI: &str = env!("CARGO_BIN_EXE_mini");
+
+/// A bundle made by `mini spec` (args changed by the test) and a private `--root`; the
+/// container is force-deleted and both removed on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    id: String,
+}
+
+impl Bundle {
+    fn new(name: &str, args: Option<&[&str]>) -> Bundle {
+        assert!(
+            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
+            "the cli tests need root and /bin/busybox (busybox-static)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("mini-cli-")
+            .tempdir()
+            .unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("mini-root-")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("bin")).unwrap();
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for tool in ["sh", "sleep", "echo", "cat"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+        }
+        for d in ["proc", "sys", "dev", "tmp"] {
+            fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        let b = Bundle {
+            dir,
+            root,
+            id: format!("cli-{name}-{}", std::process::id()),
+        };
+        let out = b.mini(&["spec", "--bundle", b.path().to_str().unwrap()]);
+        assert!(out.status.success(), "mini spec: {out:?}");
+        if let Some(args) = args {
+            let path = b.path().join("config.json");
+            let mut spec: serde_json::Value =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            spec["process"]["args"] = serde_json::json!(args);
+            fs::write(&path, spec.to_string()).unwrap();
+        }
+        b
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(MINI);
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.current_dir(self.path());
+        cmd
+    }
+
+    /// Runs `mini --root R args…` with stdin and the container's stdio on /dev/null.
+    fn mini(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// `mini create`, whose container's stdio is /dev/null (a pipe would be held open by
+    /// the container).
+    fn create(&self) {
+        let bundle = self.path().to_str().unwrap();
+        let status = self.detached(&["create", "--bundle", bundle, &self.id]);
+        assert!(status.success(), "mini create failed: {status}");
+    }
+
+    /// Runs a command that leaves a process of the container running, with every stdio on
+    /// /dev/null: a pipe would stay open as long as that process runs.
+    fn detached(&self, args: &[&str]) -> std::process::ExitStatus {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    }
+
+    /// Runs `mini args…` with `input` on its stdin (closed after it).
+    fn with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.mini(args);
+        assert!(out.status.success(), "mini {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["state", &self.id])).unwrap()
+    }
+
+    fn status(&self) -> String {
+        self.state()["status"].as_str().unwrap().to_string()
+    }
+
+    fn wait_status(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.status() != want {
+            assert!(Instant::now() < deadline, "status never became {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the host still holds of the container: its cgroup directories and state
+    /// directory.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let cgroup = CgroupManager::new(&self.id, None).unwrap();
+        cgroup
+            .dirs()
+            .map(|d| d.dir.clone())
+            .chain([self.root.path().join(&self.id)])
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = self.mini(&["delete", "--force", &self.id]);
+    }
+}
+
+/// The pids of live (non-zombie) processes whose command line names `id`.
+fn processes_naming(id: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            !zombie && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes())
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
+}
+
+#[test]
+fn create_start_kill_delete_walk_the_runtime_spec_lifecycle() {
+    let b = Bundle::new("life", Some(&["sleep", "30"]));
+    b.create();
+    let state = b.state();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], b.id.as_str());
+    assert_eq!(
+        state["bundle"],
+        b.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    let pid = state["pid"].as_i64().unwrap() as i32;
+    assert!(pid > 0 && alive(pid));
+
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.status(), "running");
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "sleep",
+        "start made the init exec the user's program"
+    );
+
+    b.ok(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    assert_eq!(b.state()["pid"], 0);
+    b.ok(&["delete", &b.id]);
+    let out = b.mini(&["state", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn after_create_only_the_init_remains_and_it_holds_no_host_path() {
+    let b = Bundle::new("alone", Some(&["sleep", "30"]));
+    b.create();
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+    // `mini create` has exited (status() waited for it) and so has the setup helper: the
+    // only process naming the container is its init, reparented away from us.
+    assert_eq!(processes_naming(&b.id), vec![pid]);
+    let ppid: i32 = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(ppid, std::process::id() as i32);
+    // While it waits for start, every fd beyond stdio is a socket: nothing that leads to a
+    // host path.
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        let target = fs::read_link(entry.path()).unwrap();
+        if fd > 2 {
+            assert!(
+                target.to_str().unwrap().starts_with("socket:"),
+                "fd {fd} of the created init is {}",
+                target.display()
+            );
+        }
+    }
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.status(), "running");
+}
+
+#[test]
+fn run_detach_leaves_it_running_and_delete_without_force_refuses() {
+    let b = Bundle::new("detach", Some(&["sleep", "30"]));
+    let status = b.detached(&["run", "--detach", &b.id]);
+    assert!(status.success());
+    assert_eq!(b.status(), "running");
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+
+    let out = b.mini(&["delete", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("that is not stopped: running"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(b.status(), "running");
+    assert!(alive(pid));
+
+    let out = b.mini(&["start", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+
+    b.ok(&["delete", "--force", &b.id]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the init survived delete --force"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn foreground_run_exits_with_the_containers_status_and_deletes_it() {
+    let b = Bundle::new("fg", Some(&["sh", "-c", "echo out-of-the-box; exit 7"]));
+    let out = b.mini(&["run", &b.id]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out-of-the-box\n");
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_bundle_from_mini_spec_runs_unchanged() {
+    let b = Bundle::new("spec", None);
+    // The default process is `sh`: it reads its commands from the container's stdin.
+    let out = b.with_input(&["run", &b.id], b"echo from-the-default-spec; hostname\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-the-default-spec\nmini\n"
+    );
+}
+
+#[test]
+fn unknown_ids_fail_as_runc_does() {
+    let b = Bundle::new("unknown", None);
+    for args in [
+        vec!["state", "nope"],
+        vec!["start", "nope"],
+        vec!["kill", "nope", "KILL"],
+        vec!["delete", "nope"],
+        vec!["pause", "nope"],
+    ] {
+        let out = b.mini(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("level=error msg=\"container does not exist\""),
+            "{args:?}: {stderr}"
+        );
+    }
+    // As runc: a forced delete of nothing succeeds.
+    assert!(b.mini(&["delete", "--force", "nope"]).status.success());
+    // The JSON log that go-runc and podman read the error from.
+    let log = b.path().join("mini.log");
+    let out = b.mini(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container does not exist");
+    // An id that could name a path is refused before anything is made.
+    let out = b.mini(&["create", "../escape"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!b.root.path().parent().unwrap().join("escape").exists());
+}
+
+#[test]
+fn pause_resume_ps_and_list_see_the_container() {
+    let b = Bundle::new("pause", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert_eq!(pids, vec![pid]);
+    b.ok(&["pause", &b.id]);
+    assert_eq!(b.status(), "paused");
+    b.ok(&["resume", &b.id]);
+    assert_eq!(b.status(), "running");
+    let list: serde_json::Value =
+        serde_json::from_str(&b.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], b.id.as_str());
+    assert_eq!(list[0]["status"], "running");
+}
+
+#[test]
+fn features_is_the_runtime_spec_document() {
+    let b = Bundle::new("features", None);
+    let doc: serde_json::Value = serde_json::from_str(&b.ok(&["features"])).unwrap();
+    assert_eq!(doc["ociVersionMin"], "1.0.0");
+    assert!(doc["linux"]["namespaces"].as_array().unwrap().len() >= 7);
+}
+
+#[test]
+fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let b = Bundle::new("tty", Some(&["sh", "-c", "tty; echo on-the-pty"]));
+    let path = b.path().join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    fs::write(&path, spec.to_string()).unwrap();
+
+    // Without a console socket a terminal container is refused, as runc does.
+    let out = b.mini(&["create", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("console socket"));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+
+    let socket = b.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let receiver = std::thread::spawn(move || {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([i32; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd with the message");
+        // SAFETY: the kernel just installed this fd for us.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    b.ok(&[
+        "create",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        &b.id,
+    ]);
+    // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
+    drop(std::os::unix::net::UnixStream::connect(&socket));
+    let master = receiver.join().expect("create sent the pty master");
+    b.ok(&["start", &b.id]);
+    let mut output = Vec::new();
+    // A pty master reads EIO once the last slave fd is closed.
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    let output = String::from_utf8_lossy(&output);
+    assert!(output.contains("/dev/pts/0"), "output: {output}");
+    assert!(output.contains("on-the-pty"), "output: {output}");
+}
+
+#[test]
+fn state_left_by_a_crashed_command_is_understood() {
+    let b = Bundle::new("crash", Some(&["sleep", "30"]));
+    // A create that crashed before recording anything: an empty directory, no lock holder.
+    fs::create_dir(b.root.path().join(&b.id)).unwrap();
+    b.create();
+    assert_eq!(b.status(), "created");
+    b.ok(&["delete", "--force", &b.id]);
+
+    // A create that crashed after the init was cloned but before it was ready: the record
+    // names a pid that is gone (here: a process that has exited).
+    let gone = Command::new("/bin/true").spawn().unwrap();
+    let pid = gone.id();
+    let mut gone = gone;
+    gone.wait().unwrap();
+    let dir = b.root.path().join(&b.id);
+    fs::create_dir(&dir).unwrap();
+    let record = serde_json::json!({
+        "id": b.id, "bundle": b.path(), "rootfs": b.path().join("rootfs"), "pid": pid,
+        "start_time": 1, "ready": false, "created": "2026-01-01T00:00:00Z",
+        "annotations": {}, "cgroup": null
+    });
+    fs::write(dir.join("state.json"), record.to_string()).unwrap();
+    assert_eq!(b.status(), "stopped");
+    assert_eq!(b.state()["pid"], 0);
+    b.ok(&["delete", &b.id]);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn exec_runs_in_the_containers_namespaces_and_returns_its_status() {
+    let b = Bundle::new("exec", Some(&["sleep", "30"]));
+    b.create();
+    let out = b.mini(&["exec", &b.id, "sh", "-c", "exit 0"]);
+    assert_eq!(out.status.code(), Some(1), "exec before start must fail");
+    b.ok(&["start", &b.id]);
+    // The container's pid namespace: its init is pid 1 there.
+    let out = b.mini(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sleep\u{0}30\u{0}\n");
+    // A process given as OCI JSON, as containerd's runc shim and podman pass it, detached.
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::json!({"args": ["sleep", "20"], "cwd": "/", "env": ["PATH=/bin"],
+                           "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let pid_file = b.path().join("exec.pid");
+    let status = b.detached(&[
+        "exec",
+        "--detach",
+        "--process",
+        process.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(status.success());
+    let pid: i64 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert!(pids.contains(&pid), "{pids:?} lacks the exec {pid}");
+}
+
+#[test]
+fn foreground_run_passes_signals_on_to_the_container() {
+    let b = Bundle::new(
+        "signal",
+        Some(&[
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready; while :; do sleep 0.05; done",
+        ]),
+    );
+    let mut child = b
+        .command(&["run", &b.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(9),
+        "the container's trap ran and its status came back"
+    );
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let b = Bundle::new("update", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let cgroup = CgroupManager::new(&b.id, None).unwrap();
+    let pids_max = cgroup
+        .v1_path("pids")
+        .or(cgroup.unified_path())
+        .unwrap()
+        .join("pids.max");
+    b.ok(&["update", "--pids-limit", "42", &b.id]);
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "42");
+    // The JSON document of `--resources`, from stdin as containerd's runc shim sends it.
+    let out = b.with_input(
+        &["update", "--resources", "-", &b.id],
+        br#"{"pids": {"limit": 77}}"#,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+    // A bad value names the field and changes nothing.
+    let out = b.mini(&["update", "--pids-limit", "many", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pids.limit"));
+    assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+}
