@@ -415,7 +415,9 @@ impl Container {
             .await
     }
 
-    /// After a SIGKILL: thaws a paused container so that its processes can die.
+    /// After a SIGKILL: thaws a paused container so that its processes can die. The init
+    /// stays Paused until its exit stops it, with no `/tasks/resumed`: as with the stock
+    /// shim, whose paused init leaves that state only by Resume or by its exit.
     async fn thaw_after_kill(&self) {
         self.init
             .process
@@ -423,9 +425,8 @@ impl Container {
                 if *status != Status::Paused {
                     return;
                 }
-                match self.on_cgroup("thaw", |cgroup| cgroup.thaw()).await {
-                    Ok(()) => *status = Status::Running,
-                    Err(err) => log::warn!("thaw {} after SIGKILL: {err:?}", self.id),
+                if let Err(err) = self.on_cgroup("thaw", |cgroup| cgroup.thaw()).await {
+                    log::warn!("thaw {} after SIGKILL: {err:?}", self.id);
                 }
             })
             .await
