@@ -57,6 +57,9 @@ pub struct Container {
     execs: std::sync::Mutex<HashMap<String, Arc<ExecProcess>>>,
     /// Publishes `/tasks/oom`; asked once more before `/tasks/exit`.
     oom: crate::oom::OomWatch,
+    /// Held through a Delete; true once one succeeded. A Delete during or after it answers
+    /// NotFound (as the stock shim's deleted state), so `/tasks/delete` goes out once.
+    deleted: tokio::sync::Mutex<bool>,
 }
 
 impl Container {
@@ -173,6 +176,7 @@ impl Container {
             no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
             oom,
+            deleted: tokio::sync::Mutex::new(false),
         });
         tokio::spawn(watch_exit(container.clone(), exit, publisher, namespace));
         release_free_memory();
@@ -225,8 +229,16 @@ impl Container {
     }
 
     /// Removes what the container left: the init (a created one is killed), the execs, the
-    /// cgroup and the rootfs we mounted. Refused while the init runs.
+    /// cgroup and the rootfs we mounted. Refused while the init runs; NotFound once deleted
+    /// (a concurrent Delete waits for the first). One that failed may be retried.
     pub async fn delete(&self) -> Result<Exit, Failure> {
+        let mut deleted = self.deleted.lock().await;
+        if *deleted {
+            return Err(Failure::NotFound(format!(
+                "container {}: deleted already",
+                self.id
+            )));
+        }
         let exit = self.init.process.delete().await?;
         let execs: Vec<_> = self.execs_table().drain().map(|(_, e)| e).collect();
         for exec in execs {
@@ -239,6 +251,7 @@ impl Container {
                 .map_err(|e| Failure::Internal(format!("unmount task: {e}")))?
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
+        *deleted = true;
         Ok(exit)
     }
 }
