@@ -506,6 +506,9 @@ async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
     }
 }
 
+/// How long the init's exit waits for the execs' exits after their SIGKILL.
+const EXEC_EXITS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The init's exit watcher: the container ends with its init.
 async fn watch_exit(
     container: Arc<Container>,
@@ -519,7 +522,7 @@ async fn watch_exit(
     // The execs end with the init, as with the stock shim (the kernel also ends those in the
     // init's pid namespace); each exit is still reported by its own watcher.
     let execs: Vec<_> = container.execs_table().values().cloned().collect();
-    for exec in execs {
+    for exec in &execs {
         exec.process.kill_if_running();
     }
     if !container.private_pid_ns {
@@ -527,6 +530,26 @@ async fn watch_exit(
         // we end them (the stock shim does too); they would also hold its output open.
         let cgroup = container.cgroup.clone();
         let _ = tokio::task::spawn_blocking(move || cgroup.kill_all(Signal::SIGKILL)).await;
+    }
+    // Each started exec's `/tasks/exit` (its output drained) goes out before the init's, as
+    // with the stock shim: clients wait for the execs' exits first, and a Delete (allowed once
+    // the init stopped) would cut an exec's output short. Bounded: an exec whose output some
+    // escaped process holds open does not keep the container from ending.
+    let exits = async {
+        // Each on its own watcher: waiting one after the other costs nothing.
+        for exec in execs.iter().filter(|e| e.process.pid() != 0) {
+            exec.process.wait().await;
+        }
+    };
+    if tokio::time::timeout(EXEC_EXITS_TIMEOUT, exits)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "{}: execs still running {}s after the init's exit",
+            container.id,
+            EXEC_EXITS_TIMEOUT.as_secs()
+        );
     }
     container
         .init
