@@ -60,6 +60,9 @@ pub struct Container {
     /// Held through a Delete; true once one succeeded. A Delete during or after it answers
     /// NotFound (as the stock shim's deleted state), so `/tasks/delete` goes out once.
     deleted: tokio::sync::Mutex<bool>,
+    /// Set once `/tasks/create` is queued (or the container is discarded): the exit watcher
+    /// publishes nothing before, so `/tasks/exit` never precedes `/tasks/create`.
+    announced: tokio::sync::watch::Sender<bool>,
 }
 
 impl Container {
@@ -177,10 +180,16 @@ impl Container {
             execs: std::sync::Mutex::new(HashMap::new()),
             oom,
             deleted: tokio::sync::Mutex::new(false),
+            announced: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(watch_exit(container.clone(), exit, publisher, namespace));
         release_free_memory();
         Ok(container)
+    }
+
+    /// Create has queued `/tasks/create`: the exit watcher may publish `/tasks/exit`.
+    pub fn announced(&self) {
+        self.announced.send_replace(true);
     }
 
     /// The init's pid: the task's.
@@ -386,6 +395,8 @@ impl Container {
     /// it never learnt of it.
     pub async fn discard(&self) -> Result<Exit, Failure> {
         self.discarded.store(true, Ordering::SeqCst);
+        // Its watcher goes on (and publishes nothing).
+        self.announced();
         self.delete().await
     }
 }
@@ -551,6 +562,12 @@ async fn watch_exit(
             EXEC_EXITS_TIMEOUT.as_secs()
         );
     }
+    // An init that died before Create answered: its exit waits for `/tasks/create`.
+    let _ = container
+        .announced
+        .subscribe()
+        .wait_for(|announced| *announced)
+        .await;
     container
         .init
         .stop(exit, |event| {
