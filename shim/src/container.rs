@@ -57,6 +57,12 @@ pub struct Container {
     execs: std::sync::Mutex<HashMap<String, Arc<ExecProcess>>>,
     /// Publishes `/tasks/oom`; asked once more before `/tasks/exit`.
     oom: crate::oom::OomWatch,
+    /// Held through a Delete; true once one succeeded. A Delete during or after it answers
+    /// NotFound (as the stock shim's deleted state), so `/tasks/delete` goes out once.
+    deleted: tokio::sync::Mutex<bool>,
+    /// Set once `/tasks/create` is queued (or the container is discarded): the exit watcher
+    /// publishes nothing before, so `/tasks/exit` never precedes `/tasks/create`.
+    announced: tokio::sync::watch::Sender<bool>,
 }
 
 impl Container {
@@ -173,10 +179,17 @@ impl Container {
             no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
             oom,
+            deleted: tokio::sync::Mutex::new(false),
+            announced: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(watch_exit(container.clone(), exit, publisher, namespace));
         release_free_memory();
         Ok(container)
+    }
+
+    /// Create has queued `/tasks/create`: the exit watcher may publish `/tasks/exit`.
+    pub fn announced(&self) {
+        self.announced.send_replace(true);
     }
 
     /// The init's pid: the task's.
@@ -225,8 +238,16 @@ impl Container {
     }
 
     /// Removes what the container left: the init (a created one is killed), the execs, the
-    /// cgroup and the rootfs we mounted. Refused while the init runs.
+    /// cgroup and the rootfs we mounted. Refused while the init runs; NotFound once deleted
+    /// (a concurrent Delete waits for the first). One that failed may be retried.
     pub async fn delete(&self) -> Result<Exit, Failure> {
+        let mut deleted = self.deleted.lock().await;
+        if *deleted {
+            return Err(Failure::NotFound(format!(
+                "container {}: deleted already",
+                self.id
+            )));
+        }
         let exit = self.init.process.delete().await?;
         let execs: Vec<_> = self.execs_table().drain().map(|(_, e)| e).collect();
         for exec in execs {
@@ -239,6 +260,7 @@ impl Container {
                 .map_err(|e| Failure::Internal(format!("unmount task: {e}")))?
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
+        *deleted = true;
         Ok(exit)
     }
 }
@@ -373,6 +395,8 @@ impl Container {
     /// it never learnt of it.
     pub async fn discard(&self) -> Result<Exit, Failure> {
         self.discarded.store(true, Ordering::SeqCst);
+        // Its watcher goes on (and publishes nothing).
+        self.announced();
         self.delete().await
     }
 }
@@ -415,7 +439,9 @@ impl Container {
             .await
     }
 
-    /// After a SIGKILL: thaws a paused container so that its processes can die.
+    /// After a SIGKILL: thaws a paused container so that its processes can die. The init
+    /// stays Paused until its exit stops it, with no `/tasks/resumed`: as with the stock
+    /// shim, whose paused init leaves that state only by Resume or by its exit.
     async fn thaw_after_kill(&self) {
         self.init
             .process
@@ -423,9 +449,8 @@ impl Container {
                 if *status != Status::Paused {
                     return;
                 }
-                match self.on_cgroup("thaw", |cgroup| cgroup.thaw()).await {
-                    Ok(()) => *status = Status::Running,
-                    Err(err) => log::warn!("thaw {} after SIGKILL: {err:?}", self.id),
+                if let Err(err) = self.on_cgroup("thaw", |cgroup| cgroup.thaw()).await {
+                    log::warn!("thaw {} after SIGKILL: {err:?}", self.id);
                 }
             })
             .await
@@ -492,6 +517,9 @@ async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
     }
 }
 
+/// How long the init's exit waits for the execs' exits after their SIGKILL.
+const EXEC_EXITS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The init's exit watcher: the container ends with its init.
 async fn watch_exit(
     container: Arc<Container>,
@@ -505,7 +533,7 @@ async fn watch_exit(
     // The execs end with the init, as with the stock shim (the kernel also ends those in the
     // init's pid namespace); each exit is still reported by its own watcher.
     let execs: Vec<_> = container.execs_table().values().cloned().collect();
-    for exec in execs {
+    for exec in &execs {
         exec.process.kill_if_running();
     }
     if !container.private_pid_ns {
@@ -514,6 +542,32 @@ async fn watch_exit(
         let cgroup = container.cgroup.clone();
         let _ = tokio::task::spawn_blocking(move || cgroup.kill_all(Signal::SIGKILL)).await;
     }
+    // Each started exec's `/tasks/exit` (its output drained) goes out before the init's, as
+    // with the stock shim: clients wait for the execs' exits first, and a Delete (allowed once
+    // the init stopped) would cut an exec's output short. Bounded: an exec whose output some
+    // escaped process holds open does not keep the container from ending.
+    let exits = async {
+        // Each on its own watcher: waiting one after the other costs nothing.
+        for exec in execs.iter().filter(|e| e.process.pid() != 0) {
+            exec.process.wait().await;
+        }
+    };
+    if tokio::time::timeout(EXEC_EXITS_TIMEOUT, exits)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "{}: execs still running {}s after the init's exit",
+            container.id,
+            EXEC_EXITS_TIMEOUT.as_secs()
+        );
+    }
+    // An init that died before Create answered: its exit waits for `/tasks/create`.
+    let _ = container
+        .announced
+        .subscribe()
+        .wait_for(|announced| *announced)
+        .await;
     container
         .init
         .stop(exit, |event| {

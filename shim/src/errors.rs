@@ -14,6 +14,8 @@ pub enum Failure {
     State(String),
     /// The id is taken.
     Exists(String),
+    /// Gone already (e.g. deleted by another request).
+    NotFound(String),
     Internal(String),
 }
 
@@ -24,6 +26,7 @@ pub fn failure(err: Failure) -> TtrpcError {
         Failure::Runtime(context, e) => runtime(context, e),
         Failure::State(msg) => failed_precondition(msg),
         Failure::Exists(what) => already_exists(what),
+        Failure::NotFound(what) => not_found(what),
         Failure::Internal(msg) => internal(msg),
     }
 }

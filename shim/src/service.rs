@@ -321,7 +321,7 @@ impl Task for TaskService {
                 .containers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            map.insert(req.id.clone(), container);
+            map.insert(req.id.clone(), container.clone());
         }
         self.publish(
             "/tasks/create",
@@ -341,6 +341,7 @@ impl Task for TaskService {
                 ..Default::default()
             },
         );
+        container.announced();
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()

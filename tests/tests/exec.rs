@@ -16,6 +16,7 @@ mini_e2e::on_every_version!(
     exec_events_are_published_once_each_in_order,
     exec_after_the_init_exited_fails_cleanly,
     execs_are_killed_when_the_init_exits,
+    exec_exits_and_output_come_before_the_inits_exit,
     exec_joins_the_containers_namespaces_and_cgroup,
     exec_process_holds_only_stdio,
     cwd_through_proc_self_fd_is_refused_and_creates_nothing,
@@ -309,6 +310,80 @@ fn execs_are_killed_when_the_init_exits(version: Version) {
         .count();
     assert_eq!(exec_exits, 1, "{text}");
     assert!(ns.wait_status(&id, "STOPPED", Duration::from_secs(10)));
+    ns.ctr(&["task", "delete", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(&id);
+}
+
+/// The `/tasks/exit` lines of `ctr events` output, in order.
+fn exit_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.contains("/tasks/exit")).collect()
+}
+
+fn exec_exits_and_output_come_before_the_inits_exit(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("exec-order");
+    // In the host's pid namespace the kernel does not end the execs with the init (it does,
+    // before the init's own exit, in a pid namespace of the container's own): the shim does.
+    let id = ns.new_id("exec-order");
+    let host_pid_ns = format!("pid:/proc/{}/ns/pid", std::process::id());
+    ns.run_detached(MINI, &["--with-ns", &host_pid_ns], &id, &["sleep", "300"]);
+    let events = ns.subscribe_events();
+    // Several, so that without the wait some exec's exit loses the race to the init's.
+    const EXECS: usize = 4;
+    let execs: Vec<_> = (0..EXECS)
+        .map(|i| {
+            let exec_id = format!("printer{i}");
+            let script = format!("echo before-{i}; sleep 100");
+            let bg = ns.spawn_ctr(&[
+                "task",
+                "exec",
+                "--exec-id",
+                &exec_id,
+                &id,
+                "sh",
+                "-c",
+                &script,
+            ]);
+            (exec_id, bg)
+        })
+        .collect();
+    for (i, (_, bg)) in execs.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || bg
+                .stdout_so_far()
+                .contains(&format!("before-{i}"))),
+            "exec {i} never printed: {}",
+            bg.stdout_so_far()
+        );
+    }
+    ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
+        .expect_success();
+    assert!(
+        wait_until(Duration::from_secs(20), || exit_lines(
+            &events.stdout_so_far()
+        )
+        .len()
+            > EXECS),
+        "{}",
+        events.stdout_so_far()
+    );
+    for (i, (_, bg)) in execs.into_iter().enumerate() {
+        let out = bg.wait(Duration::from_secs(20));
+        assert_eq!(
+            out.stdout,
+            format!("before-{i}\n"),
+            "all of exec {i}'s output: {out}"
+        );
+    }
+    let text = events.stop().stdout;
+    let exits = exit_lines(&text);
+    assert_eq!(exits.len(), EXECS + 1, "{text}");
+    assert!(
+        exits[EXECS].contains(&format!("\"id\":\"{id}\"")),
+        "the execs' exits come before the init's: {text}"
+    );
+    // Delete right after the init's exit finds the execs ended and stopped.
     ns.ctr(&["task", "delete", &id]).expect_success();
     ns.ctr(&["container", "delete", &id]).expect_success();
     ns.assert_nothing_left(&id);
