@@ -36,9 +36,9 @@ fn helper_main() -> i32 {
     // Close-on-exec, so the caller sees EOF once the init execs the user's process.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // Dies with the caller's thread from here on; a caller already gone has closed the
-    // channel, which die_with_caller checks (the launcher spawns us without running code
-    // of its own between the vfork and the exec, see launcher::spawn).
+    // The launcher set the parent-death signal before our exec; set again here (it is
+    // what the init inherits the check from), and a caller already gone has closed the
+    // channel, which die_with_caller checks.
     if init::die_with_caller(CHANNEL_FD).is_err() {
         return 2;
     }

@@ -1,10 +1,9 @@
 //! The caller's side: exec the setup helper, learn the init's pid, wait for ready, start.
 
-use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::HELPER_ARG;
@@ -140,126 +139,66 @@ impl Launcher {
     ) -> Result<(Channel, i32)> {
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
-        let mut fds = vec![
-            (stdio.stdin.as_raw_fd(), 0),
-            (stdio.stdout.as_raw_fd(), 1),
-            (stdio.stderr.as_raw_fd(), 2),
-            (theirs.as_raw_fd(), CHANNEL_FD),
-        ];
-        if let Some(fd) = extra {
-            fds.push((fd, PIDFD_FD));
+        let theirs_fd = theirs.as_raw_fd();
+        let caller = std::process::id() as libc::pid_t;
+        let mut cmd = Command::new(self.exe.path());
+        cmd.arg0("mini-init")
+            .arg(HELPER_ARG)
+            .arg(id)
+            .env_clear()
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        // SAFETY: the closure runs between fork and exec and only calls prctl/getppid/dup2/
+        // fcntl, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Dies with the calling thread from before its exec on: a helper stopped or
+                // stuck in setup would otherwise outlive its caller (the helper sets it again,
+                // see init::die_with_caller). A caller already gone is our parent no more.
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != caller {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                // Copies above the target numbers first (close-on-exec), so that placing
+                // one cannot overwrite the other; dup2 clears close-on-exec on the target.
+                let place = |fd: RawFd, target: RawFd| {
+                    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                    if high < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok((high, target))
+                };
+                let mut moves = vec![place(theirs_fd, CHANNEL_FD)?];
+                if let Some(fd) = extra {
+                    moves.push(place(fd, PIDFD_FD)?);
+                }
+                for (high, target) in moves {
+                    if libc::dup2(high, target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
         }
-        let (arg, id) = (cstring(HELPER_ARG)?, cstring(id)?);
-        let argv = [c"mini-init", arg.as_c_str(), id.as_c_str()];
-        let pid = spawn(&self.exe.path(), &argv, &fds)?;
-        drop(stdio);
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io("exec setup helper", self.exe.path(), e))?;
         drop(theirs);
         ours.set_read_timeout(Some(SETUP_TIMEOUT))
             .map_err(|e| Error::io("set timeout", "setup channel", e))?;
         let mut channel = Channel::new(ours);
         channel.send(message)?;
-        Ok((channel, pid))
-    }
-}
-
-fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::invalid("id", format!("{s:?} contains a NUL byte")))
-}
-
-/// Execs `path` with `argv`, an empty environment and each `(fd, target)` of `fds` as its fd
-/// `target`, without copying the caller's address space: posix_spawn (a vfork) rather than
-/// fork, whose page-table copy and copy-on-write faults in a multi-threaded daemon cost more
-/// than the helper's own start-up. The child runs nothing of ours before the exec (it is not
-/// a fork of an async daemon running arbitrary code); the signal mask is cleared and every
-/// signal is reset to its default. The helper sets its parent-death signal itself, first
-/// thing, and gives up if the channel is already closed (see `init::die_with_caller`).
-fn spawn(path: &Path, argv: &[&CStr], fds: &[(RawFd, RawFd)]) -> Result<i32> {
-    let fail =
-        |what: &'static str, rc: i32| Error::io(what, path, std::io::Error::from_raw_os_error(rc));
-    let path_c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::invalid("executable", "path contains a NUL byte"))?;
-    // Copies above every target first (close-on-exec, closed here after the spawn), so that
-    // placing one fd cannot overwrite another that is still to be placed.
-    let high = fds
-        .iter()
-        .map(|&(fd, target)| {
-            // SAFETY: fcntl on a caller's open fd; the result is a new fd that we own.
-            let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-            if copy < 0 {
-                return Err(Error::io(
-                    "dup",
-                    "setup helper fd",
-                    std::io::Error::last_os_error(),
-                ));
-            }
-            // SAFETY: fcntl just returned this new fd; nothing else owns it.
-            Ok((unsafe { OwnedFd::from_raw_fd(copy) }, target))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut argv_p: Vec<*mut libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr() as *mut libc::c_char)
-        .collect();
-    argv_p.push(std::ptr::null_mut());
-    let envp: [*mut libc::c_char; 1] = [std::ptr::null_mut()];
-    // SAFETY: the file actions and attributes are initialised before use and destroyed on
-    // every path; every pointer passed (path, argv, envp, the sets) outlives the call, and
-    // argv and envp are NULL-terminated.
-    unsafe {
-        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-        let rc = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
-        if rc != 0 {
-            return Err(fail("posix_spawn_file_actions_init", rc));
-        }
-        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-        let rc = libc::posix_spawnattr_init(attr.as_mut_ptr());
-        if rc != 0 {
-            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
-            return Err(fail("posix_spawnattr_init", rc));
-        }
-        let result = (|| {
-            for (fd, target) in &high {
-                // dup2 clears close-on-exec on the target.
-                let rc = libc::posix_spawn_file_actions_adddup2(
-                    actions.as_mut_ptr(),
-                    fd.as_raw_fd(),
-                    *target,
-                );
-                if rc != 0 {
-                    return Err(fail("posix_spawn_file_actions_adddup2", rc));
-                }
-            }
-            let mut none = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigemptyset(&mut none);
-            let mut all = std::mem::zeroed::<libc::sigset_t>();
-            libc::sigfillset(&mut all);
-            let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
-            for rc in [
-                libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), &none),
-                libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), &all),
-                libc::posix_spawnattr_setflags(attr.as_mut_ptr(), flags as libc::c_short),
-            ] {
-                if rc != 0 {
-                    return Err(fail("posix_spawnattr", rc));
-                }
-            }
-            let mut pid: libc::pid_t = 0;
-            let rc = libc::posix_spawn(
-                &mut pid,
-                path_c.as_ptr(),
-                actions.as_ptr(),
-                attr.as_ptr(),
-                argv_p.as_ptr(),
-                envp.as_ptr(),
-            );
-            if rc != 0 {
-                return Err(fail("exec setup helper", rc));
-            }
-            Ok(pid)
-        })();
-        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
-        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
-        result
+        Ok((channel, child.id() as i32))
     }
 }
 
