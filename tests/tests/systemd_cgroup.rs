@@ -8,52 +8,12 @@
 //!   after delete both the unit and its directory are gone.
 //! - The same form without the option picks the driver by itself (systemd runs), here with a
 //!   kubelet-style nested slice (`minitest-burstable-pod….slice`).
-//! - A shim killed with SIGKILL leaves a scope that `delete` should stop: that scenario fails
-//!   today and is kept out of `make vm-test` (see `killed_shim_scenario_with_systemd_as_pid_1`).
+//! - A shim killed with SIGKILL leaves a scope that the shim's `delete` stops: the init is
+//!   killed, the scope and its directory are gone.
 //!
 //! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
-//! `make vm-test` builds this binary and runs the host-side test, which boots the VM.
-
-use mini_e2e::vm::{Boot, TestRun, Vm, test_binary};
-
-/// Boots the VM with systemd, runs the guest scenarios matching `filters`, and panics with
-/// the guest's output of each failed one.
-fn guest_scenarios_pass(filters: &[&str]) {
-    let started = std::time::Instant::now();
-    let run = TestRun::ignored(test_binary("systemd_cgroup"), filters);
-    let results = Vm::run(Boot::Systemd, &[run]);
-    assert!(!results.is_empty(), "no guest scenario ran for {filters:?}");
-    let mut failures = String::new();
-    for r in &results {
-        let verdict = if r.passed { "ok" } else { "FAILED" };
-        println!("vm systemd: {} ... {verdict}", r.name);
-        if !r.passed {
-            failures += &format!("\n==== {} (guest output) ====\n{}\n", r.name, r.output);
-        }
-    }
-    println!(
-        "vm systemd: {} scenarios in {:.0} s",
-        results.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "scenarios failed in the VM:{failures}");
-}
-
-#[test]
-#[ignore = "boots a VM for minutes: make vm-test"]
-fn systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
-    guest_scenarios_pass(&["guest::scope_"]);
-}
-
-/// Not in `make vm-test` yet: it fails. The shim's `delete` after a SIGKILLed daemon runs
-/// on the CPU for all of containerd's 5 s (one thread, never reaching the SIGKILL of the
-/// init nor D-Bus) and is killed, so the scope stays. Run it with
-/// `cargo test -p mini-e2e --test systemd_cgroup -- --ignored killed_shim`.
-#[test]
-#[ignore = "boots a VM for minutes; fails: see its doc comment"]
-fn killed_shim_scenario_with_systemd_as_pid_1() {
-    guest_scenarios_pass(&["guest::killed_shim_"]);
-}
+//! `make vm-test` builds this binary and runs `tests/tests/vm.rs`, whose systemd boot runs
+//! these scenarios together with the cgroupfs driver's.
 
 /// The scenarios, run inside the VM.
 mod guest {
@@ -185,7 +145,13 @@ mod guest {
                     .map(|t| {
                         let read =
                             |f: &str| fs::read_to_string(t.path().join(f)).unwrap_or_default();
-                        format!("{}:{}", read("comm").trim(), read("wchan"))
+                        format!(
+                            "{}:{}:{}:{}",
+                            read("comm").trim(),
+                            read("wchan"),
+                            read("syscall").trim(),
+                            read("stat").split_whitespace().nth(13).unwrap_or("")
+                        )
                     })
                     .collect();
                 seen += &format!("\n{} {:?}", p.pid, waits);
