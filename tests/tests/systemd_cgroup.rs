@@ -10,6 +10,11 @@
 //!   kubelet-style nested slice (`minitest-burstable-pod….slice`).
 //! - A shim killed with SIGKILL leaves a scope that the shim's `delete` stops: the init is
 //!   killed, the scope and its directory are gone.
+//! - A CRI pod whose cgroup parent is the kubelet's systemd slice name
+//!   (`kubepods-besteffort-pod<uid>.slice`), with `SystemdCgroup = true` on mini's handler:
+//!   the sandbox and the container in `cri-containerd-<id>.scope` under
+//!   `kubepods.slice/kubepods-besteffort.slice/…`, ExecSync, stats, and no scope left after
+//!   RemovePodSandbox. Not in `make vm-test` yet: the container's Create hangs (see the test).
 //!
 //! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
 //! `make vm-test` builds this binary and runs `tests/tests/vm.rs`, whose systemd boot runs
@@ -22,6 +27,7 @@ mod guest {
     use std::process::Command;
     use std::time::Duration;
 
+    use mini_e2e::cri::{Cri, MINI_HANDLER};
     use mini_e2e::{Containerd, MINI, Namespace, Version, leftovers, wait_until};
 
     const WAIT: Duration = Duration::from_secs(20);
@@ -236,5 +242,95 @@ mod guest {
         assert_scope_gone(&unit, &dir);
         ns.assert_nothing_left(&id);
         systemctl(&["stop", "minitest.slice"]);
+    }
+
+    /// A CRI daemon (the guest's containerd 1.6) whose `mini` handler has
+    /// `SystemdCgroup = true`, as kubeadm-style nodes set it for runc.
+    fn cri_daemon_with_systemd_cgroup() -> Containerd {
+        let cd = std::panic::catch_unwind(|| Containerd::start_cri(Version::V1_6))
+            .unwrap_or_else(|_| Containerd::start_cri(Version::V1_6));
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let config = cd.dir().join("config.toml");
+        let text = fs::read_to_string(&config).expect("reading config.toml")
+            + &format!(
+                "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{MINI_HANDLER}.options]\n\
+                 ConfigPath = {options:?}\n"
+            );
+        fs::write(&config, text).expect("writing config.toml");
+        cd.restart();
+        cd
+    }
+
+    /// The kubelet's systemd driver gives CRI the pod's slice by name
+    /// (`kubepods-besteffort-pod<uid>.slice`, the uid's dashes as underscores); containerd
+    /// 1.6 makes `<slice>:cri-containerd:<id>` of it, and mini's systemd driver the scope
+    /// `cri-containerd-<id>.scope` in the slice chain.
+    ///
+    /// Fails today, so `tests/tests/vm.rs` leaves it out: the sandbox starts in its scope,
+    /// but the container's Create (it joins the sandbox's pid namespace) hangs in the setup
+    /// helper until the shim's 60 s timeout. Likely cause: after `setns` into another pid
+    /// namespace the helper cannot create threads (clone with CLONE_THREAD fails with EINVAL
+    /// while its children's pid namespace differs from its own), and zbus needs threads for
+    /// its connection. Run it alone with a `Vm::run(Boot::Systemd, ...)` of
+    /// `TestRun::ignored(test_binary("systemd_cgroup"), &["guest::cri_"])`.
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM; fails today, see above"]
+    fn cri_pod_with_the_kubelets_slice_parent_runs_in_scopes_removed_with_it() {
+        use k8s_cri::v1::ContainerState;
+
+        assert_systemd_on_v2();
+        let cd = cri_daemon_with_systemd_cgroup();
+        let cri = Cri::connect(&cd);
+        let uid = mini_e2e::unique_name("uid").replace('-', "_");
+        let slice = format!("kubepods-besteffort-pod{uid}.slice");
+        let slice_dir =
+            PathBuf::from("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice").join(&slice);
+        let pod = cri.run_pod_with_parent("sdpod", MINI_HANDLER, &slice);
+        let sleeper = cri
+            .create_container(&pod, "sleeper", &["sleep", "300"])
+            .expect("CreateContainer");
+        cri.start_container(&sleeper).expect("StartContainer");
+        cri.wait_state(&sleeper, ContainerState::ContainerRunning, WAIT);
+        let (code, out, _) = cri
+            .exec_sync(&sleeper, &["echo", "in"], 20)
+            .expect("ExecSync");
+        assert_eq!((code, out.trim()), (0, "in"));
+
+        for id in [&pod.id, &sleeper] {
+            let unit = format!("cri-containerd-{id}.scope");
+            let pid = cri.task_pid(id);
+            let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let want = format!(
+                "0::/{}",
+                slice_dir
+                    .join(&unit)
+                    .strip_prefix("/sys/fs/cgroup")
+                    .unwrap()
+                    .display()
+            );
+            assert_eq!(own.trim(), want, "the cgroup of {id} (pid {pid})");
+            assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
+        }
+        let stats = cri.container_stats(&sleeper).expect("ContainerStats");
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value);
+        assert!(
+            memory.is_some_and(|v| v > 0),
+            "memory of {sleeper}: {memory:?}"
+        );
+        assert!(stats.cpu.is_some(), "no cpu stats of {sleeper}");
+
+        cri.stop_container(&sleeper, 0).expect("StopContainer");
+        cri.remove_container(&sleeper).expect("RemoveContainer");
+        cri.stop_pod(&pod).expect("StopPodSandbox");
+        cri.remove_pod(&pod).expect("RemovePodSandbox");
+        for id in [&pod.id, &sleeper] {
+            let unit = format!("cri-containerd-{id}.scope");
+            assert_scope_gone(&unit, &slice_dir.join(&unit));
+        }
+        // The pod's slice is the kubelet's to remove.
+        systemctl(&["stop", "kubepods.slice"]);
     }
 }
