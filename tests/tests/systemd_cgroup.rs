@@ -14,7 +14,7 @@
 //!   (`kubepods-besteffort-pod<uid>.slice`), with `SystemdCgroup = true` on mini's handler:
 //!   the sandbox and the container in `cri-containerd-<id>.scope` under
 //!   `kubepods.slice/kubepods-besteffort.slice/…`, ExecSync, stats, and no scope left after
-//!   RemovePodSandbox. Not in `make vm-test` yet: the container's Create hangs (see the test).
+//!   RemovePodSandbox.
 //!
 //! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
 //! `make vm-test` builds this binary and runs `tests/tests/vm.rs`, whose systemd boot runs
@@ -266,15 +266,10 @@ mod guest {
     /// 1.6 makes `<slice>:cri-containerd:<id>` of it, and mini's systemd driver the scope
     /// `cri-containerd-<id>.scope` in the slice chain.
     ///
-    /// Fails today, so `tests/tests/vm.rs` leaves it out: the sandbox starts in its scope,
-    /// but the container's Create (it joins the sandbox's pid namespace) hangs in the setup
-    /// helper until the shim's 60 s timeout. Likely cause: after `setns` into another pid
-    /// namespace the helper cannot create threads (clone with CLONE_THREAD fails with EINVAL
-    /// while its children's pid namespace differs from its own), and zbus needs threads for
-    /// its connection. Run it alone with a `Vm::run(Boot::Systemd, ...)` of
-    /// `TestRun::ignored(test_binary("systemd_cgroup"), &["guest::cri_"])`.
+    /// The container joins the sandbox's pid namespace: the setup helper then cannot create
+    /// threads, and starts the scope from a forked child (`cgroups::systemd::start`).
     #[test]
-    #[ignore = "needs systemd as PID 1: the host test boots a VM; fails today, see above"]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
     fn cri_pod_with_the_kubelets_slice_parent_runs_in_scopes_removed_with_it() {
         use k8s_cri::v1::ContainerState;
 

@@ -69,11 +69,7 @@ fn cgroupfs_and_systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
                     "cgroup_is_removed_after_delete_even_when_the_shim_was_killed::containerd_1_6",
                 ],
             ),
-            // Not `guest::cri_`: it fails today (see its doc comment).
-            TestRun::ignored(
-                test_binary("systemd_cgroup"),
-                &["guest::scope_", "guest::killed_shim_"],
-            ),
+            TestRun::ignored(test_binary("systemd_cgroup"), &["guest::"]),
         ],
     );
 }
