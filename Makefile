@@ -39,12 +39,12 @@ test: host-test vm-test
 host-test: deps build
 	$(CARGO) test --workspace --lib --bins --tests
 
-## vm-test: the cgroup v2 scenarios (tests/tests/cgroup_v2.rs) in a throwaway QEMU VM with a
-## pure cgroup v2 hierarchy, booted with a plain init and with systemd (tests/tests/vm.rs)
+## vm-test: the cgroup v2 scenarios (tests/tests/cgroup_v2.rs) and the systemd cgroup driver's
+## (tests/tests/systemd_cgroup.rs) in a throwaway QEMU VM with a pure cgroup v2 hierarchy:
+## one boot with a plain init, one with systemd (tests/tests/vm.rs)
 vm-test: deps build vm-root
 	$(CARGO) test -p mini-e2e --test cgroup_v2 --test vm --test systemd_cgroup --no-run
 	$(CARGO) test -p mini-e2e --test vm -- --ignored --test-threads=1 --nocapture
-	$(CARGO) test -p mini-e2e --test systemd_cgroup -- --ignored --test-threads=1 --nocapture systemd_driver_scenarios
 
 ## vm-root: the VM's guest root, built once into $(CACHE)/vm (rebuilt when its script changes)
 vm-root:

@@ -162,6 +162,13 @@ impl<'a> Cri<'a> {
     /// namespaces, this client's cgroup parent and log directory.
     #[track_caller]
     pub fn run_pod(&self, name: &str, handler: &str) -> Pod {
+        self.run_pod_with_parent(name, handler, &self.cgroup_parent())
+    }
+
+    /// [`Cri::run_pod`] with the cgroup parent `parent` (e.g. the kubelet's systemd form, a
+    /// slice name such as `kubepods-besteffort-pod<uid>.slice`).
+    #[track_caller]
+    pub fn run_pod_with_parent(&self, name: &str, handler: &str, parent: &str) -> Pod {
         let name = crate::unique_name(name);
         let config = PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
@@ -172,7 +179,7 @@ impl<'a> Cri<'a> {
             }),
             log_directory: self.logs.path().join(&name).display().to_string(),
             linux: Some(LinuxPodSandboxConfig {
-                cgroup_parent: self.cgroup_parent(),
+                cgroup_parent: parent.into(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(pod_namespaces()),
                     ..Default::default()

@@ -8,52 +8,17 @@
 //!   after delete both the unit and its directory are gone.
 //! - The same form without the option picks the driver by itself (systemd runs), here with a
 //!   kubelet-style nested slice (`minitest-burstable-pod….slice`).
-//! - A shim killed with SIGKILL leaves a scope that `delete` should stop: that scenario fails
-//!   today and is kept out of `make vm-test` (see `killed_shim_scenario_with_systemd_as_pid_1`).
+//! - A shim killed with SIGKILL leaves a scope that the shim's `delete` stops: the init is
+//!   killed, the scope and its directory are gone.
+//! - A CRI pod whose cgroup parent is the kubelet's systemd slice name
+//!   (`kubepods-besteffort-pod<uid>.slice`), with `SystemdCgroup = true` on mini's handler:
+//!   the sandbox and the container in `cri-containerd-<id>.scope` under
+//!   `kubepods.slice/kubepods-besteffort.slice/…`, ExecSync, stats, and no scope left after
+//!   RemovePodSandbox.
 //!
 //! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
-//! `make vm-test` builds this binary and runs the host-side test, which boots the VM.
-
-use mini_e2e::vm::{Boot, TestRun, Vm, test_binary};
-
-/// Boots the VM with systemd, runs the guest scenarios matching `filters`, and panics with
-/// the guest's output of each failed one.
-fn guest_scenarios_pass(filters: &[&str]) {
-    let started = std::time::Instant::now();
-    let run = TestRun::ignored(test_binary("systemd_cgroup"), filters);
-    let results = Vm::run(Boot::Systemd, &[run]);
-    assert!(!results.is_empty(), "no guest scenario ran for {filters:?}");
-    let mut failures = String::new();
-    for r in &results {
-        let verdict = if r.passed { "ok" } else { "FAILED" };
-        println!("vm systemd: {} ... {verdict}", r.name);
-        if !r.passed {
-            failures += &format!("\n==== {} (guest output) ====\n{}\n", r.name, r.output);
-        }
-    }
-    println!(
-        "vm systemd: {} scenarios in {:.0} s",
-        results.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(failures.is_empty(), "scenarios failed in the VM:{failures}");
-}
-
-#[test]
-#[ignore = "boots a VM for minutes: make vm-test"]
-fn systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
-    guest_scenarios_pass(&["guest::scope_"]);
-}
-
-/// Not in `make vm-test` yet: it fails. The shim's `delete` after a SIGKILLed daemon runs
-/// on the CPU for all of containerd's 5 s (one thread, never reaching the SIGKILL of the
-/// init nor D-Bus) and is killed, so the scope stays. Run it with
-/// `cargo test -p mini-e2e --test systemd_cgroup -- --ignored killed_shim`.
-#[test]
-#[ignore = "boots a VM for minutes; fails: see its doc comment"]
-fn killed_shim_scenario_with_systemd_as_pid_1() {
-    guest_scenarios_pass(&["guest::killed_shim_"]);
-}
+//! `make vm-test` builds this binary and runs `tests/tests/vm.rs`, whose systemd boot runs
+//! these scenarios together with the cgroupfs driver's.
 
 /// The scenarios, run inside the VM.
 mod guest {
@@ -62,6 +27,7 @@ mod guest {
     use std::process::Command;
     use std::time::Duration;
 
+    use mini_e2e::cri::{Cri, MINI_HANDLER};
     use mini_e2e::{Containerd, MINI, Namespace, Version, leftovers, wait_until};
 
     const WAIT: Duration = Duration::from_secs(20);
@@ -185,7 +151,13 @@ mod guest {
                     .map(|t| {
                         let read =
                             |f: &str| fs::read_to_string(t.path().join(f)).unwrap_or_default();
-                        format!("{}:{}", read("comm").trim(), read("wchan"))
+                        format!(
+                            "{}:{}:{}:{}",
+                            read("comm").trim(),
+                            read("wchan"),
+                            read("syscall").trim(),
+                            read("stat").split_whitespace().nth(13).unwrap_or("")
+                        )
                     })
                     .collect();
                 seen += &format!("\n{} {:?}", p.pid, waits);
@@ -270,5 +242,90 @@ mod guest {
         assert_scope_gone(&unit, &dir);
         ns.assert_nothing_left(&id);
         systemctl(&["stop", "minitest.slice"]);
+    }
+
+    /// A CRI daemon (the guest's containerd 1.6) whose `mini` handler has
+    /// `SystemdCgroup = true`, as kubeadm-style nodes set it for runc.
+    fn cri_daemon_with_systemd_cgroup() -> Containerd {
+        let cd = std::panic::catch_unwind(|| Containerd::start_cri(Version::V1_6))
+            .unwrap_or_else(|_| Containerd::start_cri(Version::V1_6));
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let config = cd.dir().join("config.toml");
+        let text = fs::read_to_string(&config).expect("reading config.toml")
+            + &format!(
+                "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{MINI_HANDLER}.options]\n\
+                 ConfigPath = {options:?}\n"
+            );
+        fs::write(&config, text).expect("writing config.toml");
+        cd.restart();
+        cd
+    }
+
+    /// The kubelet's systemd driver gives CRI the pod's slice by name
+    /// (`kubepods-besteffort-pod<uid>.slice`, the uid's dashes as underscores); containerd
+    /// 1.6 makes `<slice>:cri-containerd:<id>` of it, and mini's systemd driver the scope
+    /// `cri-containerd-<id>.scope` in the slice chain.
+    ///
+    /// The container joins the sandbox's pid namespace: the setup helper then cannot create
+    /// threads, and starts the scope from a forked child (`cgroups::systemd::start`).
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn cri_pod_with_the_kubelets_slice_parent_runs_in_scopes_removed_with_it() {
+        use k8s_cri::v1::ContainerState;
+
+        assert_systemd_on_v2();
+        let cd = cri_daemon_with_systemd_cgroup();
+        let cri = Cri::connect(&cd);
+        let uid = mini_e2e::unique_name("uid").replace('-', "_");
+        let slice = format!("kubepods-besteffort-pod{uid}.slice");
+        let slice_dir =
+            PathBuf::from("/sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice").join(&slice);
+        let pod = cri.run_pod_with_parent("sdpod", MINI_HANDLER, &slice);
+        let sleeper = cri
+            .create_container(&pod, "sleeper", &["sleep", "300"])
+            .expect("CreateContainer");
+        cri.start_container(&sleeper).expect("StartContainer");
+        cri.wait_state(&sleeper, ContainerState::ContainerRunning, WAIT);
+        let (code, out, _) = cri
+            .exec_sync(&sleeper, &["echo", "in"], 20)
+            .expect("ExecSync");
+        assert_eq!((code, out.trim()), (0, "in"));
+
+        for id in [&pod.id, &sleeper] {
+            let unit = format!("cri-containerd-{id}.scope");
+            let pid = cri.task_pid(id);
+            let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let want = format!(
+                "0::/{}",
+                slice_dir
+                    .join(&unit)
+                    .strip_prefix("/sys/fs/cgroup")
+                    .unwrap()
+                    .display()
+            );
+            assert_eq!(own.trim(), want, "the cgroup of {id} (pid {pid})");
+            assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
+        }
+        let stats = cri.container_stats(&sleeper).expect("ContainerStats");
+        let memory = stats
+            .memory
+            .and_then(|m| m.working_set_bytes)
+            .map(|v| v.value);
+        assert!(
+            memory.is_some_and(|v| v > 0),
+            "memory of {sleeper}: {memory:?}"
+        );
+        assert!(stats.cpu.is_some(), "no cpu stats of {sleeper}");
+
+        cri.stop_container(&sleeper, 0).expect("StopContainer");
+        cri.remove_container(&sleeper).expect("RemoveContainer");
+        cri.stop_pod(&pod).expect("StopPodSandbox");
+        cri.remove_pod(&pod).expect("RemovePodSandbox");
+        for id in [&pod.id, &sleeper] {
+            let unit = format!("cri-containerd-{id}.scope");
+            assert_scope_gone(&unit, &slice_dir.join(&unit));
+        }
+        // The pod's slice is the kubelet's to remove.
+        systemctl(&["stop", "kubepods.slice"]);
     }
 }

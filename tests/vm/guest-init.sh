@@ -55,6 +55,8 @@ if [ -f /mini-job/shares ]; then
     done </mini-job/shares
 fi
 hostname mini-vm
+# containerd's CRI copies the host's /etc/hosts into every pod sandbox: mmdebstrap makes none.
+[ -e /etc/hosts ] || printf '127.0.0.1 localhost\n127.0.1.1 mini-vm\n::1 localhost\n' >/etc/hosts
 ip link set lo up 2>/dev/null || busybox ip link set lo up
 
 boot=init

@@ -362,7 +362,69 @@ fn dbus_error(unit: &str, op: &str, e: impl std::fmt::Display) -> Error {
 /// Starts `unit` as a transient scope holding `pid`, with `resources`' properties and
 /// delegation, and waits until it is active and its cgroup `dir` exists. A leftover failed
 /// unit of the same name is reset and the start tried once more; a live one is an error.
+///
+/// A caller that joined another pid namespace (`setns`, as the setup helper does for a
+/// container sharing its pod's) cannot create threads (the kernel refuses `CLONE_THREAD`
+/// while the namespace of its children differs from its own), and the D-Bus connection needs
+/// them: then the start runs in a forked child, which is in that namespace itself.
 pub fn start(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> Result<()> {
+    if threads_possible() {
+        start_here(unit, dir, pid, resources)
+    } else {
+        in_child(unit, || start_here(unit, dir, pid, resources))
+    }
+}
+
+/// Whether this process may create threads: its children's pid namespace is its own.
+fn threads_possible() -> bool {
+    let ns = |f: &str| std::fs::read_link(format!("/proc/self/ns/{f}")).ok();
+    ns("pid") == ns("pid_for_children")
+}
+
+/// Runs `f` in a forked child (of a single-threaded caller) and returns its result; an error
+/// comes back as its message.
+fn in_child(unit: &Unit, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    let (read, write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe().map_err(|e| dbus_error(&unit.name, "pipe for the start of", e))?;
+    // SAFETY: the caller has one thread (it cannot create others), so the child may run any
+    // code; it leaves with _exit.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(dbus_error(&unit.name, "fork for the start of", e)),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(read);
+            let message = match f() {
+                Ok(()) => String::new(),
+                Err(e) => e.to_string(),
+            };
+            let _ = std::fs::File::from(write).write_all(message.as_bytes());
+            // SAFETY: _exit is always safe to call.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(write);
+            let mut message = String::new();
+            let read_result = std::fs::File::from(read).read_to_string(&mut message);
+            let status = nix::sys::wait::waitpid(child, None);
+            match (read_result, status) {
+                (Ok(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) if message.is_empty() => {
+                    Ok(())
+                }
+                (Ok(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => {
+                    Err(dbus_error(&unit.name, "start", message))
+                }
+                (_, status) => Err(dbus_error(
+                    &unit.name,
+                    "start",
+                    format!("the child that talks to systemd ended with {status:?}"),
+                )),
+            }
+        }
+    }
+}
+
+fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> Result<()> {
     let mut props: Vec<(&str, Value<'static>)> = vec![
         (
             "Description",
