@@ -13,7 +13,7 @@ mod image;
 pub mod leftovers;
 pub mod vm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,16 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// A new directory `/tmp/<prefix>XXXXXX`, removed on drop. Under `/tmp` because socket paths
 /// below it must stay within 107 bytes, and a host directory the tests can check.
+/// The trimmed contents of `file` in directory `dir` (a cgroup file, mostly); panics naming
+/// the path.
+#[track_caller]
+pub fn read_trimmed(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
+        .trim()
+        .to_string()
+}
+
 pub fn tmp_dir(prefix: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(prefix)

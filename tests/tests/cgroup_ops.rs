@@ -32,12 +32,7 @@ fn cgroup_dir(ns: &Namespace<'_>, controller: &str, id: &str) -> PathBuf {
         .join(id)
 }
 
-fn read(dir: &std::path::Path, file: &str) -> String {
-    fs::read_to_string(dir.join(file))
-        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
-        .trim()
-        .to_string()
-}
+use mini_e2e::read_trimmed as read;
 
 /// The processes of the container, from its pids cgroup.
 fn processes(ns: &Namespace<'_>, id: &str) -> Vec<i32> {

@@ -71,13 +71,7 @@ fn cgroup_of(ns: &Namespace<'_>, id: &str) -> PathBuf {
     Path::new(CGROUP2).join(ns.name()).join(id)
 }
 
-#[track_caller]
-fn read(dir: &Path, file: &str) -> String {
-    fs::read_to_string(dir.join(file))
-        .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
-        .trim()
-        .to_string()
-}
+use mini_e2e::read_trimmed as read;
 
 /// The `key value` lines of a cgroup file (`memory.events`, `cgroup.events`).
 fn flat_keyed(dir: &Path, file: &str) -> HashMap<String, u64> {

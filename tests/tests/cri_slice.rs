@@ -11,12 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::{
-    ContainerState, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest,
-};
-use mini_e2e::cri::{CRI_NAMESPACE, Cri, MINI_HANDLER, Pod};
+use k8s_cri::v1::ContainerState;
+use mini_e2e::cri::{Cri, MINI_HANDLER};
 use mini_e2e::{Containerd, Version, leftovers, on_every_version, unique_name};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -51,56 +47,6 @@ fn daemon_with_mini_options(version: Version, keys: &str) -> Containerd {
     cd
 }
 
-/// RunPodSandbox of a mini pod whose cgroup parent is `parent` (the harness's pods use a
-/// cgroupfs parent of their own), logging below `logs`.
-fn run_pod_with_parent(cd: &Containerd, parent: &str, logs: &Path) -> Pod {
-    let name = unique_name("slice");
-    let config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.clone(),
-            uid: name.clone(),
-            namespace: "mini-test".into(),
-            attempt: 0,
-        }),
-        log_directory: logs.join(&name).display().to_string(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: parent.into(),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Pod as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let req = RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: MINI_HANDLER.into(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let id = runtime
-        .block_on(async {
-            let channel = containerd_client::connect(cd.address()).await?;
-            let mut req = containerd_client::tonic::Request::new(req);
-            req.set_timeout(Duration::from_secs(60));
-            let reply = RuntimeServiceClient::new(channel)
-                .run_pod_sandbox(req)
-                .await?;
-            Ok::<_, Box<dyn std::error::Error>>(reply.into_inner().pod_sandbox_id)
-        })
-        .unwrap_or_else(|e| panic!("RunPodSandbox with parent {parent}: {e:?}"));
-    cd.track(CRI_NAMESPACE, &id);
-    Pod { id, config }
-}
-
 /// The cgroup directories below `top` in every hierarchy.
 fn cgroups_below(top: &str) -> Vec<PathBuf> {
     leftovers::hierarchies()
@@ -128,9 +74,8 @@ fn pod_with_a_slice_parent_runs_in_literal_cgroups_removed_with_it(version: Vers
         }
     }
     let cri = Cri::connect(&cd);
-    let logs = mini_e2e::tmp_dir("mini-slice-logs");
     let parent = format!("kubepods-besteffort-pod{}.slice", unique_name("uid"));
-    let pod = run_pod_with_parent(&cd, &parent, logs.path());
+    let pod = cri.run_pod_with_parent("slice", MINI_HANDLER, &parent);
 
     let sleeper = cri
         .create_container(&pod, "sleeper", &["sleep", "300"])

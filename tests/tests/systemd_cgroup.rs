@@ -60,13 +60,7 @@ mod guest {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    #[track_caller]
-    fn read(dir: &Path, file: &str) -> String {
-        fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
-            .trim()
-            .to_string()
-    }
+    use mini_e2e::read_trimmed as read;
 
     /// A file with mini's runtime options, for `ctr run --runtime-config-path`.
     fn options_file(cd: &Containerd, keys: &str) -> String {
