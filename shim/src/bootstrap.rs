@@ -42,6 +42,9 @@ pub fn start(args: &Args) -> Result<(), String> {
     }
 
     let listener = listen(&socket)?;
+    // Removed on a failure below only while it still is this shim's file.
+    let socket_file = SocketFile::of_listener(listener.as_raw_fd());
+    let remove_socket = || socket_file.iter().for_each(SocketFile::remove);
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
     let mut cmd = Command::new(&exe);
     cmd.args([
@@ -81,7 +84,7 @@ pub fn start(args: &Args) -> Result<(), String> {
         });
     }
     let child = cmd.spawn().map_err(|e| {
-        let _ = fs::remove_file(&socket);
+        remove_socket();
         format!("spawn daemon {}: {e}", exe.display())
     })?;
     drop(listener);
@@ -95,7 +98,7 @@ pub fn start(args: &Args) -> Result<(), String> {
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
-        let _ = fs::remove_file(&socket);
+        remove_socket();
     }
     result
 }
@@ -255,17 +258,62 @@ fn listen(socket: &Path) -> Result<UnixListener, String> {
         .create(dir)
         .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    let _lock = lock_socket_dir(dir);
     if socket.exists() {
-        if UnixStream::connect(socket).is_ok() {
+        if is_served(socket) {
             return Err(format!("{} is in use by another shim", socket.display()));
         }
         // A dead shim's socket.
         let _ = fs::remove_file(socket);
     }
+    // `bind` listens at once: under the lock, nobody sees the file before it is served.
     let listener =
         UnixListener::bind(socket).map_err(|e| format!("listen on {}: {e}", socket.display()))?;
     let _ = fs::set_permissions(socket, fs::Permissions::from_mode(0o600));
     Ok(listener)
+}
+
+/// Removes a socket file that no daemon serves: what a daemon killed with `kill -9` left.
+/// A new shim for the same id may bind the path at any moment (containerd re-creates an id
+/// while it still runs the old shim's `delete`): the check and the removal are one step
+/// under the directory's lock, which `listen` holds from its own check until it listens.
+pub fn remove_dead_socket(socket: &Path) {
+    let _lock = lock_socket_dir(socket.parent().unwrap_or(Path::new(SOCKET_DIR)));
+    if !is_served(socket) {
+        let _ = fs::remove_file(socket);
+    }
+}
+
+/// An exclusive `flock` on the socket directory, released when dropped: serializes the
+/// check-then-change of socket files between shims (held for a connect and an unlink or a
+/// bind, never across anything that can block long). Without it (the directory cannot be
+/// opened), the changes happen unserialized, as before the lock existed.
+fn lock_socket_dir(dir: &Path) -> Option<nix::fcntl::Flock<fs::File>> {
+    let file = fs::File::open(dir).ok()?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok()
+}
+
+/// Whether a daemon listens on `socket`. The connect does not block: a listener whose
+/// backlog is full (a busy or wedged daemon) counts as served.
+fn is_served(socket: &Path) -> bool {
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket as sock};
+    let Ok(addr) = UnixAddr::new(socket) else {
+        return false;
+    };
+    let Ok(fd) = sock(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        // Cannot tell: never remove what may be served.
+        return true;
+    };
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => true,
+        Err(_) => false,
+    }
 }
 
 /// The daemon's socket file, known by its inode: a daemon that is shutting down removes it
@@ -288,6 +336,7 @@ impl SocketFile {
 
     /// Removes the file if it still is ours.
     pub fn remove(&self) {
+        let _lock = lock_socket_dir(self.path.parent().unwrap_or(Path::new(SOCKET_DIR)));
         if inode(&self.path) == Some(self.inode) {
             let _ = fs::remove_file(&self.path);
         }
@@ -424,6 +473,37 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         // A second shim on the same socket is refused; a dead one's socket is replaced.
         assert!(listen(&socket).unwrap_err().contains("in use"));
+    }
+
+    #[test]
+    fn removing_a_dead_socket_waits_for_a_shim_that_is_binding_the_path() {
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s").join("abc");
+        // A daemon killed with `kill -9` left its socket file.
+        drop(listen(&socket).unwrap());
+        assert!(socket.exists() && !is_served(&socket));
+        // A new shim for the same id is in `listen`, between its check and its bind, while
+        // the old shim's `delete` removes what it takes for the dead daemon's socket.
+        let lock = lock_socket_dir(socket.parent().unwrap()).unwrap();
+        let (done, finished) = mpsc::channel();
+        let path = socket.clone();
+        let delete = std::thread::spawn(move || {
+            remove_dead_socket(&path);
+            done.send(()).unwrap();
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the removal did not wait for the shim that is binding the path"
+        );
+        fs::remove_file(&socket).unwrap();
+        let new = UnixListener::bind(&socket).unwrap();
+        drop(lock);
+        delete.join().unwrap();
+        assert!(is_served(&socket), "the new shim's socket was removed");
+        drop(new);
     }
 
     #[test]

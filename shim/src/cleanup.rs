@@ -4,7 +4,6 @@
 //! cgroup and socket. It prints a `DeleteResponse` and exits 0.
 
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -90,10 +89,8 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
             eprintln!("remove cgroup: {err}");
         }
     }
-    if let Some(socket) = crate::bootstrap::recorded_socket(bundle)
-        && UnixStream::connect(&socket).is_err()
-    {
-        let _ = std::fs::remove_file(&socket);
+    if let Some(socket) = crate::bootstrap::recorded_socket(bundle) {
+        crate::bootstrap::remove_dead_socket(&socket);
     }
 }
 
