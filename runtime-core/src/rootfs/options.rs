@@ -41,9 +41,10 @@ impl Default for MountOptions {
 }
 
 impl MountOptions {
-    /// The flags for `mount(2)`: those set minus those explicitly cleared.
+    /// The flags for `mount(2)`: those set minus those explicitly cleared. (`difference` and
+    /// `remove`, not `& !`: the complement drops the bits nix does not name, `MS_NOSYMFOLLOW`.)
     pub fn flags(&self) -> MsFlags {
-        self.set & !self.clear
+        self.set.difference(self.clear)
     }
 
     /// The filesystem data, or `None` when there is none (the kernel wants NULL then).
@@ -58,7 +59,8 @@ impl MountOptions {
     /// Flags that a bind mount only gets through a second `MS_REMOUNT` call: the kernel ignores
     /// everything but `MS_BIND|MS_REC` on the first one.
     pub fn remount_flags(&self) -> MsFlags {
-        self.flags() & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
+        self.flags()
+            .difference(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)
     }
 }
 
@@ -100,6 +102,12 @@ fn classify(opt: &str) -> Option<Opt> {
         "norelatime" => Opt::Clear(F::MS_RELATIME),
         "strictatime" => Opt::Set(F::MS_STRICTATIME),
         "nostrictatime" => Opt::Clear(F::MS_STRICTATIME),
+        "lazytime" => Opt::Set(F::MS_LAZYTIME),
+        "nolazytime" => Opt::Clear(F::MS_LAZYTIME),
+        "iversion" => Opt::Set(F::MS_I_VERSION),
+        "noiversion" => Opt::Clear(F::MS_I_VERSION),
+        "silent" => Opt::Set(F::MS_SILENT),
+        "loud" => Opt::Clear(F::MS_SILENT),
         "nosymfollow" => Opt::Set(MS_NOSYMFOLLOW),
         "symfollow" => Opt::Clear(MS_NOSYMFOLLOW),
         "bind" => Opt::Bind { recursive: false },
@@ -128,11 +136,11 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
             // A later option wins over an earlier opposite one (`ro,rw` is rw), as in mount(8).
             Some(Opt::Set(f)) => {
                 out.set |= f;
-                out.clear &= !f;
+                out.clear.remove(f);
             }
             Some(Opt::Clear(f)) => {
                 out.clear |= f;
-                out.set &= !f;
+                out.set.remove(f);
             }
             Some(Opt::Propagation(f)) => out.propagation.push(f),
             Some(Opt::Bind { recursive }) => {
@@ -232,10 +240,14 @@ mod tests {
             ("relatime", MsFlags::MS_RELATIME),
             ("strictatime", MsFlags::MS_STRICTATIME),
             ("nosymfollow", MS_NOSYMFOLLOW),
+            ("lazytime", MsFlags::MS_LAZYTIME),
+            ("iversion", MsFlags::MS_I_VERSION),
+            ("silent", MsFlags::MS_SILENT),
         ];
         for (word, flag) in cases {
             let o = parse(&[*word]);
             assert_eq!(o.set, *flag, "{word}");
+            assert_eq!(o.flags(), *flag, "{word}");
             assert!(o.data.is_empty(), "{word} must not be data");
         }
         for word in [
@@ -248,6 +260,10 @@ mod tests {
             "atime",
             "diratime",
             "norelatime",
+            "nolazytime",
+            "noiversion",
+            "loud",
+            "symfollow",
         ] {
             let o = parse(&[word]);
             assert_eq!(o.set, MsFlags::empty(), "{word}");

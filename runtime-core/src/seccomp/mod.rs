@@ -44,6 +44,12 @@ pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
         seccomp.default_errno_ret(),
     )?;
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        if rule.names().is_empty() {
+            return Err(Error::invalid(
+                format!("linux.seccomp.syscalls[{i}].names"),
+                "must contain at least one syscall name",
+            ));
+        }
         let field = format!("linux.seccomp.syscalls[{i}].action");
         action(&field, rule.action(), rule.errno_ret())?;
     }
@@ -110,6 +116,22 @@ fn action(field: &str, act: LinuxSeccompAction, errno_ret: Option<u32>) -> Resul
                 .map_err(|_| Error::invalid(field, format!("{what} {v} does not fit in 16 bits"))),
         }
     };
+    if errno_ret.is_some()
+        && !matches!(
+            act,
+            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+        )
+    {
+        // The runtime-spec: "When the action doesn't support an errno, the runtime MUST print
+        // an error and fail."
+        return Err(Error::invalid(
+            field,
+            format!(
+                "errnoRet is set but {} returns no errno (only SCMP_ACT_ERRNO and SCMP_ACT_TRACE do)",
+                serde_json::to_string(&act).unwrap_or_default()
+            ),
+        ));
+    }
     Ok(match act {
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(ret("errnoRet")?)),
