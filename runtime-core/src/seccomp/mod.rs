@@ -27,7 +27,8 @@ pub fn parse(json: &str) -> Result<LinuxSeccomp> {
 
 /// Checks what [`compile`] would refuse in the profile's actions without building a filter,
 /// so that spec validation refuses it before anything is created: a notify listener or
-/// action (not supported) and an `errnoRet` that does not fit 16 bits.
+/// action (not supported), an `errnoRet` that does not fit 16 bits, and an `errnoRet` or
+/// `defaultErrnoRet` given with an action that returns no errno.
 pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
     if let Some(path) = seccomp.listener_path() {
         return Err(Error::invalid(
@@ -44,12 +45,6 @@ pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
         seccomp.default_errno_ret(),
     )?;
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
-        if rule.names().is_empty() {
-            return Err(Error::invalid(
-                format!("linux.seccomp.syscalls[{i}].names"),
-                "must contain at least one syscall name",
-            ));
-        }
         let field = format!("linux.seccomp.syscalls[{i}].action");
         action(&field, rule.action(), rule.errno_ret())?;
     }
