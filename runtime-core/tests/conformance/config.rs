@@ -22,6 +22,17 @@ fn oci_version_that_is_not_semver_is_refused() {
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
 
+/// config.md, Root: "`root` (object, OPTIONAL) … On all other platforms, this field is
+/// REQUIRED." (Linux: a config without it is an invalid value, an error naming `root`)
+#[test]
+fn a_config_without_root_is_refused() {
+    let mut b = Bundle::new("noroot-field", "true");
+    b.spec.as_object_mut().unwrap().remove("root");
+    let stderr = b.create_fails();
+    assert!(stderr.contains("root"), "{stderr}");
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
 /// config.md, Root: "On POSIX platforms, `path` is either an absolute path or a relative
 /// path to the bundle."
 #[test]

@@ -269,7 +269,9 @@ fn a_device_path_taken_by_another_file_is_an_error() {
     assert_eq!(fs::read_to_string(&file).unwrap(), "a regular file");
 }
 
-/// config-linux.md, Control groups: "If the value is specified, the runtime MUST
+/// config-linux.md, Cgroups Path: "In the case of an absolute path (starting with `/`), the
+/// runtime MUST take the path to be relative to the cgroups mount point." "The cgroups will
+/// be created if they don't exist." "If the value is specified, the runtime MUST
 /// consistently attach to the same place in the cgroups hierarchy given the same value of
 /// `cgroupsPath`." "Runtimes MAY consider certain `cgroupsPath` values to be invalid, and
 /// MUST generate an error if this is the case."
@@ -282,11 +284,11 @@ fn cgroups_path_is_where_the_container_is_placed() {
         let pid = b.pid();
         let cgroup = b.cgroup();
         for dir in cgroup.dirs() {
-            assert!(
-                dir.dir
-                    .ends_with(format!("mini-conf-{}/placed", std::process::id())),
-                "{}",
-                dir.dir.display()
+            // Absolute: under the hierarchy's mount point, not under our own cgroup.
+            assert_eq!(
+                dir.dir,
+                dir.mount_point
+                    .join(format!("mini-conf-{}/placed", std::process::id()))
             );
             let procs = fs::read_to_string(dir.dir.join("cgroup.procs")).unwrap();
             assert!(
@@ -303,6 +305,43 @@ fn cgroups_path_is_where_the_container_is_placed() {
     b.spec["linux"]["cgroupsPath"] = "/../../escape".into();
     let stderr = b.create_fails();
     assert!(stderr.contains("cgroupsPath"), "{stderr}");
+}
+
+/// config-linux.md, Control groups: "A runtime MAY, during a particular container operation,
+/// such as create, … check if the container cgroup is fit for purpose, and MUST generate an
+/// error if such a check fails. For example, … (for create operation) a non-empty cgroup."
+#[test]
+fn create_into_an_occupied_cgroup_is_an_error() {
+    let path = format!("/mini-conf-busy-{}", std::process::id());
+    let mut first = Bundle::new("busy1", "sleep 30");
+    first.spec["linux"]["cgroupsPath"] = path.clone().into();
+    first.created();
+    let mut second = Bundle::new("busy2", "true");
+    second.spec["linux"]["cgroupsPath"] = path.into();
+    let stderr = second.create_fails();
+    assert!(stderr.contains("cgroup"), "{stderr}");
+    assert_eq!(
+        first.status(),
+        "created",
+        "the first container was disturbed"
+    );
+    assert!(!second.state_dir().exists());
+}
+
+/// config-linux.md, Cgroup ownership: "Runtimes SHOULD NOT change the ownership of container
+/// cgroups when cgroups v1 is in use." (a container of a non-root user on this v1 host)
+#[test]
+fn cgroups_are_not_chowned_on_v1() {
+    use std::os::unix::fs::MetadataExt;
+    let mut b = Bundle::new("cgowner", "sleep 30");
+    b.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.created();
+    for dir in b.cgroup().dirs() {
+        for file in [dir.dir.clone(), dir.dir.join("cgroup.procs")] {
+            let meta = fs::metadata(&file).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (0, 0), "{}", file.display());
+        }
+    }
 }
 
 /// config-linux.md, Control groups: "You can configure a container's cgroups via the
@@ -329,6 +368,23 @@ fn resources_are_written_to_the_containers_cgroup() {
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "20000");
     assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
     assert_eq!(read("pids", "pids.max"), "64");
+}
+
+/// config-linux.md, Memory: "Values for memory specify the limit in bytes, or `-1` for
+/// unlimited memory."
+#[test]
+fn memory_minus_one_is_unlimited() {
+    let mut b = Bundle::new("memunlimited", "sleep 30");
+    b.spec["linux"]["resources"]["memory"] = json!({"limit": -1, "swap": -1});
+    b.created();
+    let dir = b.cgroup().v1_path("memory").unwrap().to_owned();
+    let limit: u64 = fs::read_to_string(dir.join("memory.limit_in_bytes"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The kernel's "unlimited": PAGE_COUNTER_MAX pages, in bytes.
+    assert!(limit >= 1 << 62, "{limit}");
 }
 
 /// config-linux.md, Allowed Device List: "`allow` (boolean, REQUIRED) whether the entry is

@@ -271,6 +271,9 @@ fn delete_removes_what_create_made_and_nothing_else() {
     b.ok(&["delete", &b.id]);
     let left = b.leftovers();
     let parent_kept = parents.iter().all(|p| p.exists());
+    // The id is free again.
+    let reused = b.create().success() && b.status() == "created";
+    let _ = b.mini(&["delete", "--force", &b.id]);
     for p in &parents {
         let _ = fs::remove_dir(p);
     }
@@ -279,9 +282,10 @@ fn delete_removes_what_create_made_and_nothing_else() {
     assert_eq!(fs::read_to_string(host.join("keep")).unwrap(), "kept");
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mountinfo.contains(b.path().to_str().unwrap()));
-    // The id is free again.
-    b.created();
-    assert_eq!(b.status(), "created");
+    assert!(
+        reused,
+        "the id of a deleted container could not be used again"
+    );
 }
 
 /// runtime-linux.md, File descriptors: "By default, only the `stdin`, `stdout` and `stderr`
