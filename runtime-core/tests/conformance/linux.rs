@@ -316,10 +316,26 @@ fn create_into_an_occupied_cgroup_is_an_error() {
     let mut first = Bundle::new("busy1", "sleep 30");
     first.spec["linux"]["cgroupsPath"] = path.clone().into();
     first.created();
+    // A sub-cgroup the first container's processes made: not the second's to remove.
+    let subs: Vec<_> = first.cgroup().dirs().map(|d| d.dir.join("sub")).collect();
+    for sub in &subs {
+        fs::create_dir(sub).unwrap();
+    }
     let mut second = Bundle::new("busy2", "true");
     second.spec["linux"]["cgroupsPath"] = path.into();
+    let started = std::time::Instant::now();
     let stderr = second.create_fails();
+    let took = started.elapsed();
+    let subs_kept = subs.iter().all(|s| s.exists());
+    for sub in &subs {
+        let _ = fs::remove_dir(sub);
+    }
     assert!(stderr.contains("cgroup"), "{stderr}");
+    assert!(
+        subs_kept,
+        "the refused create removed the other container's sub-cgroups"
+    );
+    assert!(took.as_secs() < 5, "the refusal took {took:?}");
     assert_eq!(
         first.status(),
         "created",

@@ -134,9 +134,12 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         let pid = match pid {
             Ok(pid) => pid,
             Err(err) => {
-                // The helper created the cgroup, or found it holding others' processes:
-                // only an empty one is removed.
-                let _ = cgroup.destroy();
+                // The helper created the cgroup, or found it holding others' processes and
+                // removed what it had made: one that holds processes is not ours to touch
+                // (destroy would remove its sub-cgroups and wait seconds on each hierarchy).
+                if cgroup.occupied().is_ok_and(|o| o.is_none()) {
+                    let _ = cgroup.destroy();
+                }
                 return Err(err.to_string());
             }
         };
