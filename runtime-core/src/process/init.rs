@@ -121,7 +121,11 @@ fn setup_and_exec(
     }
     // The pty comes from the container's devpts: after pivot_root, no host fd open.
     let console = match process.terminal() {
-        Some(true) => Some(super::terminal::attach_new_console(process)?),
+        Some(true) => {
+            let master = super::terminal::attach_new_console(process)?;
+            super::terminal::bind_console(&master)?;
+            Some(master)
+        }
         _ => None,
     };
 

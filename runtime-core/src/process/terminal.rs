@@ -5,6 +5,7 @@
 //! client's streams; the process never holds it.
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::fcntl::OFlag;
 use nix::pty::{posix_openpt, unlockpt};
@@ -75,6 +76,63 @@ pub fn attach_new_console(process: &Process) -> Result<OwnedFd> {
         ));
     }
     Ok(master)
+}
+
+/// Bind-mounts the pty of `master` on `/dev/console` of the container (config-linux.md,
+/// Default Devices: "`/dev/console` is set up if `terminal` is enabled … by bind mounting the
+/// pseudoterminal pty to `/dev/console`"), creating the mount point as an empty file. For the
+/// init only, after pivot_root and before privileges are dropped.
+pub fn bind_console(master: &OwnedFd) -> Result<()> {
+    const FIELD: &str = "process.terminal";
+    let slave = open_peer(master)?;
+    let console = std::path::Path::new("/dev/console");
+    // The mount point is pinned by an fd and the mount made on that fd, never on the path:
+    // an image's /dev/console that is a symlink (to a /proc file, CVE-2025-52565) is refused,
+    // and an existing node is only looked at (O_PATH), not opened as a device.
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o666)
+        .open(console);
+    let target = match created {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(console)
+                .map_err(|e| Error::invalid(FIELD, format!("/dev/console: {e}")))?;
+            let kind = file
+                .metadata()
+                .map_err(|e| Error::invalid(FIELD, format!("/dev/console: {e}")))?
+                .file_type();
+            use std::os::unix::fs::FileTypeExt;
+            if !(kind.is_file() || kind.is_char_device()) {
+                return Err(Error::invalid(
+                    FIELD,
+                    "/dev/console in the container is neither a file nor a device node",
+                ));
+            }
+            file
+        }
+        Err(e) => {
+            return Err(Error::invalid(
+                FIELD,
+                format!("cannot create /dev/console: {e}"),
+            ));
+        }
+    };
+    let source = format!("/proc/self/fd/{}", slave.as_raw_fd());
+    let target = format!("/proc/self/fd/{}", target.as_raw_fd());
+    nix::mount::mount(
+        Some(source.as_str()),
+        target.as_str(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("mount", "the pty on /dev/console", e))
 }
 
 /// The slave of `master`, opened through the master itself (TIOCGPTPEER), not by a path a

@@ -157,6 +157,59 @@ impl Bundle {
         fs::read_to_string(&log).unwrap()
     }
 
+    /// Runs the container with `process.terminal`: `create --console-socket`, takes the pty
+    /// master the runtime sends there, `start`, and reads the terminal until the container's
+    /// side closes.
+    pub fn terminal_output(&mut self) -> String {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        self.spec["process"]["terminal"] = true.into();
+        self.write_spec();
+        let socket = self.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let receiver = std::thread::spawn(move || -> Option<OwnedFd> {
+            use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+            let (stream, _) = listener.accept().ok()?;
+            let mut buf = [0u8; 256];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([i32; 1]);
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .ok()?;
+            let fd = msg.cmsgs().ok()?.find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })?;
+            // SAFETY: the kernel just installed this fd in our table.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        let bundle = self.path().to_str().unwrap().to_string();
+        let out = self.mini(&[
+            "create",
+            "--bundle",
+            &bundle,
+            "--console-socket",
+            socket.to_str().unwrap(),
+            &self.id,
+        ]);
+        // Unblocks the receiver if create connected to nothing.
+        drop(std::os::unix::net::UnixStream::connect(&socket));
+        assert!(out.status.success(), "mini create: {out:?}");
+        let master = receiver
+            .join()
+            .unwrap()
+            .expect("create sent the pty master");
+        self.ok(&["start", &self.id]);
+        let mut output = Vec::new();
+        // A pty master reads EIO once the last slave fd is closed.
+        let _ = fs::File::from(master).read_to_end(&mut output);
+        String::from_utf8_lossy(&output).replace("\r\n", "\n")
+    }
+
     pub fn state(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["state", &self.id])).unwrap()
     }

@@ -219,6 +219,28 @@ fn default_devices_are_supplied() {
     assert_eq!(lines[7], "4", "the default devices are usable");
 }
 
+/// config-linux.md, Default Devices: "`/dev/console` is set up if `terminal` is enabled in
+/// the config by bind mounting the pseudoterminal pty to `/dev/console`." config.md,
+/// `terminal`: "a pseudoterminal pair is allocated for the process and the pseudoterminal pty
+/// is duplicated on the process's standard streams".
+#[test]
+fn a_terminal_is_on_stdio_and_dev_console() {
+    let mut b = Bundle::new(
+        "console",
+        "tty; stat -L -c '%t:%T' /dev/console /proc/self/fd/0 /proc/self/fd/2; \
+         grep -c ' /dev/console ' /proc/self/mountinfo",
+    );
+    let out = b.terminal_output();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines[0].starts_with("/dev/pts/"), "{out}");
+    // The pty (major 136 = 0x88) on the console and on stdin and stderr: the same device.
+    assert!(lines[1].starts_with("88:"), "{out}");
+    assert_eq!(lines[1], lines[2], "{out}");
+    assert_eq!(lines[1], lines[3], "{out}");
+    assert_eq!(lines[4], "1", "/dev/console is not a bind mount: {out}");
+}
+
 /// config-linux.md, Devices: "`type` … `c`, `b`, `u` or `p`", "`path` … full path to device
 /// inside container", "`major, minor` … REQUIRED unless `type` is `p`", "`fileMode` … file
 /// mode for the device", "`uid` … `gid` … id of device owner/group in the container
