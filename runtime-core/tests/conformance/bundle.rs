@@ -162,10 +162,24 @@ impl Bundle {
     /// side closes.
     pub fn terminal_output(&mut self) -> String {
         use std::io::Read;
+        let (out, master) = self.create_with_terminal();
+        assert!(out.status.success(), "mini create: {out:?}");
+        let master = master.expect("create sent the pty master");
+        self.ok(&["start", &self.id]);
+        let mut output = Vec::new();
+        // A pty master reads EIO once the last slave fd is closed.
+        let _ = fs::File::from(master).read_to_end(&mut output);
+        String::from_utf8_lossy(&output).replace("\r\n", "\n")
+    }
+
+    /// `mini create --console-socket` of the container with `process.terminal`: the
+    /// command's output and the pty master it sent, if any.
+    pub fn create_with_terminal(&mut self) -> (Output, Option<std::os::fd::OwnedFd>) {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         self.spec["process"]["terminal"] = true.into();
         self.write_spec();
         let socket = self.path().join("console.sock");
+        let _ = fs::remove_file(&socket);
         let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let receiver = std::thread::spawn(move || -> Option<OwnedFd> {
             use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
@@ -188,26 +202,30 @@ impl Bundle {
             Some(unsafe { OwnedFd::from_raw_fd(fd) })
         });
         let bundle = self.path().to_str().unwrap().to_string();
-        let out = self.mini(&[
-            "create",
-            "--bundle",
-            &bundle,
-            "--console-socket",
-            socket.to_str().unwrap(),
-            &self.id,
-        ]);
+        let log = self.path().join("create.stderr");
+        let status = self
+            .command(&[
+                "create",
+                "--bundle",
+                &bundle,
+                "--console-socket",
+                socket.to_str().unwrap(),
+                &self.id,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
         // Unblocks the receiver if create connected to nothing.
         drop(std::os::unix::net::UnixStream::connect(&socket));
-        assert!(out.status.success(), "mini create: {out:?}");
-        let master = receiver
-            .join()
-            .unwrap()
-            .expect("create sent the pty master");
-        self.ok(&["start", &self.id]);
-        let mut output = Vec::new();
-        // A pty master reads EIO once the last slave fd is closed.
-        let _ = fs::File::from(master).read_to_end(&mut output);
-        String::from_utf8_lossy(&output).replace("\r\n", "\n")
+        let master = receiver.join().unwrap();
+        let out = Output {
+            status,
+            stdout: Vec::new(),
+            stderr: fs::read(&log).unwrap(),
+        };
+        (out, master)
     }
 
     pub fn state(&self) -> serde_json::Value {

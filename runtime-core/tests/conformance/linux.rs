@@ -241,6 +241,32 @@ fn a_terminal_is_on_stdio_and_dev_console() {
     assert_eq!(lines[4], "1", "/dev/console is not a bind mount: {out}");
 }
 
+/// (Security, with the clause above) An image whose `/dev/console` is a symlink, here to a
+/// file of the bundle standing for a host file: the pty is not mounted through it, and
+/// create fails naming `/dev/console` (CVE-2025-52565).
+#[test]
+fn a_dev_console_symlink_in_the_image_is_refused() {
+    let mut b = Bundle::new("consolelink", "true");
+    // No tmpfs on /dev: the image's own /dev is what the container gets.
+    b.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev");
+    let victim = b.rootfs().join("victim");
+    fs::write(&victim, "untouched").unwrap();
+    fs::create_dir_all(b.rootfs().join("dev")).unwrap();
+    std::os::unix::fs::symlink("/victim", b.rootfs().join("dev/console")).unwrap();
+    let (out, _) = b.create_with_terminal();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "create followed the symlink: {stderr}"
+    );
+    assert!(stderr.contains("/dev/console"), "{stderr}");
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+}
+
 /// config-linux.md, Devices: "`type` … `c`, `b`, `u` or `p`", "`path` … full path to device
 /// inside container", "`major, minor` … REQUIRED unless `type` is `p`", "`fileMode` … file
 /// mode for the device", "`uid` … `gid` … id of device owner/group in the container
