@@ -290,3 +290,75 @@ fn lsm_labels_and_intel_rdt_are_refused_by_name_where_the_host_lacks_them() {
         assert!(err.contains(field) && err.contains("host"), "{err}");
     }
 }
+
+/// cgroup v1 checks memory.limit_in_bytes against memory.memsw.limit_in_bytes on every
+/// write: raising and lowering both limits, and an unlimited memory limit with a finite
+/// memory+swap one (memory -1, swap N: written as memory N), must all be accepted.
+#[test]
+fn v1_memory_and_swap_updates_are_written_in_an_order_the_kernel_accepts() {
+    let cgroup = runtime_core::cgroups::CgroupManager::new("probe", None).unwrap();
+    let Some(memory) = cgroup.v1_path("memory") else {
+        eprintln!("no cgroup v1 memory hierarchy here; not checked");
+        return;
+    };
+    if !memory
+        .parent()
+        .unwrap()
+        .join("memory.memsw.limit_in_bytes")
+        .exists()
+    {
+        eprintln!("no swap accounting (memory.memsw.*) here; not checked");
+        return;
+    }
+    const MIB: i64 = 1 << 20;
+    let b = Bundle::new("memsw", "sleep 30", |s| {
+        s["linux"]["resources"]["memory"] = json!({"limit": 64 * MIB, "swap": 128 * MIB});
+    });
+    let status = Command::new(MINI)
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["run", "--detach", &b.id])
+        .current_dir(b.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let container = runtime_core::cgroups::CgroupManager::new(&b.id, None).unwrap();
+    let dir = container.v1_path("memory").unwrap().to_path_buf();
+    let read = |file: &str| -> i64 {
+        fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let limits = || {
+        (
+            read("memory.limit_in_bytes"),
+            read("memory.memsw.limit_in_bytes"),
+        )
+    };
+    assert_eq!(limits(), (64 * MIB, 128 * MIB));
+    for (limit, swap, want) in [
+        // Raising both above the memsw limit in place: memsw first.
+        (256 * MIB, 512 * MIB, (256 * MIB, 512 * MIB)),
+        // Lowering both below the memory limit in place: memory first.
+        (32 * MIB, 48 * MIB, (32 * MIB, 48 * MIB)),
+        // Unlimited memory, finite memory+swap, raising.
+        (-1, 96 * MIB, (96 * MIB, 96 * MIB)),
+        // The same, lowering.
+        (-1, 40 * MIB, (40 * MIB, 40 * MIB)),
+    ] {
+        let doc = json!({"memory": {"limit": limit, "swap": swap}}).to_string();
+        let path = b.dir.path().join("resources.json");
+        fs::write(&path, doc).unwrap();
+        let out = b.mini(&["update", "--resources", path.to_str().unwrap(), &b.id]);
+        assert!(
+            out.status.success(),
+            "update memory {limit} swap {swap}: {out:?}"
+        );
+        assert_eq!(limits(), want, "after memory {limit} swap {swap}");
+    }
+}
