@@ -186,6 +186,51 @@ fn check_mounts(spec: &Spec) -> Result<()> {
                 format!("{:?} is not an absolute path", m.destination()),
             ));
         }
+        check_mount_mappings(i, m)?;
+    }
+    Ok(())
+}
+
+/// An idmapped mount (config.md): `uidMappings` and `gidMappings` both or neither, only on a
+/// bind mount, and the `idmap`/`ridmap` options only with them.
+fn check_mount_mappings(i: usize, m: &oci_spec::runtime::Mount) -> Result<()> {
+    let non_empty = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    let uid = non_empty(m.uid_mappings());
+    let gid = non_empty(m.gid_mappings());
+    let opts = crate::rootfs::options::parse(m.options().as_deref().unwrap_or_default());
+    if uid != gid {
+        let missing = if uid { "gidMappings" } else { "uidMappings" };
+        return Err(Error::invalid(
+            format!("mounts[{i}].{missing}"),
+            "missing: an idmapped mount gives both uidMappings and gidMappings",
+        ));
+    }
+    let typ = m.typ().as_deref().unwrap_or_default();
+    let bind = opts.is_bind || typ == "bind" || typ == "rbind";
+    if uid && !bind {
+        return Err(Error::invalid(
+            format!("mounts[{i}].uidMappings"),
+            "idmapped mounts are bind mounts (options \"bind\" or \"rbind\")",
+        ));
+    }
+    if opts.idmap.is_some() && !uid {
+        return Err(Error::invalid(
+            format!("mounts[{i}].options"),
+            "\"idmap\"/\"ridmap\" need the mount's uidMappings and gidMappings",
+        ));
+    }
+    for (name, maps) in [
+        ("uidMappings", m.uid_mappings()),
+        ("gidMappings", m.gid_mappings()),
+    ] {
+        for (j, map) in maps.iter().flatten().enumerate() {
+            if map.size() == 0 {
+                return Err(Error::invalid(
+                    format!("mounts[{i}].{name}[{j}].size"),
+                    "0: an empty range",
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ impl Bundle {
         let bin = dir.path().join("rootfs/bin");
         fs::create_dir_all(&bin).unwrap();
         fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for tool in ["sh", "cat", "grep", "uname", "awk", "mount", "ls"] {
+        for tool in ["sh", "cat", "grep", "uname", "ls", "stat", "touch", "echo"] {
             std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
         }
         for d in ["proc", "sys", "dev", "tmp"] {
@@ -361,4 +361,110 @@ fn v1_memory_and_swap_updates_are_written_in_an_order_the_kernel_accepts() {
         );
         assert_eq!(limits(), want, "after memory {limit} swap {swap}");
     }
+}
+
+/// A host directory with a tmpfs mounted below it (`sub`), for recursive bind mounts;
+/// unmounted and removed on drop.
+struct Volume {
+    dir: tempfile::TempDir,
+}
+
+impl Volume {
+    fn new() -> Volume {
+        let dir = tempfile::Builder::new()
+            .prefix("mini-vol-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("file"), "top").unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir.path().join("sub"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap();
+        Volume { dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.dir.path().join("sub"),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
+    }
+}
+
+/// Adds a mount of `source` at /mnt with `options` (and `extra` fields) to the spec.
+fn add_mount(s: &mut Value, source: &str, options: &[&str], extra: Value) {
+    let mut m = json!({
+        "destination": "/mnt",
+        "type": "bind",
+        "source": source,
+        "options": options,
+    });
+    if let (Some(m), Value::Object(extra)) = (m.as_object_mut(), extra) {
+        m.extend(extra);
+    }
+    s["mounts"].as_array_mut().unwrap().push(m);
+}
+
+#[test]
+fn rro_makes_every_submount_of_a_recursive_bind_read_only() {
+    let vol = Volume::new();
+    let script = "touch /mnt/sub/x 2>/dev/null && echo sub-writable || echo sub-read-only; \
+                  touch /mnt/y 2>/dev/null && echo top-writable || echo top-read-only";
+    // `ro` on an rbind: the kernel makes only the top mount read-only.
+    let b = Bundle::new("ro", script, |s| {
+        add_mount(s, vol.path(), &["rbind", "ro"], json!({}))
+    });
+    assert_eq!(b.run_ok(&[]), "sub-writable\ntop-read-only\n");
+    let b = Bundle::new("rro", script, |s| {
+        add_mount(s, vol.path(), &["rbind", "rro"], json!({}))
+    });
+    assert_eq!(b.run_ok(&[]), "sub-read-only\ntop-read-only\n");
+    // Nothing of the container's remounts reached the host's mounts.
+    fs::write(vol.dir.path().join("sub/host"), "w").unwrap();
+}
+
+#[test]
+fn an_idmapped_bind_shows_the_files_owners_through_the_mounts_mapping() {
+    let vol = Volume::new();
+    // Owned by root on disk (the test runs as root).
+    let script = "stat -c '%u %g' /mnt/file";
+    let maps = json!({
+        "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 4321, "size": 1}],
+    });
+    let b = Bundle::new("idmap", script, |s| {
+        add_mount(s, vol.path(), &["bind", "idmap"], maps.clone())
+    });
+    assert_eq!(b.run_ok(&[]), "1234 4321\n");
+    // The host's view is unchanged.
+    let meta = fs::metadata(vol.dir.path().join("file")).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            std::os::unix::fs::MetadataExt::gid(&meta)
+        ),
+        (0, 0)
+    );
+    // Half a mapping is refused by name.
+    let b = Bundle::new("idmap-half", script, |s| {
+        add_mount(
+            s,
+            vol.path(),
+            &["bind"],
+            json!({"uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}),
+        )
+    });
+    let err = b.run_refused();
+    assert!(err.contains("gidMappings"), "{err}");
 }

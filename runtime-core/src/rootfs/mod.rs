@@ -5,6 +5,7 @@
 //! [`prepare`] → [`pivot`] → (hostname, sysctls) → [`finish`].
 
 mod devices;
+mod mount_api;
 mod mounts;
 pub mod options;
 mod paths;
