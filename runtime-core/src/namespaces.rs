@@ -170,6 +170,21 @@ mod tests {
     }
 
     #[test]
+    fn time_offsets_become_timens_offsets_lines() {
+        let linux: Linux = serde_json::from_value(serde_json::json!({
+            "namespaces": [{"type": "mount"}, {"type": "time"}],
+            "timeOffsets": {
+                "monotonic": {"secs": -7, "nanosecs": 3},
+                "boottime": {"secs": 86400}
+            }
+        }))
+        .unwrap();
+        let plan = Plan::from_linux(&linux).unwrap();
+        assert!(plan.new_time);
+        assert_eq!(plan.time_offsets, "boottime 86400 0\nmonotonic -7 3\n");
+    }
+
+    #[test]
     fn a_namespace_listed_twice_is_rejected() {
         let err = Plan::from_spec(&[
             ns(LinuxNamespaceType::Pid, None),
