@@ -17,6 +17,7 @@ pub mod error;
 pub mod exe_guard;
 pub mod features;
 pub mod namespaces;
+pub mod personality;
 pub mod process;
 pub mod procfs;
 pub mod rlimits;

@@ -3,10 +3,10 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns, unshare};
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
 
 use crate::{Error, Result};
 
@@ -23,14 +23,34 @@ pub struct Plan {
     pub new_time: bool,
     /// Namespaces to join, in the order they are joined (user first).
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// `linux.timeOffsets` as `/proc/self/timens_offsets` takes them (`<clock> <secs>
+    /// <nanosecs>` lines), written into the new time namespace before the init enters it.
+    pub time_offsets: String,
 }
 
 impl Plan {
+    /// The plan of a spec's `linux`: its namespaces and the time namespace's offsets.
+    pub fn from_linux(linux: &Linux) -> Result<Self> {
+        let mut plan = Self::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
+        let mut clocks: Vec<_> = linux.time_offsets().iter().flatten().collect();
+        clocks.sort_by_key(|(clock, _)| clock.as_str());
+        for (clock, offset) in clocks {
+            plan.time_offsets += &format!(
+                "{clock} {} {}\n",
+                offset.secs().unwrap_or(0),
+                offset.nanosecs().unwrap_or(0)
+            );
+        }
+        Ok(plan)
+    }
+
+    /// The plan of `linux.namespaces` alone.
     pub fn from_spec(namespaces: &[LinuxNamespace]) -> Result<Self> {
         let mut plan = Plan {
             clone_flags: CloneFlags::empty(),
             new_time: false,
             join: Vec::new(),
+            time_offsets: String::new(),
         };
         let mut seen = Vec::new();
         for ns in namespaces {
@@ -68,8 +88,10 @@ impl Plan {
     }
 
     /// Joins the namespaces given by path and unshares the time namespace, in the calling
-    /// (single-threaded) process. All paths are opened before the first setns, since joining
-    /// a mount namespace changes what the later paths name.
+    /// (single-threaded) process, and sets the time namespace's clock offsets: the kernel
+    /// takes them only until the first process enters it, i.e. before the init's clone. All
+    /// paths are opened before the first setns, since joining a mount namespace changes what
+    /// the later paths name.
     pub fn enter(&self) -> Result<()> {
         let mut files = Vec::with_capacity(self.join.len());
         for (typ, path) in &self.join {
@@ -83,6 +105,18 @@ impl Plan {
         if self.new_time {
             unshare(CloneFlags::from_bits_retain(CLONE_NEWTIME))
                 .map_err(|e| Error::sys("unshare", "time namespace", e))?;
+            if !self.time_offsets.is_empty() {
+                // The file of the caller sets the offsets of its children's time namespace.
+                let rel = Path::new(&crate::procfs::ProcFs::own_dir()).join("timens_offsets");
+                crate::procfs::ProcFs::open()?
+                    .write(&rel, &self.time_offsets)
+                    .map_err(|e| Error::invalid("linux.timeOffsets", e.to_string()))?;
+            }
+        } else if !self.time_offsets.is_empty() {
+            return Err(Error::invalid(
+                "linux.timeOffsets",
+                "needs a new time namespace of the container's own",
+            ));
         }
         Ok(())
     }
@@ -133,6 +167,21 @@ mod tests {
         assert!(plan.isolates(LinuxNamespaceType::Network));
         assert!(!plan.creates(LinuxNamespaceType::Network));
         assert!(!plan.isolates(LinuxNamespaceType::Ipc));
+    }
+
+    #[test]
+    fn time_offsets_become_timens_offsets_lines() {
+        let linux: Linux = serde_json::from_value(serde_json::json!({
+            "namespaces": [{"type": "mount"}, {"type": "time"}],
+            "timeOffsets": {
+                "monotonic": {"secs": -7, "nanosecs": 3},
+                "boottime": {"secs": 86400}
+            }
+        }))
+        .unwrap();
+        let plan = Plan::from_linux(&linux).unwrap();
+        assert!(plan.new_time);
+        assert_eq!(plan.time_offsets, "boottime 86400 0\nmonotonic -7 3\n");
     }
 
     #[test]

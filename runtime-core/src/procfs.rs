@@ -95,6 +95,12 @@ impl ProcFs {
         Ok(())
     }
 
+    /// Opens the procfs directory `rel` (e.g. `<pid>/ns`), for what lies beneath it that
+    /// is not on procfs (namespace files).
+    pub fn open_dir(&self, rel: &Path) -> Result<OwnedFd> {
+        self.open_file(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+    }
+
     /// Reads the procfs file `rel`.
     pub fn read(&self, rel: &Path) -> Result<String> {
         let fd = self.open_file(rel, OFlag::O_RDONLY)?;

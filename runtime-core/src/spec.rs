@@ -109,13 +109,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(seccomp) = linux.seccomp() {
         check_seccomp(seccomp)?;
     }
-    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
-        && !has_own_namespace(namespaces, LinuxNamespaceType::Time)?
-    {
-        return Err(Error::invalid(
-            "linux.timeOffsets",
-            "needs a time namespace of the container's own (type \"time\" in linux.namespaces)",
-        ));
+    check_time_offsets(linux, namespaces)?;
+    if let Some(personality) = linux.personality() {
+        crate::personality::value(personality)?;
     }
     for (field, value) in [
         ("hostname", spec.hostname()),
@@ -189,6 +185,51 @@ fn check_mounts(spec: &Spec) -> Result<()> {
                 format!("mounts[{i}].destination"),
                 format!("{:?} is not an absolute path", m.destination()),
             ));
+        }
+        check_mount_mappings(i, m)?;
+    }
+    Ok(())
+}
+
+/// An idmapped mount (config.md): `uidMappings` and `gidMappings` both or neither, only on a
+/// bind mount, and the `idmap`/`ridmap` options only with them.
+fn check_mount_mappings(i: usize, m: &oci_spec::runtime::Mount) -> Result<()> {
+    let non_empty = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v: &Vec<_>| !v.is_empty());
+    let uid = non_empty(m.uid_mappings());
+    let gid = non_empty(m.gid_mappings());
+    let opts = crate::rootfs::options::parse(m.options().as_deref().unwrap_or_default());
+    if uid != gid {
+        let missing = if uid { "gidMappings" } else { "uidMappings" };
+        return Err(Error::invalid(
+            format!("mounts[{i}].{missing}"),
+            "missing: an idmapped mount gives both uidMappings and gidMappings",
+        ));
+    }
+    let typ = m.typ().as_deref().unwrap_or_default();
+    let bind = opts.is_bind || typ == "bind" || typ == "rbind";
+    if uid && !bind {
+        return Err(Error::invalid(
+            format!("mounts[{i}].uidMappings"),
+            "idmapped mounts are bind mounts (options \"bind\" or \"rbind\")",
+        ));
+    }
+    if opts.idmap.is_some() && !uid {
+        return Err(Error::invalid(
+            format!("mounts[{i}].options"),
+            "\"idmap\"/\"ridmap\" need the mount's uidMappings and gidMappings",
+        ));
+    }
+    for (name, maps) in [
+        ("uidMappings", m.uid_mappings()),
+        ("gidMappings", m.gid_mappings()),
+    ] {
+        for (j, map) in maps.iter().flatten().enumerate() {
+            if map.size() == 0 {
+                return Err(Error::invalid(
+                    format!("mounts[{i}].{name}[{j}].size"),
+                    "0: an empty range",
+                ));
+            }
         }
     }
     Ok(())
@@ -330,6 +371,48 @@ fn check_seccomp(seccomp: &oci_spec::runtime::LinuxSeccomp) -> Result<()> {
                     format!("{} is not an argument 0..=5", arg.index()),
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The clocks a time namespace offsets, as `/proc/self/timens_offsets` names them.
+pub const TIME_NAMESPACE_CLOCKS: &[&str] = &["monotonic", "boottime"];
+
+/// `linux.timeOffsets` needs a new time namespace (offsets can only be written before the
+/// first process enters one, so not for a joined one), names only the clocks a time
+/// namespace has, and `nanosecs` below one second.
+fn check_time_offsets(linux: &Linux, namespaces: &[LinuxNamespace]) -> Result<()> {
+    let Some(offsets) = linux.time_offsets().as_ref().filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let new_time = namespaces.iter().any(|n| {
+        n.typ() == LinuxNamespaceType::Time
+            && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+    });
+    if !new_time {
+        return Err(Error::invalid(
+            "linux.timeOffsets",
+            "needs a new time namespace of the container's own (type \"time\" without a path \
+             in linux.namespaces)",
+        ));
+    }
+    for (clock, offset) in offsets {
+        let field = format!("linux.timeOffsets[{clock:?}]");
+        if !TIME_NAMESPACE_CLOCKS.contains(&clock.as_str()) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "not a clock of a time namespace ({})",
+                    TIME_NAMESPACE_CLOCKS.join(", ")
+                ),
+            ));
+        }
+        if offset.nanosecs().is_some_and(|n| n >= 1_000_000_000) {
+            return Err(Error::invalid(
+                format!("{field}.nanosecs"),
+                "must be below 1000000000",
+            ));
         }
     }
     Ok(())
@@ -518,18 +601,31 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     refuse("zos", spec.zos().is_some())?;
     if let Some(linux) = spec.linux() {
         let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
-        refuse("linux.intelRdt", linux.intel_rdt().is_some())?;
-        refuse("linux.personality", linux.personality().is_some())?;
+        if linux.intel_rdt().is_some() {
+            return Err(Error::invalid(
+                "linux.intelRdt",
+                if Path::new(RESCTRL).exists() {
+                    "Intel RDT (resctrl) is not supported by mini yet"
+                } else {
+                    "this host has no Intel RDT: /sys/fs/resctrl is not there"
+                },
+            ));
+        }
         refuse("linux.memoryPolicy", linux.memory_policy().is_some())?;
-        refuse(
-            "linux.timeOffsets",
-            linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()),
-        )?;
         refuse(
             "linux.netDevices",
             linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
         )?;
-        refuse("linux.mountLabel", non_empty(linux.mount_label()))?;
+        if non_empty(linux.mount_label()) {
+            return Err(Error::invalid(
+                "linux.mountLabel",
+                if selinux_enabled() {
+                    "SELinux mount labels are not supported by mini yet"
+                } else {
+                    "SELinux is not enabled on this host (no /sys/fs/selinux)"
+                },
+            ));
+        }
         refuse(
             "linux.resources.rdma",
             linux
@@ -546,26 +642,50 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
             "process.execCPUAffinity",
             process.exec_cpu_affinity().is_some(),
         )?;
-        if process
-            .apparmor_profile()
-            .as_deref()
-            .is_some_and(|p| !p.is_empty())
-        {
-            return Err(Error::invalid(
-                "process.apparmorProfile",
-                "AppArmor profiles are not supported by mini yet",
-            ));
-        }
-        if process
-            .selinux_label()
-            .as_deref()
-            .is_some_and(|l| !l.is_empty())
-        {
-            return Err(Error::invalid(
-                "process.selinuxLabel",
-                "SELinux labels are not supported by mini yet",
-            ));
-        }
+        check_lsm_labels(process)?;
+    }
+    Ok(())
+}
+
+/// Where the resctrl filesystem of Intel RDT is mounted.
+const RESCTRL: &str = "/sys/fs/resctrl";
+
+/// Whether AppArmor is enabled on this host (as runc and libapparmor tell).
+pub fn apparmor_enabled() -> bool {
+    Path::new("/sys/kernel/security/apparmor").is_dir()
+        && std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|v| v.trim() == "Y")
+}
+
+/// Whether SELinux is enabled on this host (selinuxfs is mounted).
+pub fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// A process's AppArmor profile or SELinux label needs that LSM on the host: refused by
+/// name where it is not there, rather than run unconfined.
+pub fn check_lsm_labels(process: &Process) -> Result<()> {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        && !apparmor_enabled()
+    {
+        return Err(Error::invalid(
+            "process.apparmorProfile",
+            format!(
+                "{profile:?}: AppArmor is not enabled on this host \
+                 (no /sys/kernel/security/apparmor)"
+            ),
+        ));
+    }
+    if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty())
+        && !selinux_enabled()
+    {
+        return Err(Error::invalid(
+            "process.selinuxLabel",
+            format!("{label:?}: SELinux is not enabled on this host (no /sys/fs/selinux)"),
+        ));
     }
     Ok(())
 }
@@ -829,10 +949,6 @@ mod tests {
                 serde_json::json!({"linux": {"resources": {"rdma": {"mlx5_0": {"hcaHandles": 3}}}}}),
             ),
             (
-                "linux.personality",
-                serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}),
-            ),
-            (
                 "linux.timeOffsets",
                 serde_json::json!({"linux": {"timeOffsets": {"monotonic": {"secs": 1}}}}),
             ),
@@ -869,6 +985,29 @@ mod tests {
         for (field, patch) in cases {
             refused_naming(&json(patch), &[field]);
         }
+        // Applied now: a personality, and time offsets of a new time namespace.
+        validate(&json(serde_json::json!({
+            "linux": {"personality": {"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}}
+        })))
+        .unwrap();
+        let time = |offsets: serde_json::Value| {
+            json(serde_json::json!({"linux": {
+                "namespaces": [{"type": "mount"}, {"type": "uts"}, {"type": "time"}],
+                "timeOffsets": offsets,
+            }}))
+        };
+        validate(&time(
+            serde_json::json!({"monotonic": {"secs": -5}, "boottime": {"secs": 9}}),
+        ))
+        .unwrap();
+        refused_naming(
+            &time(serde_json::json!({"realtime": {"secs": 1}})),
+            &["linux.timeOffsets[\"realtime\"]"],
+        );
+        refused_naming(
+            &time(serde_json::json!({"boottime": {"nanosecs": 1_000_000_000u32}})),
+            &["linux.timeOffsets[\"boottime\"].nanosecs"],
+        );
         // What ctr and CRI send when these are unset: empty values are fine.
         validate(&json(serde_json::json!({
             "linux": {"mountLabel": "", "timeOffsets": {}, "resources": {"rdma": {}}}

@@ -78,6 +78,7 @@ impl Bundle {
             spec,
             cgroup: None,
             no_new_keyring: false,
+            no_pivot: false,
         };
         let stdio = InitStdio {
             stdin: null(),

@@ -152,6 +152,8 @@ impl Container {
             // Resolved once, here: the helper needs the same directories we remove later.
             cgroup: Some(cgroup.clone()),
             no_new_keyring: params.no_new_keyring,
+            // The shim always uses pivot_root.
+            no_pivot: false,
         };
         let created = InitProcess::create(config, params.stdio, opened, launcher, &monitor).await;
         let (init, exit) = match created {

@@ -425,8 +425,9 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
         ("linux.resources.rdma", |s| {
             s["linux"]["resources"]["rdma"] = json!({"mlx5_0": {"hcaHandles": 1}})
         }),
+        // The personality is applied now; a flag mini does not know is refused.
         ("linux.personality", |s| {
-            s["linux"]["personality"] = json!({"domain": "LINUX32"})
+            s["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["FLY"]})
         }),
         ("process.scheduler", |s| {
             s["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"})

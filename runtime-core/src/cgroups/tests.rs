@@ -538,6 +538,24 @@ fn memory_and_memsw_are_written_in_an_order_the_kernel_accepts() {
         memory_limit_writes(Some(64 << 20), Some(-1), None),
         [(MEMSW, "-1".to_string()), (MEM, "-1".to_string())]
     );
+    // Unlimited memory with a finite memory+swap limit: in either order v1 refuses an
+    // unlimited memory limit above the memsw one; memory gets the memsw limit, memsw first
+    // when it raises the limit in place, memory first when it lowers it.
+    assert_eq!(
+        memory_limit_writes(Some(64 << 20), Some(-1), Some(256 << 20)),
+        [
+            (MEMSW, (256 << 20).to_string()),
+            (MEM, (256 << 20).to_string())
+        ]
+    );
+    assert_eq!(
+        files(memory_limit_writes(
+            Some(1 << 30),
+            Some(-1),
+            Some(256 << 20)
+        )),
+        [MEM, MEMSW]
+    );
     assert_eq!(
         memory_limit_writes(None, Some(64 << 20), None),
         [(MEM, (64 << 20).to_string())]

@@ -118,6 +118,10 @@ fn memory(dirs: &[CgroupDir], m: &LinuxMemory) -> Result<()> {
 /// memory limit, so when raising, memsw goes first, and when lowering, memory goes first.
 /// `current` is the memory limit in place now. A memory limit of -1 with no swap given also
 /// lifts the swap limit (as runc does), or the old memsw limit would still cap the container.
+/// A memory limit of -1 with a finite swap limit N (memory+swap at most N) is written as a
+/// memory limit of N: v1 refuses an unlimited memory limit above a finite memsw limit in
+/// either order (runc fails there with EINVAL), and the memsw limit of N keeps memory below
+/// N anyway, so the container gets what the spec asks.
 pub fn memory_limit_writes(
     current: Option<u64>,
     limit: Option<i64>,
@@ -129,6 +133,10 @@ pub fn memory_limit_writes(
     let swap = match (limit, set(swap)) {
         (Some(-1), None) => Some(-1),
         (_, swap) => swap,
+    };
+    let limit = match (limit, swap) {
+        (Some(-1), Some(swap)) if swap > 0 => Some(swap),
+        (limit, _) => limit,
     };
     match (limit, swap) {
         (Some(limit), Some(swap)) => {

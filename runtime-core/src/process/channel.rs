@@ -32,6 +32,9 @@ pub struct HelperConfig {
     /// `--no-new-keyring`).
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// Change the root with MS_MOVE and chroot instead of pivot_root (runc's `--no-pivot`).
+    #[serde(default)]
+    pub no_pivot: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -251,6 +251,7 @@ fn setup_and_exec(spec: &Spec, channel: &mut Channel) -> Result<Never> {
         channel.send_with_fd(&Message::Ready, master.as_raw_fd())?;
     }
 
+    init::apply_lsm_labels(process)?;
     let late_filter = init::drop_privileges(process, linux)?;
     // The program must outlive the caller's thread that started it.
     init::set_parent_death_signal(0)?;

@@ -68,7 +68,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     // Before anything is created: a caller of the library may not have validated it.
     crate::spec::validate(spec)?;
     let linux = crate::spec::linux_of(spec)?;
-    let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default())?;
+    let plan = Plan::from_linux(linux)?;
     if !plan.creates(LinuxNamespaceType::Mount) {
         return Err(Error::invalid(
             "linux.namespaces",

@@ -81,7 +81,12 @@ fn setup_and_exec(
     }
 
     rootfs::prepare(spec, &config.rootfs, cgroup)?;
-    rootfs::pivot(&config.rootfs)?;
+    if config.no_pivot {
+        rootfs::move_root(&config.rootfs)?;
+    } else {
+        rootfs::pivot(&config.rootfs)?;
+    }
+    rootfs::apply_root_propagation(spec)?;
 
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !plan.isolates(LinuxNamespaceType::Uts) {
@@ -116,6 +121,10 @@ fn setup_and_exec(
     }
     rootfs::finish(spec)?;
 
+    if let Some(personality) = linux.personality() {
+        crate::personality::apply(personality)?;
+    }
+    apply_lsm_labels(process)?;
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
@@ -226,6 +235,35 @@ pub(super) fn drop_privileges(
         }
     }
     Ok(late_filter)
+}
+
+/// The process's AppArmor profile and SELinux label, for the kernel to put on at the exec
+/// (written to the init's own `attr/…/exec`; `spec::check_lsm_labels` refused them where the
+/// host lacks the LSM).
+pub(super) fn apply_lsm_labels(process: &Process) -> Result<()> {
+    crate::spec::check_lsm_labels(process)?;
+    let apparmor = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty());
+    let selinux = process.selinux_label().as_deref().filter(|l| !l.is_empty());
+    if apparmor.is_none() && selinux.is_none() {
+        return Ok(());
+    }
+    let proc = crate::procfs::ProcFs::open()?;
+    let attr = Path::new(&crate::procfs::ProcFs::own_dir()).join("attr");
+    if let Some(profile) = apparmor {
+        let value = format!("exec {profile}");
+        // The LSM-stacking interface first, then the one of older kernels.
+        proc.write(&attr.join("apparmor/exec"), &value)
+            .or_else(|_| proc.write(&attr.join("exec"), &value))
+            .map_err(|e| Error::invalid("process.apparmorProfile", e.to_string()))?;
+    }
+    if let Some(label) = selinux {
+        proc.write(&attr.join("exec"), label)
+            .map_err(|e| Error::invalid("process.selinuxLabel", e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Makes a setup process (the helper, and the init until it reports ready) die with its

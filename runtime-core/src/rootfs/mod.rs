@@ -5,6 +5,7 @@
 //! [`prepare`] → [`pivot`] → (hostname, sysctls) → [`finish`].
 
 mod devices;
+mod mount_api;
 mod mounts;
 pub mod options;
 mod paths;
@@ -53,14 +54,12 @@ pub fn unmount_rootfs(target: &Path) -> Result<()> {
 /// host paths are bind sources).
 pub fn prepare(spec: &Spec, rootfs: &Path, cgroup: &CgroupManager) -> Result<()> {
     let linux = spec.linux().as_ref();
-    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
-        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(word) => options::propagation(word).ok_or_else(|| {
-            Error::invalid(
-                "linux.rootfsPropagation",
-                format!("{word:?} is not a propagation mode"),
-            )
-        })?,
+    let propagation = match root_propagation(spec)? {
+        // An unbindable mount cannot be bound onto itself below: that one comes after the
+        // root changed ([`apply_root_propagation`]).
+        Some(p) if p.contains(MsFlags::MS_UNBINDABLE) => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => p,
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
     // Nothing the container mounts may propagate back to the host.
     sys_mount(None, Path::new("/"), None, propagation, None, || {
@@ -110,6 +109,36 @@ pub fn prepare(spec: &Spec, rootfs: &Path, cgroup: &CgroupManager) -> Result<()>
         let nodes = devices::device_list(spec_devices)?;
         devices::create_devices(&root, &nodes)?;
         devices::create_symlinks(&root)?;
+    }
+    Ok(())
+}
+
+/// The spec's `linux.rootfsPropagation` as mount flags; `None` when not set.
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+    {
+        None | Some("") => Ok(None),
+        Some(word) => options::propagation(word).map(Some).ok_or_else(|| {
+            Error::invalid(
+                "linux.rootfsPropagation",
+                format!("{word:?} is not a propagation mode"),
+            )
+        }),
+    }
+}
+
+/// Sets `linux.rootfsPropagation` on the container's root once it is `/` (after
+/// [`pivot`] or [`move_root`]), as runc does: set before, on the host's `/` copy, it would
+/// not carry over to the rootfs's own bind mount (a bind of a private mount is private, and
+/// an unbindable one cannot be bound at all).
+pub fn apply_root_propagation(spec: &Spec) -> Result<()> {
+    if let Some(propagation) = root_propagation(spec)? {
+        sys_mount(None, Path::new("/"), None, propagation, None, || {
+            format!("/ (linux.rootfsPropagation {propagation:?}, after the root changed)")
+        })?;
     }
     Ok(())
 }
@@ -209,6 +238,80 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     )?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH)
         .map_err(|e| Error::sys("umount2", "old root (MNT_DETACH)", e))?;
+    nix::unistd::chdir("/").map_err(|e| Error::sys("chdir", "/", e))?;
+    Ok(())
+}
+
+/// Makes `rootfs` the root without pivot_root (runc's `--no-pivot`, for a root that
+/// pivot_root refuses, e.g. on a ramfs): moves the rootfs mount onto `/` and chroots into
+/// it. The old root stays in the mount namespace, underneath, so first every full procfs
+/// and sysfs mount of it outside the rootfs is detached (made a slave first, so the detach
+/// does not propagate to the host): the kernel allows a new proc or sysfs mount only where
+/// such a full mount is visible in the namespace, and would let the container mount one.
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    let rootfs = rootfs
+        .canonicalize()
+        .map_err(|e| Error::io("canonicalize (root.path)", rootfs, e))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    let mut kernel_mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let fstype = *fields.get(sep + 1)?;
+            let full = *fields.get(3)? == "/";
+            let at = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            (full && (fstype == "proc" || fstype == "sysfs") && !at.starts_with(&rootfs))
+                .then_some(at)
+        })
+        .collect();
+    // Deepest first: a parent's detach takes its submounts along.
+    kernel_mounts.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for at in kernel_mounts {
+        match nix::mount::mount(
+            None::<&str>,
+            &at,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            Ok(()) => {}
+            // Gone with an earlier detach.
+            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::EINVAL) => continue,
+            Err(e) => return Err(Error::sys("mount", format!("{} (rslave)", at.display()), e)),
+        }
+        match nix::mount::umount2(&at, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            // Locked by a less privileged namespace: cover it instead.
+            Err(nix::errno::Errno::EPERM) => sys_mount(
+                Some(Path::new("tmpfs")),
+                &at,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None,
+                || format!("tmpfs over {} (no-pivot)", at.display()),
+            )?,
+            Err(e) => {
+                return Err(Error::sys(
+                    "umount2",
+                    format!("{} (MNT_DETACH, no-pivot)", at.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    nix::unistd::chdir(&rootfs)
+        .map_err(|e| Error::sys("chdir", rootfs.display().to_string(), e))?;
+    sys_mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        MsFlags::MS_MOVE,
+        None,
+        || format!("{} onto / (MS_MOVE, no-pivot)", rootfs.display()),
+    )?;
+    nix::unistd::chroot(".").map_err(|e| Error::sys("chroot", rootfs.display().to_string(), e))?;
     nix::unistd::chdir("/").map_err(|e| Error::sys("chdir", "/", e))?;
     Ok(())
 }

@@ -7,9 +7,10 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::symlinkat;
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, Mount};
 
 use super::RootfsMount;
+use super::mount_api;
 use super::options::{self, MountOptions};
 use super::resolve::{Root, fd_path, lexical};
 use crate::cgroups::{CgroupManager, Layout};
@@ -194,6 +195,9 @@ struct SpecMount<'a> {
     typ: &'a str,
     source: Option<&'a Path>,
     opts: MountOptions,
+    /// The mount's own `uidMappings`/`gidMappings`: an idmapped bind mount.
+    uid_mappings: &'a [LinuxIdMapping],
+    gid_mappings: &'a [LinuxIdMapping],
 }
 
 impl SpecMount<'_> {
@@ -246,14 +250,41 @@ pub(crate) fn mount_spec_mount(
         typ: m.typ().as_deref().unwrap_or_default(),
         source: m.source().as_deref(),
         opts: options::parse(m.options().as_deref().unwrap_or_default()),
+        uid_mappings: m.uid_mappings().as_deref().unwrap_or_default(),
+        gid_mappings: m.gid_mappings().as_deref().unwrap_or_default(),
     };
     sm.at = check_destination(root, &sm)?;
+    mount_by_type(root, &sm, ctx)?;
+    if sm.opts.attr_set != 0 || sm.opts.attr_clear != 0 {
+        // `rro` and the other recursive options: on the mount and every submount.
+        let fd = root.open_exact(&sm.at)?;
+        mount_api::set_attributes(
+            &fd,
+            true,
+            sm.opts.attr_set,
+            sm.opts.attr_clear,
+            None,
+            &|| {
+                format!(
+                    "{} (recursive attributes of mounts[{}].options)",
+                    sm.describe(),
+                    sm.index
+                )
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn mount_by_type(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
+    let index = sm.index;
+    let dest = sm.dest;
     if sm.is_bind() {
-        mount_bind(root, &sm)
+        mount_bind(root, sm, ctx)
     } else {
         match sm.typ {
-            "cgroup" | "cgroup2" => mount_cgroup(root, &sm, ctx),
-            "sysfs" => mount_sysfs(root, &sm),
+            "cgroup" | "cgroup2" => mount_cgroup(root, sm, ctx),
+            "sysfs" => mount_sysfs(root, sm),
             "" => Err(Error::invalid(
                 format!("mounts[{index}].type"),
                 format!(
@@ -261,14 +292,7 @@ pub(crate) fn mount_spec_mount(
                     dest.display()
                 ),
             )),
-            _ => mount_fs(
-                root,
-                &sm,
-                sm.typ,
-                sm.source,
-                sm.opts.flags(),
-                sm.opts.data(),
-            ),
+            _ => mount_fs(root, sm, sm.typ, sm.source, sm.opts.flags(), sm.opts.data()),
         }
     }
 }
@@ -353,7 +377,7 @@ fn mount_fs(
     Ok(())
 }
 
-fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
+fn mount_bind(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
     let source = sm.source.ok_or_else(|| {
         Error::invalid(
             "mounts.source",
@@ -372,19 +396,24 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
         root.create_file_exact(&sm.at)?
     };
     let target = fd_path(&fd);
-    let rec = if sm.opts.recursive || sm.typ == "rbind" {
-        MsFlags::MS_REC
+    let recursive = sm.opts.recursive || sm.typ == "rbind";
+    if sm.uid_mappings.is_empty() && sm.gid_mappings.is_empty() {
+        let rec = if recursive {
+            MsFlags::MS_REC
+        } else {
+            MsFlags::empty()
+        };
+        sys_mount(
+            Some(source),
+            &target,
+            None,
+            MsFlags::MS_BIND | rec,
+            None,
+            || sm.describe(),
+        )?;
     } else {
-        MsFlags::empty()
-    };
-    sys_mount(
-        Some(source),
-        &target,
-        None,
-        MsFlags::MS_BIND | rec,
-        None,
-        || sm.describe(),
-    )?;
+        idmapped_bind(sm, ctx, source, &fd, recursive)?;
+    }
     drop(fd);
     let (_fd, target) = reopen(root, sm)?;
     let extra = sm.opts.remount_flags();
@@ -392,6 +421,48 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
         bind_remount(&target, extra, &|| sm.describe())?;
     }
     apply_propagation(&target, &sm.opts, &|| sm.describe())
+}
+
+/// An idmapped bind of `source` at `target`: a detached copy of the source's mount (with
+/// its submounts for `rbind`), given the mount's id mappings through a user namespace made
+/// for them (on every copied mount for `rbind` or `ridmap`), then attached.
+fn idmapped_bind(
+    sm: &SpecMount,
+    ctx: &MountContext,
+    source: &Path,
+    target: &OwnedFd,
+    recursive: bool,
+) -> Result<()> {
+    let field = format!("mounts[{}].uidMappings", sm.index);
+    if ctx.userns {
+        // The idmapped mount would have to be made from the host's side: from inside the
+        // container's user namespace the kernel refuses to idmap a filesystem of the host.
+        return Err(Error::invalid(
+            field,
+            "idmapped mounts in a container with a user namespace are not supported by mini yet",
+        ));
+    }
+    let proc = crate::procfs::ProcFs::open()?;
+    let userns = mount_api::userns_with_mappings(&proc, sm.uid_mappings, sm.gid_mappings)
+        .map_err(|e| Error::invalid(field.clone(), e.to_string()))?;
+    let tree = mount_api::clone_tree(source, recursive)?;
+    let all = recursive || sm.opts.idmap == Some(options::IdmapScope::Recursive);
+    mount_api::set_attributes(
+        &tree,
+        all,
+        libc::MOUNT_ATTR_IDMAP,
+        0,
+        Some(&userns),
+        &|| {
+            format!(
+                "{} (idmap; the kernel allows it on filesystems that support idmapped mounts, \
+             e.g. ext4, xfs, btrfs, tmpfs since Linux 6.3)",
+                sm.describe()
+            )
+        },
+    )
+    .map_err(|e| Error::invalid(field, e.to_string()))?;
+    mount_api::attach(&tree, target, &|| sm.describe())
 }
 
 fn mount_sysfs(root: &Root, sm: &SpecMount) -> Result<()> {

@@ -25,6 +25,23 @@ pub struct MountOptions {
     pub is_bind: bool,
     /// `rbind` was given: submounts of the source come along.
     pub recursive: bool,
+    /// `MOUNT_ATTR_*` bits the recursive options (`rro`, `rnosuid`, …) set on the mount and
+    /// every submount (`mount_setattr` with `AT_RECURSIVE`).
+    pub attr_set: u64,
+    /// `MOUNT_ATTR_*` bits the recursive options (`rrw`, `rsuid`, …) clear likewise.
+    pub attr_clear: u64,
+    /// `idmap` or `ridmap` was given: the mount is idmapped with the mount's
+    /// `uidMappings`/`gidMappings` (`ridmap`: submounts too).
+    pub idmap: Option<IdmapScope>,
+}
+
+/// Which mounts of an idmapped bind get the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdmapScope {
+    /// `idmap`: the mount itself (and its submounts when it is an `rbind`, as runc does).
+    Mount,
+    /// `ridmap`: the mount and all its submounts.
+    Recursive,
 }
 
 impl Default for MountOptions {
@@ -36,6 +53,9 @@ impl Default for MountOptions {
             data: String::new(),
             is_bind: false,
             recursive: false,
+            attr_set: 0,
+            attr_clear: 0,
+            idmap: None,
         }
     }
 }
@@ -72,6 +92,10 @@ enum Opt {
     Bind {
         recursive: bool,
     },
+    /// A recursive mount attribute to set (`rro`) or clear (`rrw`).
+    SetRecursive(u64),
+    ClearRecursive(u64),
+    Idmap(IdmapScope),
     /// Accepted and meaningless (`defaults`).
     Nothing,
 }
@@ -118,6 +142,18 @@ fn classify(opt: &str) -> Option<Opt> {
         "rshared" => Opt::Propagation(F::MS_SHARED | F::MS_REC),
         "slave" => Opt::Propagation(F::MS_SLAVE),
         "rslave" => Opt::Propagation(F::MS_SLAVE | F::MS_REC),
+        "rro" => Opt::SetRecursive(libc::MOUNT_ATTR_RDONLY),
+        "rrw" => Opt::ClearRecursive(libc::MOUNT_ATTR_RDONLY),
+        "rnosuid" => Opt::SetRecursive(libc::MOUNT_ATTR_NOSUID),
+        "rsuid" => Opt::ClearRecursive(libc::MOUNT_ATTR_NOSUID),
+        "rnodev" => Opt::SetRecursive(libc::MOUNT_ATTR_NODEV),
+        "rdev" => Opt::ClearRecursive(libc::MOUNT_ATTR_NODEV),
+        "rnoexec" => Opt::SetRecursive(libc::MOUNT_ATTR_NOEXEC),
+        "rexec" => Opt::ClearRecursive(libc::MOUNT_ATTR_NOEXEC),
+        "rnosymfollow" => Opt::SetRecursive(libc::MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => Opt::ClearRecursive(libc::MOUNT_ATTR_NOSYMFOLLOW),
+        "idmap" => Opt::Idmap(IdmapScope::Mount),
+        "ridmap" => Opt::Idmap(IdmapScope::Recursive),
         "unbindable" => Opt::Propagation(F::MS_UNBINDABLE),
         "runbindable" => Opt::Propagation(F::MS_UNBINDABLE | F::MS_REC),
         _ => return None,
@@ -147,6 +183,15 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
                 out.is_bind = true;
                 out.recursive |= recursive;
             }
+            Some(Opt::SetRecursive(a)) => {
+                out.attr_set |= a;
+                out.attr_clear &= !a;
+            }
+            Some(Opt::ClearRecursive(a)) => {
+                out.attr_clear |= a;
+                out.attr_set &= !a;
+            }
+            Some(Opt::Idmap(scope)) => out.idmap = Some(scope),
             Some(Opt::Nothing) => {}
             None if opt.is_empty() => {}
             None => data.push(opt),
@@ -173,6 +218,16 @@ pub fn propagation(word: &str) -> Option<MsFlags> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recursive_attributes_and_idmap_are_not_data() {
+        let o = parse(&["rbind", "rro", "rnosuid", "rrw", "ridmap", "mode=1"]);
+        assert_eq!(o.attr_set, libc::MOUNT_ATTR_NOSUID);
+        assert_eq!(o.attr_clear, libc::MOUNT_ATTR_RDONLY);
+        assert_eq!(o.idmap, Some(IdmapScope::Recursive));
+        assert_eq!(o.data, "mode=1");
+        assert_eq!(parse(&["rro"]).attr_set, libc::MOUNT_ATTR_RDONLY);
+    }
 
     #[test]
     fn flags_and_data_are_split() {

@@ -62,9 +62,6 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
 /// socket; nothing of ours stays running beside it. Returns the init's pid.
 fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Result<i32> {
     state::check_id(id)?;
-    if o.no_pivot {
-        return Err("--no-pivot is not supported by mini (pivot_root is always used)".into());
-    }
     if o.preserve_fds > 0 {
         return Err("--preserve-fds is not supported by mini yet".into());
     }
@@ -123,6 +120,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             spec,
             cgroup: Some(cgroup.clone()),
             no_new_keyring: o.no_new_keyring,
+            no_pivot: o.no_pivot,
         };
         let launcher = Launcher::new().map_err(|e| e.to_string())?;
         let mut pending = launcher
