@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::Signal;
+use oci_spec::runtime::ContainerState;
 use runtime_core::cgroups::CgroupManager;
+use runtime_core::hooks::Stage;
 use runtime_core::process::{HelperConfig, Launcher};
 use runtime_core::rootfs::{self, RootfsMount};
 use tokio::sync::oneshot;
@@ -51,6 +53,8 @@ pub struct Container {
     discarded: AtomicBool,
     /// The spec the container was built from: an exec's process replaces its `process`.
     spec: oci_spec::runtime::Spec,
+    /// Runs the spec's `poststart` and `poststop` hooks.
+    launcher: Arc<Launcher>,
     io_owner: (u32, u32),
     no_new_keyring: bool,
     /// The exec processes, by exec id, until each is deleted.
@@ -153,7 +157,8 @@ impl Container {
             cgroup: Some(cgroup.clone()),
             no_new_keyring: params.no_new_keyring,
         };
-        let created = InitProcess::create(config, params.stdio, opened, launcher, &monitor).await;
+        let created =
+            InitProcess::create(config, params.stdio, opened, launcher.clone(), &monitor).await;
         let (init, exit) = match created {
             Ok(created) => created,
             Err(err) => {
@@ -175,6 +180,7 @@ impl Container {
             mounted_rootfs,
             discarded: AtomicBool::new(false),
             spec,
+            launcher,
             io_owner: params.io_owner,
             no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
@@ -190,6 +196,35 @@ impl Container {
     /// Create has queued `/tasks/create`: the exit watcher may publish `/tasks/exit`.
     pub fn announced(&self) {
         self.announced.send_replace(true);
+    }
+
+    /// Lets the init exec the user's process (see [`InitProcess::start`]), then runs the
+    /// spec's `poststart` hooks before answering (runtime.md step 9: a failing one is a
+    /// warning).
+    pub async fn start(&self, on_started: impl FnOnce(i32)) -> Result<(), Failure> {
+        self.init.start(on_started).await?;
+        self.run_late_hooks(Stage::Poststart, ContainerState::Running, self.pid())
+            .await;
+        Ok(())
+    }
+
+    /// The spec's `poststart` or `poststop` hooks, in the daemon's namespaces. A failing hook
+    /// is logged and the lifecycle goes on, as runtime.md says for these two kinds.
+    async fn run_late_hooks(&self, stage: Stage, status: ContainerState, pid: i32) {
+        if !runtime_core::hooks::any(&self.spec, &[stage]) {
+            return;
+        }
+        let state = runtime_core::hooks::state(&self.spec, &self.id, &self.bundle, status, pid);
+        let hooks = self.spec.hooks().clone();
+        let launcher = self.launcher.clone();
+        let ran =
+            tokio::task::spawn_blocking(move || launcher.run_hooks(stage, hooks.as_ref(), &state))
+                .await;
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => log::warn!("container {}: {err}", self.id),
+            Err(err) => log::warn!("container {}: hooks.{}: {err}", self.id, stage.name()),
+        }
     }
 
     /// The init's pid: the task's.
@@ -260,6 +295,9 @@ impl Container {
                 .map_err(|e| Failure::Internal(format!("unmount task: {e}")))?
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
+        // After the container is gone, before Delete answers (runtime.md step 13).
+        self.run_late_hooks(Stage::Poststop, ContainerState::Stopped, 0)
+            .await;
         *deleted = true;
         Ok(exit)
     }
