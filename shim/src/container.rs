@@ -166,6 +166,16 @@ impl Container {
                 // that already held others' processes must keep them.
                 remove_cgroup(cgroup, false).await;
                 undo_rootfs(&mounted_rootfs);
+                // A failed create continues the lifecycle at the container's destruction,
+                // then `poststop` (runtime.md steps 12 and 13), as runc does.
+                let state = runtime_core::hooks::state(
+                    &spec,
+                    &params.id,
+                    &params.bundle,
+                    ContainerState::Stopped,
+                    0,
+                );
+                run_late_hooks(&launcher, &spec, Stage::Poststop, state).await;
                 return Err(err);
             }
         };
@@ -208,23 +218,9 @@ impl Container {
         Ok(())
     }
 
-    /// The spec's `poststart` or `poststop` hooks, in the daemon's namespaces. A failing hook
-    /// is logged and the lifecycle goes on, as runtime.md says for these two kinds.
     async fn run_late_hooks(&self, stage: Stage, status: ContainerState, pid: i32) {
-        if !runtime_core::hooks::any(&self.spec, &[stage]) {
-            return;
-        }
         let state = runtime_core::hooks::state(&self.spec, &self.id, &self.bundle, status, pid);
-        let hooks = self.spec.hooks().clone();
-        let launcher = self.launcher.clone();
-        let ran =
-            tokio::task::spawn_blocking(move || launcher.run_hooks(stage, hooks.as_ref(), &state))
-                .await;
-        match ran {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => log::warn!("container {}: {err}", self.id),
-            Err(err) => log::warn!("container {}: hooks.{}: {err}", self.id, stage.name()),
-        }
+        run_late_hooks(&self.launcher, &self.spec, stage, state).await
     }
 
     /// The init's pid: the task's.
@@ -300,6 +296,30 @@ impl Container {
             .await;
         *deleted = true;
         Ok(exit)
+    }
+}
+
+/// The spec's `poststart` or `poststop` hooks, in the daemon's namespaces. A failing hook is
+/// logged and the lifecycle goes on, as runtime.md says for these two kinds.
+async fn run_late_hooks(
+    launcher: &Arc<Launcher>,
+    spec: &oci_spec::runtime::Spec,
+    stage: Stage,
+    state: oci_spec::runtime::State,
+) {
+    if !runtime_core::hooks::any(spec, &[stage]) {
+        return;
+    }
+    let id = state.id().clone();
+    let hooks = spec.hooks().clone();
+    let launcher = launcher.clone();
+    let ran =
+        tokio::task::spawn_blocking(move || launcher.run_hooks(stage, hooks.as_ref(), &state))
+            .await;
+    match ran {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::warn!("container {id}: {err}"),
+        Err(err) => log::warn!("container {id}: hooks.{}: {err}", stage.name()),
     }
 }
 

@@ -166,6 +166,8 @@ fn a_failing_create_runtime_hook_fails_the_run_naming_it_and_leaves_nothing(vers
         "path": "/bin/sh",
         "args": ["sh", "-c", "echo no network for you >&2; exit 7"]
     }]);
+    // The lifecycle goes on at the container's destruction, then poststop (runtime.md).
+    spec["hooks"]["poststop"] = recording_hook(&dirs, "poststop");
     let id = ns.new_id("hookfail");
     let out = run(&ns, &spec, &id);
     assert!(!out.success() && !out.stdout.contains("RAN"), "{out}");
@@ -179,6 +181,8 @@ fn a_failing_create_runtime_hook_fails_the_run_naming_it_and_leaves_nothing(vers
             "the error does not name {name}: {out}"
         );
     }
+    let kinds: Vec<String> = dirs.log().into_iter().map(|l| l[0].clone()).collect();
+    assert_eq!(kinds, ["poststop"]);
     ns.assert_nothing_left(&id);
     let _ = ns.ctr(&["container", "delete", &id]);
 }
