@@ -244,6 +244,20 @@ fn start(root: &Root, id: &str, log: &Logger) -> Result<()> {
 /// The spec's `poststart` or `poststop` hooks (from the bundle's config.json), in our
 /// namespaces. A failing hook is a warning and the lifecycle goes on (runtime.md).
 fn run_late_hooks(record: &Record, stage: Stage, status: ContainerState, log: &Logger) {
+    // Only the hooks first: most specs have none, and start and delete stay as cheap as
+    // they were without a full load and validation of the spec.
+    #[derive(serde::Deserialize)]
+    struct OnlyHooks {
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
+    let has_hooks = std::fs::read(record.bundle.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<OnlyHooks>(&text).ok())
+        .and_then(|s| s.hooks)
+        .is_some_and(|h| !stage.of(&h).is_empty());
+    if !has_hooks {
+        return;
+    }
     let spec = match runtime_core::spec::load(&record.bundle) {
         Ok(spec) if runtime_core::hooks::any(&spec, &[stage]) => spec,
         Ok(_) => return,
