@@ -69,8 +69,12 @@ pub fn features() -> Result<Features> {
     FeaturesBuilder::default()
         .oci_version_min(OCI_VERSION_MIN)
         .oci_version_max(OCI_VERSION_MAX)
-        // mini refuses a spec with hooks.
-        .hooks(Vec::<String>::new())
+        .hooks(
+            crate::hooks::Stage::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect::<Vec<_>>(),
+        )
         .mount_options(mount_options())
         .linux(linux)
         .build()
@@ -314,7 +318,17 @@ mod tests {
         for word in ["rro", "rnosuid", "rnoexec", "idmap", "ridmap"] {
             assert!(has(&json["mountOptions"], word), "{word}");
         }
-        assert_eq!(json["hooks"], serde_json::json!([]));
+        assert_eq!(
+            json["hooks"],
+            serde_json::json!([
+                "prestart",
+                "createRuntime",
+                "createContainer",
+                "startContainer",
+                "poststart",
+                "poststop"
+            ])
+        );
         assert_eq!(linux["cgroup"]["systemd"], true);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
     }

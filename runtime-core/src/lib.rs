@@ -9,13 +9,15 @@
 //!   the init is the caller's child;
 //! - the init builds its root filesystem ([`rootfs`]), applies rlimits ([`rlimits`]), user,
 //!   capabilities ([`capabilities`]) and compiles seccomp ([`seccomp`]), reports "ready" and
-//!   blocks until the caller says "start"; then it execs the user process.
+//!   blocks until the caller says "start"; then it execs the user process;
+//! - the spec's hooks ([`hooks`]) run at the points of the lifecycle the runtime-spec gives.
 
 pub mod capabilities;
 pub mod cgroups;
 pub mod error;
 pub mod exe_guard;
 pub mod features;
+pub mod hooks;
 pub mod namespaces;
 pub mod personality;
 pub mod process;

@@ -568,22 +568,7 @@ pub fn sysctl_path(key: &str) -> PathBuf {
 /// What mini cannot do yet fails here, by name, rather than being silently ignored.
 fn refuse_unsupported(spec: &Spec) -> Result<()> {
     if let Some(hooks) = spec.hooks() {
-        let any =
-            |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_ref().is_some_and(|v| !v.is_empty());
-        #[allow(deprecated)]
-        let prestart = any(hooks.prestart());
-        if prestart
-            || any(hooks.create_runtime())
-            || any(hooks.create_container())
-            || any(hooks.start_container())
-            || any(hooks.poststart())
-            || any(hooks.poststop())
-        {
-            return Err(Error::invalid(
-                "hooks",
-                "OCI hooks are not supported by mini yet",
-            ));
-        }
+        crate::hooks::validate(hooks)?;
     }
     let refuse = |field: &str, present: bool| {
         if present {
@@ -727,9 +712,9 @@ mod tests {
     }
 
     #[test]
-    fn hooks_and_lsm_labels_are_refused_by_name() {
+    fn lsm_labels_are_refused_by_name_and_bad_hooks_name_their_field() {
         let hook = oci_spec::runtime::HookBuilder::default()
-            .path("/bin/true")
+            .path("bin/true")
             .build()
             .unwrap();
         let hooks = oci_spec::runtime::HooksBuilder::default()
@@ -737,7 +722,8 @@ mod tests {
             .build()
             .unwrap();
         let spec = SpecBuilder::default().hooks(hooks).build().unwrap();
-        assert!(validate(&spec).unwrap_err().to_string().contains("hooks"));
+        let err = validate(&spec).unwrap_err().to_string();
+        assert!(err.contains("hooks.createRuntime[0].path"), "{err}");
 
         let process = ProcessBuilder::default()
             .apparmor_profile("docker-default")

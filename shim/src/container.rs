@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::signal::Signal;
+use oci_spec::runtime::ContainerState;
 use runtime_core::cgroups::CgroupManager;
+use runtime_core::hooks::Stage;
 use runtime_core::process::{HelperConfig, Launcher};
 use runtime_core::rootfs::{self, RootfsMount};
 use tokio::sync::oneshot;
@@ -51,6 +53,8 @@ pub struct Container {
     discarded: AtomicBool,
     /// The spec the container was built from: an exec's process replaces its `process`.
     spec: oci_spec::runtime::Spec,
+    /// Runs the spec's `poststart` and `poststop` hooks.
+    launcher: Arc<Launcher>,
     io_owner: (u32, u32),
     no_new_keyring: bool,
     /// The exec processes, by exec id, until each is deleted.
@@ -155,7 +159,8 @@ impl Container {
             // The shim always uses pivot_root.
             no_pivot: false,
         };
-        let created = InitProcess::create(config, params.stdio, opened, launcher, &monitor).await;
+        let created =
+            InitProcess::create(config, params.stdio, opened, launcher.clone(), &monitor).await;
         let (init, exit) = match created {
             Ok(created) => created,
             Err(err) => {
@@ -163,6 +168,16 @@ impl Container {
                 // that already held others' processes must keep them.
                 remove_cgroup(cgroup, false).await;
                 undo_rootfs(&mounted_rootfs);
+                // A failed create continues the lifecycle at the container's destruction,
+                // then `poststop` (runtime.md steps 12 and 13), as runc does.
+                let state = runtime_core::hooks::state(
+                    &spec,
+                    &params.id,
+                    &params.bundle,
+                    ContainerState::Stopped,
+                    0,
+                );
+                run_late_hooks(&launcher, &spec, Stage::Poststop, state).await;
                 return Err(err);
             }
         };
@@ -177,6 +192,7 @@ impl Container {
             mounted_rootfs,
             discarded: AtomicBool::new(false),
             spec,
+            launcher,
             io_owner: params.io_owner,
             no_new_keyring: params.no_new_keyring,
             execs: std::sync::Mutex::new(HashMap::new()),
@@ -192,6 +208,21 @@ impl Container {
     /// Create has queued `/tasks/create`: the exit watcher may publish `/tasks/exit`.
     pub fn announced(&self) {
         self.announced.send_replace(true);
+    }
+
+    /// Lets the init exec the user's process (see [`InitProcess::start`]), then runs the
+    /// spec's `poststart` hooks before answering (runtime.md step 9: a failing one is a
+    /// warning).
+    pub async fn start(&self, on_started: impl FnOnce(i32)) -> Result<(), Failure> {
+        self.init.start(on_started).await?;
+        self.run_late_hooks(Stage::Poststart, ContainerState::Running, self.pid())
+            .await;
+        Ok(())
+    }
+
+    async fn run_late_hooks(&self, stage: Stage, status: ContainerState, pid: i32) {
+        let state = runtime_core::hooks::state(&self.spec, &self.id, &self.bundle, status, pid);
+        run_late_hooks(&self.launcher, &self.spec, stage, state).await
     }
 
     /// The init's pid: the task's.
@@ -262,8 +293,35 @@ impl Container {
                 .map_err(|e| Failure::Internal(format!("unmount task: {e}")))?
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
+        // After the container is gone, before Delete answers (runtime.md step 13).
+        self.run_late_hooks(Stage::Poststop, ContainerState::Stopped, 0)
+            .await;
         *deleted = true;
         Ok(exit)
+    }
+}
+
+/// The spec's `poststart` or `poststop` hooks, in the daemon's namespaces. A failing hook is
+/// logged and the lifecycle goes on, as runtime.md says for these two kinds.
+async fn run_late_hooks(
+    launcher: &Arc<Launcher>,
+    spec: &oci_spec::runtime::Spec,
+    stage: Stage,
+    state: oci_spec::runtime::State,
+) {
+    if !runtime_core::hooks::any(spec, &[stage]) {
+        return;
+    }
+    let id = state.id().clone();
+    let hooks = spec.hooks().clone();
+    let launcher = launcher.clone();
+    let ran =
+        tokio::task::spawn_blocking(move || launcher.run_hooks(stage, hooks.as_ref(), &state))
+            .await;
+    match ran {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log::warn!("container {id}: {err}"),
+        Err(err) => log::warn!("container {id}: hooks.{}: {err}", stage.name()),
     }
 }
 

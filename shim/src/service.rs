@@ -175,8 +175,11 @@ impl TaskService {
         if let Some(l) = slot.as_ref() {
             return Ok(l.clone());
         }
-        let launcher =
-            Arc::new(Launcher::new().map_err(|e| errors::runtime("prepare setup helper", e))?);
+        // The exit monitor reaps every child, the hook runners included.
+        let launcher = Launcher::new()
+            .map(Launcher::reaped_by_caller)
+            .map_err(|e| errors::runtime("prepare setup helper", e))?;
+        let launcher = Arc::new(launcher);
         *slot = Some(launcher.clone());
         Ok(launcher)
     }
@@ -383,7 +386,6 @@ impl Task for TaskService {
         }
         let pid = container.pid() as u32;
         container
-            .init
             .start(|_| {
                 self.publish(
                     "/tasks/start",

@@ -414,10 +414,13 @@ const CASES: &[Case] = &[
         },
     ),
     case("hostname-no-uts", &["hostname"], |s| without_ns(s, "uts")),
+    // A hook's path must be absolute (config.md).
+    case(
+        "hook-relative-path",
+        &["hooks.createRuntime[0].path"],
+        |s| s["hooks"] = json!({"createRuntime": [{"path": "bin/true"}]}),
+    ),
     // Fields mini does not apply: refused by name rather than ignored.
-    case("hooks", &["hooks"], |s| {
-        s["hooks"] = json!({"createRuntime": [{"path": "/bin/true"}]})
-    }),
     case("intel-rdt", &["linux.intelRdt"], |s| {
         s["linux"]["intelRdt"] = json!({"closID": "x"})
     }),

@@ -55,6 +55,19 @@ pub enum Message {
     /// caller → init: exec the user's process. caller → an exec's helper: start the
     /// process, with its stdin, stdout and stderr attached (SCM_RIGHTS, in that order).
     Start,
+    /// caller → hook runner (a helper exec'd for it): run these hooks in the caller's
+    /// namespaces; it answers `Ready` when all succeeded, `Error` otherwise.
+    RunHooks {
+        stage: crate::hooks::Stage,
+        hooks: Vec<oci_spec::runtime::Hook>,
+        state: oci_spec::runtime::State,
+    },
+    /// init → caller: the mounts are built, pivot_root is next: run the `prestart` and
+    /// `createRuntime` hooks, then answer `HooksDone`.
+    RuntimeHooks,
+    /// caller → init: the runtime's hooks succeeded; the container's state for the init's
+    /// own hooks (`createContainer`, `startContainer`).
+    HooksDone { state: oci_spec::runtime::State },
     /// helper or init → caller: setup failed; the message names the step.
     Error { message: String },
 }

@@ -50,6 +50,13 @@ fn helper_main() -> i32 {
             build(&config, &mut channel)
         }
         Ok(Some(Message::Exec(config))) => super::exec::start(&config, &mut channel),
+        Ok(Some(Message::RunHooks {
+            stage,
+            hooks,
+            state,
+        })) => {
+            crate::hooks::run(stage, &hooks, &state).and_then(|()| channel.send(&Message::Ready))
+        }
         _ => return 2,
     };
     match result {

@@ -12,10 +12,11 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::sys::stat::{Mode, umask};
 use nix::unistd::{Gid, Uid, chdir, execve, getcwd, setgroups, sethostname, setresgid, setresuid};
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::{ContainerState, LinuxNamespaceType, Process, Spec, State};
 
 use super::channel::{Channel, HelperConfig, Message};
 use crate::cgroups::CgroupManager;
+use crate::hooks::Stage;
 use crate::namespaces::Plan;
 use crate::{Error, Result, capabilities, rlimits, rootfs, seccomp};
 
@@ -81,6 +82,9 @@ fn setup_and_exec(
     }
 
     rootfs::prepare(spec, &config.rootfs, cgroup)?;
+    // The mounts are built; before pivot_root the caller runs `prestart` and `createRuntime`
+    // in its namespaces, then we run `createContainer` in ours (runtime.md steps 3 to 5).
+    let hook_state = run_create_hooks(spec, channel)?;
     if config.no_pivot {
         rootfs::move_root(&config.rootfs)?;
     } else {
@@ -181,6 +185,13 @@ fn setup_and_exec(
 
     // Before the filter: a profile need not allow what these use.
     close_fds_on_exec()?;
+    // In the container, as its user, after start and before the exec (runtime.md step 7);
+    // every fd but stdio is close-on-exec by now, so the hooks inherit none of ours.
+    if let (Some(mut state), Some(hooks)) = (hook_state, spec.hooks()) {
+        state.set_status(ContainerState::Created);
+        let stage = Stage::StartContainer;
+        crate::hooks::run(stage, stage.of(hooks), &state)?;
+    }
     reset_signals()?;
     if let Some(filter) = late_filter {
         filter.load()?;
@@ -196,6 +207,36 @@ fn setup_and_exec(
         .collect::<Result<Vec<_>>>()?;
     let err = execve(&program_c, &args_c, &env_c).unwrap_err();
     Err(Error::sys("exec", format!("{:?}", args[0]), err))
+}
+
+/// With hooks before the user's process in the spec: asks the caller to run `prestart` and
+/// `createRuntime`, then runs `createContainer` here, in the container's namespaces with the
+/// host's files still in view (before pivot_root). Returns the container's state the caller
+/// sent, for `startContainer`; `None` without such hooks.
+fn run_create_hooks(spec: &Spec, channel: &mut Channel) -> Result<Option<State>> {
+    let before_start = [
+        Stage::Prestart,
+        Stage::CreateRuntime,
+        Stage::CreateContainer,
+        Stage::StartContainer,
+    ];
+    let Some(hooks) = spec
+        .hooks()
+        .as_ref()
+        .filter(|_| crate::hooks::any(spec, &before_start))
+    else {
+        return Ok(None);
+    };
+    channel.send(&Message::RuntimeHooks)?;
+    let state = match channel.recv()? {
+        Some(Message::HooksDone { state }) => state,
+        // The caller's hooks failed (it reports that itself) or it went away.
+        // SAFETY: _exit ends this process without running the parent's atexit handlers.
+        _ => unsafe { libc::_exit(1) },
+    };
+    let stage = Stage::CreateContainer;
+    crate::hooks::run(stage, stage.of(hooks), &state)?;
+    Ok(Some(state))
 }
 
 /// The process's seccomp filter (the container's profile), user and capabilities, and

@@ -4,12 +4,16 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use oci_spec::runtime::{ContainerState, Hooks, State};
 
 use super::HELPER_ARG;
 use super::channel::{Channel, HelperConfig, Message};
 use super::exec::ExecConfig;
 use crate::exe_guard::ExeView;
+use crate::hooks::Stage;
 use crate::{Error, Result};
 
 /// How long setup may take before the caller gives up (a hung mount, a stuck hook).
@@ -24,7 +28,17 @@ pub(super) const PIDFD_FD: i32 = 4;
 /// Starts setup helpers from a read-only view of the current executable.
 #[derive(Debug)]
 pub struct Launcher {
-    exe: ExeView,
+    runner: HookRunner,
+}
+
+/// Runs hooks in the caller's namespaces through a helper exec'd for them: the hooks are
+/// the runner's children, so a caller that reaps every child (the shim) cannot take their
+/// exit statuses.
+#[derive(Debug, Clone)]
+struct HookRunner {
+    exe: Arc<ExeView>,
+    /// Reap the runner here; false when the caller reaps every child itself.
+    reap: bool,
 }
 
 /// The standard streams the container's process gets as fds 0, 1 and 2.
@@ -38,8 +52,28 @@ pub struct InitStdio {
 impl Launcher {
     pub fn new() -> Result<Self> {
         Ok(Self {
-            exe: ExeView::current()?,
+            runner: HookRunner {
+                exe: Arc::new(ExeView::current()?),
+                reap: true,
+            },
         })
+    }
+
+    /// For a caller that reaps every child itself (a subreaper's `waitpid(-1)` loop): the
+    /// hook runners' exits are left to it. The setup helpers are always the caller's to reap.
+    pub fn reaped_by_caller(mut self) -> Self {
+        self.runner.reap = false;
+        self
+    }
+
+    /// Runs the hooks of `stage` (from the spec's `hooks`) in the caller's namespaces, each
+    /// with `state` on its stdin; the error names the first that failed. For `poststart` and
+    /// `poststop`; [`PendingInit::wait_ready`] runs `prestart` and `createRuntime`.
+    pub fn run_hooks(&self, stage: Stage, hooks: Option<&Hooks>, state: &State) -> Result<()> {
+        match hooks {
+            Some(hooks) => self.runner.run(stage, hooks, state),
+            None => Ok(()),
+        }
     }
 
     /// Execs the helper and hands it `config`. The helper clones the init, which builds the
@@ -49,12 +83,31 @@ impl Launcher {
     /// thread ends: call `wait_ready` from the thread that called `spawn`.
     pub fn spawn(&self, config: HelperConfig, stdio: InitStdio) -> Result<PendingInit> {
         let id = config.id.clone();
+        let hooks = self.init_hooks(&config);
         let (channel, helper_pid) =
             self.exec_helper(&id, &Message::Config(Box::new(config)), stdio, None)?;
         Ok(PendingInit {
             channel,
             helper_pid,
             pid: None,
+            hooks,
+        })
+    }
+
+    /// What the init's `RuntimeHooks` request needs: the spec's hooks and its state.
+    fn init_hooks(&self, config: &HelperConfig) -> Option<InitHooks> {
+        let hooks = config.spec.hooks().clone()?;
+        let state = crate::hooks::state(
+            &config.spec,
+            &config.id,
+            &config.bundle,
+            ContainerState::Creating,
+            0,
+        );
+        Some(InitHooks {
+            runner: self.runner.clone(),
+            hooks,
+            state,
         })
     }
 
@@ -70,6 +123,7 @@ impl Launcher {
         start_socket: BorrowedFd<'_>,
     ) -> Result<PendingInit> {
         let id = config.id.clone();
+        let hooks = self.init_hooks(&config);
         let message = Message::CreateDetached(Box::new(config));
         let (channel, helper_pid) =
             self.exec_helper(&id, &message, stdio, Some(start_socket.as_raw_fd()))?;
@@ -77,6 +131,7 @@ impl Launcher {
             channel,
             helper_pid,
             pid: None,
+            hooks,
         })
     }
 
@@ -101,25 +156,10 @@ impl Launcher {
     /// lives until the start (the daemon's main thread).
     pub fn prepare_exec(&self, config: ExecConfig, init: BorrowedFd<'_>) -> Result<PreparedExec> {
         let id = format!("{}/{}", config.container_id, config.exec_id);
-        let null = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/null")
-            .map_err(|e| Error::io("open", "/dev/null", e))?;
-        let null = OwnedFd::from(null);
-        let stdio = InitStdio {
-            stdin: null
-                .try_clone()
-                .map_err(|e| Error::io("dup", "/dev/null", e))?,
-            stdout: null
-                .try_clone()
-                .map_err(|e| Error::io("dup", "/dev/null", e))?,
-            stderr: null,
-        };
         let (channel, helper_pid) = self.exec_helper(
             &id,
             &Message::Exec(Box::new(config)),
-            stdio,
+            null_stdio()?,
             Some(init.as_raw_fd()),
         )?;
         Ok(PreparedExec {
@@ -128,8 +168,6 @@ impl Launcher {
         })
     }
 
-    /// Execs the helper with `stdio` as its fds 0-2, the channel at [`CHANNEL_FD`] and
-    /// `extra` at [`PIDFD_FD`], and sends it `message`.
     fn exec_helper(
         &self,
         id: &str,
@@ -137,69 +175,134 @@ impl Launcher {
         stdio: InitStdio,
         extra: Option<RawFd>,
     ) -> Result<(Channel, i32)> {
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
-        let theirs_fd = theirs.as_raw_fd();
-        let caller = std::process::id() as libc::pid_t;
-        let mut cmd = Command::new(self.exe.path());
-        cmd.arg0("mini-init")
-            .arg(HELPER_ARG)
-            .arg(id)
-            .env_clear()
-            .stdin(Stdio::from(stdio.stdin))
-            .stdout(Stdio::from(stdio.stdout))
-            .stderr(Stdio::from(stdio.stderr));
-        // SAFETY: the closure runs between fork and exec and only calls prctl/getppid/dup2/
-        // fcntl, which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                // Dies with the calling thread from before its exec on: a helper stopped or
-                // stuck in setup would otherwise outlive its caller (the helper sets it again,
-                // see init::die_with_caller). A caller already gone is our parent no more.
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
+        exec_helper(&self.runner.exe, id, message, stdio, extra)
+    }
+}
+
+impl HookRunner {
+    fn run(&self, stage: Stage, hooks: &Hooks, state: &State) -> Result<()> {
+        let list = stage.of(hooks);
+        if list.is_empty() {
+            return Ok(());
+        }
+        let message = Message::RunHooks {
+            stage,
+            hooks: list.to_vec(),
+            state: state.clone(),
+        };
+        let (mut channel, pid) = exec_helper(&self.exe, state.id(), &message, null_stdio()?, None)?;
+        // The hooks' own timeouts bound the run (none: as long as they take, as with runc).
+        let result = channel
+            .stream()
+            .set_read_timeout(None)
+            .map_err(|e| Error::io("set timeout", "hook runner channel", e))
+            .and_then(|()| channel.recv());
+        drop(channel);
+        if self.reap {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        match result? {
+            Some(Message::Ready) => Ok(()),
+            Some(Message::Error { message }) => Err(Error::Setup(message)),
+            Some(other) => Err(Error::Setup(format!(
+                "hooks.{}: the hook runner sent {other:?}",
+                stage.name()
+            ))),
+            None => Err(Error::Setup(format!(
+                "hooks.{}: the hook runner exited without a result",
+                stage.name()
+            ))),
+        }
+    }
+}
+
+/// /dev/null as fds 0-2, for a helper that needs no stdio.
+fn null_stdio() -> Result<InitStdio> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::io("open", "/dev/null", e))?;
+    let null = OwnedFd::from(null);
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", "/dev/null", e));
+    Ok(InitStdio {
+        stdin: dup(&null)?,
+        stdout: dup(&null)?,
+        stderr: null,
+    })
+}
+
+/// Execs the helper from `exe` with `stdio` as its fds 0-2, the channel at [`CHANNEL_FD`]
+/// and `extra` at [`PIDFD_FD`], and sends it `message`.
+fn exec_helper(
+    exe: &ExeView,
+    id: &str,
+    message: &Message,
+    stdio: InitStdio,
+    extra: Option<RawFd>,
+) -> Result<(Channel, i32)> {
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
+    let theirs_fd = theirs.as_raw_fd();
+    let caller = std::process::id() as libc::pid_t;
+    let mut cmd = Command::new(exe.path());
+    cmd.arg0("mini-init")
+        .arg(HELPER_ARG)
+        .arg(id)
+        .env_clear()
+        .stdin(Stdio::from(stdio.stdin))
+        .stdout(Stdio::from(stdio.stdout))
+        .stderr(Stdio::from(stdio.stderr));
+    // SAFETY: the closure runs between fork and exec and only calls prctl/getppid/dup2/
+    // fcntl, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Dies with the calling thread from before its exec on: a helper stopped or
+            // stuck in setup would otherwise outlive its caller (the helper sets it again,
+            // see init::die_with_caller). A caller already gone is our parent no more.
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != caller {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            // Copies above the target numbers first (close-on-exec), so that placing
+            // one cannot overwrite the other; dup2 clears close-on-exec on the target.
+            let place = |fd: RawFd, target: RawFd| {
+                let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if high < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if libc::getppid() != caller {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                Ok((high, target))
+            };
+            let mut moves = vec![place(theirs_fd, CHANNEL_FD)?];
+            if let Some(fd) = extra {
+                moves.push(place(fd, PIDFD_FD)?);
+            }
+            for (high, target) in moves {
+                if libc::dup2(high, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-                // Copies above the target numbers first (close-on-exec), so that placing
-                // one cannot overwrite the other; dup2 clears close-on-exec on the target.
-                let place = |fd: RawFd, target: RawFd| {
-                    let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
-                    if high < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok((high, target))
-                };
-                let mut moves = vec![place(theirs_fd, CHANNEL_FD)?];
-                if let Some(fd) = extra {
-                    moves.push(place(fd, PIDFD_FD)?);
-                }
-                for (high, target) in moves {
-                    if libc::dup2(high, target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| Error::io("exec setup helper", self.exe.path(), e))?;
-        drop(theirs);
-        ours.set_read_timeout(Some(SETUP_TIMEOUT))
-            .map_err(|e| Error::io("set timeout", "setup channel", e))?;
-        let mut channel = Channel::new(ours);
-        channel.send(message)?;
-        Ok((channel, child.id() as i32))
+            }
+            Ok(())
+        });
     }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io("exec setup helper", exe.path(), e))?;
+    drop(theirs);
+    ours.set_read_timeout(Some(SETUP_TIMEOUT))
+        .map_err(|e| Error::io("set timeout", "setup channel", e))?;
+    let mut channel = Channel::new(ours);
+    channel.send(message)?;
+    Ok((channel, child.id() as i32))
 }
 
 /// A container being built.
@@ -208,6 +311,16 @@ pub struct PendingInit {
     channel: Channel,
     helper_pid: i32,
     pid: Option<i32>,
+    hooks: Option<InitHooks>,
+}
+
+/// The hooks of a container being built, for its init's `RuntimeHooks` request.
+#[derive(Debug)]
+struct InitHooks {
+    runner: HookRunner,
+    hooks: Hooks,
+    /// Its state, `creating`, without the pid (known at the request).
+    state: State,
 }
 
 impl PendingInit {
@@ -226,10 +339,19 @@ impl PendingInit {
         Ok(pid)
     }
 
-    /// Waits until the init has built the container and blocks before exec.
+    /// Waits until the init has built the container and blocks before exec. On the way,
+    /// when the init has built its mounts, runs the spec's `prestart` then `createRuntime`
+    /// hooks in the caller's namespaces (runtime.md's lifecycle, steps 3 and 4); a failing
+    /// one is the error (the init then ends as the caller drops or kills it).
     pub fn wait_ready(mut self) -> Result<CreatedInit> {
         let pid = self.wait_pid()?;
-        match self.channel.recv()? {
+        let mut msg = self.channel.recv()?;
+        if let Some(Message::RuntimeHooks) = msg {
+            let state = self.run_runtime_hooks(pid)?;
+            self.channel.send(&Message::HooksDone { state })?;
+            msg = self.channel.recv()?;
+        }
+        match msg {
             Some(Message::Ready) => Ok(CreatedInit {
                 console: self.channel.take_fd(),
                 channel: self.channel,
@@ -241,6 +363,22 @@ impl PendingInit {
             ))),
             None => Err(Error::Setup("container init exited during setup".into())),
         }
+    }
+}
+
+impl PendingInit {
+    fn run_runtime_hooks(&self, pid: i32) -> Result<State> {
+        let Some(init) = &self.hooks else {
+            return Err(Error::Setup(
+                "container init asked for hooks the spec does not have".into(),
+            ));
+        };
+        let mut state = init.state.clone();
+        state.set_pid(Some(pid));
+        for stage in [Stage::Prestart, Stage::CreateRuntime] {
+            init.runner.run(stage, &init.hooks, &state)?;
+        }
+        Ok(state)
     }
 }
 

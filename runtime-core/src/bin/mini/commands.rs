@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
+use oci_spec::runtime::ContainerState;
 use runtime_core::cgroups::CgroupManager;
+use runtime_core::hooks::Stage;
 use runtime_core::process::{HelperConfig, InitStdio, Launcher};
 
 use crate::Result;
@@ -45,7 +47,7 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
         Command::Update(id, file, values) => {
             update(&Root::open(&g.root)?, &id, file.as_deref(), values).map(|()| 0)
         }
-        Command::Start(id) => start(&Root::open(&g.root)?, &id).map(|()| 0),
+        Command::Start(id) => start(&Root::open(&g.root)?, &id, log).map(|()| 0),
         Command::State(id) => state(&Root::open(&g.root)?, &id).map(|()| 0),
         Command::Kill(id, signal, all) => {
             kill(&Root::open(&g.root)?, &id, &signal, all).map(|()| 0)
@@ -220,8 +222,8 @@ fn load(root: &Root, id: &str, locked: bool) -> Result<(Container, Option<Record
     Ok((c, record, status))
 }
 
-fn start(root: &Root, id: &str) -> Result<()> {
-    let (c, _, status) = load(root, id, true)?;
+fn start(root: &Root, id: &str, log: &Logger) -> Result<()> {
+    let (c, record, status) = load(root, id, true)?;
     match status {
         Status::Created => {}
         Status::Stopped => return Err("cannot start a container that has stopped".into()),
@@ -233,7 +235,48 @@ fn start(root: &Root, id: &str) -> Result<()> {
     let socket = c.start_socket();
     let result = runtime_core::process::start_detached(&socket).map_err(|e| e.to_string());
     let _ = std::fs::remove_file(&socket);
-    result
+    result?;
+    if let Some(record) = record {
+        run_late_hooks(&record, Stage::Poststart, ContainerState::Running, log);
+    }
+    Ok(())
+}
+
+/// The spec's `poststart` or `poststop` hooks (from the bundle's config.json), in our
+/// namespaces. A failing hook is a warning and the lifecycle goes on (runtime.md).
+fn run_late_hooks(record: &Record, stage: Stage, status: ContainerState, log: &Logger) {
+    // Only the hooks first: most specs have none, and start and delete stay as cheap as
+    // they were without a full load and validation of the spec.
+    #[derive(serde::Deserialize)]
+    struct OnlyHooks {
+        hooks: Option<oci_spec::runtime::Hooks>,
+    }
+    let has_hooks = std::fs::read(record.bundle.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_slice::<OnlyHooks>(&text).ok())
+        .and_then(|s| s.hooks)
+        .is_some_and(|h| !stage.of(&h).is_empty());
+    if !has_hooks {
+        return;
+    }
+    let spec = match runtime_core::spec::load(&record.bundle) {
+        Ok(spec) if runtime_core::hooks::any(&spec, &[stage]) => spec,
+        Ok(_) => return,
+        Err(err) => {
+            log.debug(&format!("hooks.{}: {err}", stage.name()));
+            return;
+        }
+    };
+    let pid = if status == ContainerState::Stopped {
+        0
+    } else {
+        record.pid
+    };
+    let state = runtime_core::hooks::state(&spec, &record.id, &record.bundle, status, pid);
+    let ran = Launcher::new().and_then(|l| l.run_hooks(stage, spec.hooks().as_ref(), &state));
+    if let Err(err) = ran {
+        log.warn(&format!("container {}: {err}", record.id));
+    }
 }
 
 fn state_json(id: &str, record: Option<&Record>, status: Status) -> serde_json::Value {
@@ -392,6 +435,11 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
         log.warn(&err);
         clean = false;
     }
+    // After the container is gone, before delete returns (runtime.md steps 12 and 13; a
+    // create that failed is destroyed through here too, as runc does).
+    if let Some(record) = record {
+        run_late_hooks(record, Stage::Poststop, ContainerState::Stopped, log);
+    }
     clean
 }
 
@@ -411,7 +459,7 @@ fn run_container(
         block_forwarded()?
     };
     let pid = create(g, root, id, o, log)?;
-    if let Err(err) = start(root, id) {
+    if let Err(err) = start(root, id, log) {
         if let Ok(c) = root.lock(id) {
             let record = c.record().ok().flatten();
             destroy(c, record.as_ref(), log);
