@@ -56,12 +56,15 @@ unit: build
 e2e: build image
 	$(CARGO) test -p mini-e2e
 
-## bench: start-up time and memory, mini vs runc, then a soak of SOAK_CYCLES run/delete
-## cycles (fds, mounts, cgroups, zombies before/after), on containerd 2.x (reports, never fails)
+## bench: the `mini` command's create/start/delete cycle vs Debian's runc, start-up time and
+## memory of the shim vs the runc shim, then a soak of SOAK_CYCLES run/delete cycles (fds,
+## mounts, cgroups, zombies before/after), on containerd 2.x (reports, never fails).
+## BENCH_ARGS selects a part: --runtime-only, --cri-only, --exec-idle-only, --soak-only
 SOAK_CYCLES ?= 1000
+BENCH_ARGS  ?=
 bench: release image
 	MINI_BIN_DIR=$(CURDIR)/$(RELEASE) MINI_BENCH_SOAK_CYCLES=$(SOAK_CYCLES) \
-	$(CARGO) run --release -p mini-e2e --bin bench
+	$(CARGO) run --release -p mini-e2e --bin bench -- $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -2,7 +2,7 @@
 # Installs what building and testing mini needs on a Debian bookworm host (run as root).
 #
 # - system packages from bookworm: containerd 1.6 (with ctr and the runc shim), runc,
-#   busybox-static (the test image is built from it), libseccomp-dev, pkg-config, ...
+#   podman, busybox-static (the test image is built from it), libseccomp-dev, pkg-config, ...
 # - qemu-system-x86 and mmdebstrap: the pure cgroup v2 VM of `make vm-test` (its guest root
 #   is built by tests/vm/build-rootfs.sh, on first use, into the test cache).
 # - containerd 1.7 (trixie) and 2.x (sid), unpacked into private directories and NOT
@@ -24,8 +24,10 @@ fi
 # protobuf-compiler (+ libprotobuf-dev, its well-known types): `protoc` for the gRPC clients
 # of the end-to-end tests (containerd-client, and k8s-cri for the CRI API).
 # qemu-system-x86 + mmdebstrap: the cgroup v2 VM (tests/vm/).
+# podman (4.3, with conmon; no recommends needed): the `mini` command under podman
+# (tests/tests/interop_podman.rs). runc (/usr/sbin/runc) is also the reference of `make bench`.
 PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev
-    qemu-system-x86 mmdebstrap)
+    qemu-system-x86 mmdebstrap podman)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -117,4 +119,5 @@ for d in /usr "$CACHE/containerd-1.7/usr" "$CACHE/containerd-2/usr"; do
     [[ -x $d/bin/containerd ]] && echo "$d/bin: $("$d/bin/containerd" --version)"
 done
 echo "runc: $(runc --version | head -n1)"
+echo "podman: $(podman --version)"
 exit $status

@@ -92,7 +92,19 @@ pub(crate) fn run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> CtrOutput {
-    let (mut cmd, cmdline) = command(ctr, address, ns, args);
+    let (cmd, cmdline) = command(ctr, address, ns, args);
+    run_command(cmd, cmdline, stdin, timeout)
+}
+
+/// Runs any command as [`run`] runs ctr: `stdin` fed (or an empty stdin), stdout and stderr
+/// collected, SIGKILL after `timeout`. `cmdline` names it in failure messages.
+pub fn run_command(
+    mut cmd: Command,
+    cmdline: String,
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> CtrOutput {
+    let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -102,7 +114,7 @@ pub(crate) fn run(
     .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("spawning {}: {e}", ctr.display()));
+        .unwrap_or_else(|e| panic!("spawning {program}: {e}"));
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let data = data.to_vec();
         // A writer thread: the container may not read before ctr needs its output drained.

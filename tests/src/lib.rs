@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub use ctr::{Background, CtrOutput};
+pub use ctr::{Background, CtrOutput, run_command};
 pub use daemon::{Containerd, Namespace, Version};
 pub use image::{LayerEntry, build_image, build_image_variants, busybox_image_tar};
 
@@ -71,6 +71,39 @@ pub fn mini_bin_dir() -> PathBuf {
     std::env::var_os("MINI_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target/debug"))
+}
+
+/// The `mini` command (runc's command line) beside the shim in [`mini_bin_dir`]; panics if
+/// it was not built.
+#[track_caller]
+pub fn mini_command() -> PathBuf {
+    let mini = mini_bin_dir().join("mini");
+    assert!(
+        mini.is_file(),
+        "{} missing: run `cargo build -p runtime-core --bin mini` first",
+        mini.display()
+    );
+    mini
+}
+
+/// `mini --root <root> state <id>` as JSON: how the interop tests see that another engine
+/// drove `mini` (runc's state under that root is not mini's). Panics, naming `who` (the
+/// engine), unless it succeeds.
+#[track_caller]
+pub fn mini_state(root: &Path, id: &str, who: &str) -> serde_json::Value {
+    let out = std::process::Command::new(mini_command())
+        .arg("--root")
+        .arg(root)
+        .args(["state", id])
+        .output()
+        .expect("running mini state");
+    assert!(
+        out.status.success(),
+        "`mini --root {} state {id}` failed (did {who} run mini?): {}",
+        root.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("mini state prints JSON")
 }
 
 /// A name unique in this machine for this run: `<prefix>-<pid>-<n>`. Used for container ids

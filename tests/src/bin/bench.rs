@@ -27,11 +27,18 @@
 //!    ctr process on the path). `--cri-only` runs 6 alone; `--soak-only` and
 //!    `--exec-idle-only` skip it.
 //!
+//! 7. Runtime cycle (first, before any daemon starts): the `mini` command against Debian's
+//!    runc (`/usr/sbin/runc`) on the same busybox `/bin/true` bundle, interleaved: `create
+//!    --pid-file`, `start`, wait for the init's exit (this process is the child subreaper the
+//!    init is reparented to, as a shim or conmon is), `delete -f`. Median wall time of the
+//!    whole cycle and of each step, and the ratio mini/runc. `--runtime-only` runs 7 alone;
+//!    `--soak-only`, `--exec-idle-only` and `--cri-only` skip it.
+//!
 //! It reports and never fails: errors are printed and the exit code stays 0.
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -53,12 +60,20 @@ const SOAK_THREADS: usize = 4;
 /// How long the idle shims are watched.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
-/// The command line: `[--soak-cycles N] [--soak-only] [--exec-idle-only] [--cri-only]`.
+/// Measured runtime cycles per runtime (after [`RUNTIME_WARMUP`] each).
+const RUNTIME_RUNS: usize = 50;
+const RUNTIME_WARMUP: usize = 3;
+/// Debian's runc, the reference of the runtime cycle.
+const RUNC_BIN: &str = "/usr/sbin/runc";
+
+/// The command line: `[--soak-cycles N] [--soak-only] [--exec-idle-only] [--cri-only]
+/// [--runtime-only]`.
 struct Options {
     soak_cycles: usize,
     soak_only: bool,
     exec_idle_only: bool,
     cri_only: bool,
+    runtime_only: bool,
 }
 
 fn options() -> Options {
@@ -70,6 +85,7 @@ fn options() -> Options {
         soak_only: false,
         exec_idle_only: false,
         cri_only: false,
+        runtime_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -81,6 +97,7 @@ fn options() -> Options {
             "--soak-only" => opts.soak_only = true,
             "--exec-idle-only" => opts.exec_idle_only = true,
             "--cri-only" => opts.cri_only = true,
+            "--runtime-only" => opts.runtime_only = true,
             other => eprintln!("bench: unknown argument {other:?} ignored"),
         }
     }
@@ -89,6 +106,13 @@ fn options() -> Options {
 
 fn main() {
     let opts = options();
+    if opts.runtime_only {
+        runtime_cycle();
+        return;
+    }
+    if !(opts.soak_only || opts.exec_idle_only || opts.cri_only) {
+        runtime_cycle();
+    }
     if !opts.cri_only {
         ctr_sections(&opts);
     }
@@ -667,4 +691,235 @@ fn start_one_pod(cri: &Cri<'_>, handler: &str) -> Result<Duration, String> {
         eprintln!("bench: CRI: {handler}: removing pod {}: {e:?}", pod.id);
     }
     started
+}
+
+/// Section 7: `create` + `start` + wait + `delete -f` of a `/bin/true` bundle, the `mini`
+/// command against runc, interleaved; no containerd.
+fn runtime_cycle() {
+    let mini = mini_e2e::mini_bin_dir().join("mini");
+    for bin in [mini.as_path(), Path::new(RUNC_BIN)] {
+        if !bin.is_file() {
+            eprintln!(
+                "bench: runtime cycle: {} missing (`make release`, `make deps`)",
+                bin.display()
+            );
+            return;
+        }
+    }
+    let dir = mini_e2e::tmp_dir("rb");
+    let cgroup_parent = mini_e2e::unique_name("mini-bench-rt");
+    let runtimes: Vec<RuntimeBench> = [("mini", mini.as_path()), ("runc", Path::new(RUNC_BIN))]
+        .into_iter()
+        .filter_map(
+            |(name, bin)| match RuntimeBench::new(name, bin, dir.path(), &cgroup_parent) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    eprintln!("bench: runtime cycle: {name}: {e}");
+                    None
+                }
+            },
+        )
+        .collect();
+    if runtimes.len() == 2 {
+        println!(
+            "runtime cycle: {} against {} ({})",
+            mini.display(),
+            RUNC_BIN,
+            first_line(RUNC_BIN, "--version")
+        );
+        // The init is reparented to this process when `create` exits, as to a shim.
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            eprintln!("bench: runtime cycle: PR_SET_CHILD_SUBREAPER: {e}");
+        }
+        let mut times: [[Vec<Duration>; 4]; 2] = Default::default();
+        for i in 0..RUNTIME_WARMUP + RUNTIME_RUNS {
+            for (r, t) in runtimes.iter().zip(times.iter_mut()) {
+                match r.cycle(&format!("c{i}")) {
+                    Ok(steps) if i >= RUNTIME_WARMUP => {
+                        for (k, d) in steps.into_iter().enumerate() {
+                            t[k].push(d);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("bench: runtime cycle: {}: {e}", r.name),
+                }
+            }
+        }
+        let _ = nix::sys::prctl::set_child_subreaper(false);
+        reap_children();
+        let [m, r] = times;
+        report_medians_of(
+            "runtime create + start + wait + delete -f of /bin/true",
+            RUNTIME_RUNS,
+            &m[3],
+            &r[3],
+        );
+        for (k, step) in ["create", "start until the exit", "delete -f"]
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "  {step}: mini {}, runc {}",
+                ms(median(m[k].clone())),
+                ms(median(r[k].clone()))
+            );
+        }
+    }
+    leftovers::remove_namespace_cgroups(&cgroup_parent);
+}
+
+/// The first line `bin arg` prints.
+fn first_line(bin: &str, arg: &str) -> String {
+    std::process::Command::new(bin)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Reaps every exited child (containers' inits reparented to this process).
+fn reap_children() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// One runtime binary with its own `--root`, bundle (busybox, `/bin/true`, cgroup
+/// `/<parent>/<runtime name>`) and log of its stderr.
+struct RuntimeBench {
+    name: &'static str,
+    bin: PathBuf,
+    root: PathBuf,
+    bundle: PathBuf,
+    log: PathBuf,
+}
+
+impl RuntimeBench {
+    fn new(
+        name: &'static str,
+        bin: &Path,
+        dir: &Path,
+        cgroup_parent: &str,
+    ) -> Result<RuntimeBench, String> {
+        let r = RuntimeBench {
+            name,
+            bin: bin.to_path_buf(),
+            root: dir.join(format!("{name}-root")),
+            bundle: dir.join(format!("{name}-bundle")),
+            log: dir.join(format!("{name}.log")),
+        };
+        let rootfs = r.bundle.join("rootfs");
+        let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
+        std::fs::create_dir_all(rootfs.join("bin")).map_err(|e| io("rootfs", e))?;
+        for d in ["proc", "sys", "dev", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).map_err(|e| io(d, e))?;
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .map_err(|e| io("/bin/busybox (busybox-static)", e))?;
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/true"))
+            .map_err(|e| io("bin/true", e))?;
+        // One spec for both: `mini spec`'s default (runc runs it unchanged), running
+        // /bin/true in a cgroup of the bench's own.
+        let bundle = r.bundle.to_string_lossy().into_owned();
+        let mini = mini_e2e::mini_bin_dir().join("mini");
+        let out = std::process::Command::new(&mini)
+            .args(["spec", "--bundle", &bundle])
+            .output()
+            .map_err(|e| io("mini spec", e))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mini spec: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let path = r.bundle.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| io("config.json", e))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("config.json: {e}"))?;
+        spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+        spec["linux"]["cgroupsPath"] = serde_json::json!(format!("/{cgroup_parent}/{name}"));
+        std::fs::write(&path, spec.to_string()).map_err(|e| io("config.json", e))?;
+        Ok(r)
+    }
+
+    /// `<bin> --root <root> args…` with stdin and stdout on /dev/null and stderr appended to
+    /// the log (the container inherits them: a pipe would stay open); an error carries the
+    /// log's tail.
+    fn run(&self, args: &[&str]) -> Result<(), String> {
+        use std::process::Stdio;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let status = std::process::Command::new(&self.bin)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .status()
+            .map_err(|e| format!("{}: {e}", self.bin.display()))?;
+        if status.success() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        Err(format!("{} {args:?}: {status}: {tail:?}", self.name))
+    }
+
+    /// One cycle of container `id`: the times of create, start until the init's exit,
+    /// delete -f, and the whole.
+    fn cycle(&self, id: &str) -> Result<[Duration; 4], String> {
+        let bundle = self.bundle.to_string_lossy();
+        let pid_file = self.bundle.join("pid");
+        let pid_path = pid_file.to_string_lossy();
+        let t0 = Instant::now();
+        let created = self.run(&["create", "--bundle", &bundle, "--pid-file", &pid_path, id]);
+        let t1 = Instant::now();
+        let result = created.and_then(|()| {
+            let pid: i32 = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .ok_or_else(|| format!("{}: no pid in {pid_path}", self.name))?;
+            self.run(&["start", id])?;
+            wait_exit(pid);
+            Ok(())
+        });
+        let t2 = Instant::now();
+        let deleted = self.run(&["delete", "-f", id]);
+        let t3 = Instant::now();
+        let _ = std::fs::remove_file(&pid_file);
+        result.and(deleted)?;
+        Ok([t1 - t0, t2 - t1, t3 - t2, t3 - t0])
+    }
+}
+
+/// Waits for the exit of `pid`, a child of this process (the subreaper); polls if it is not.
+fn wait_exit(pid: i32) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::wait::waitpid(pid, None).is_ok() {
+        return;
+    }
+    mini_e2e::wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    });
 }
