@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use lexopt::prelude::*;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Ps(String, bool, Vec<String>),
     Pause(String),
     Resume(String),
+    /// The id, `--stats` (once), the `--interval`.
+    Events(String, bool, std::time::Duration),
     Features,
     Spec(Option<PathBuf>),
     Version,
@@ -159,6 +162,20 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
                 }
             }
             Command::Ps(id.ok_or("ps: missing container id")?, json, ps_args)
+        }
+        "events" => {
+            let (mut stats, mut interval, mut id) = (false, Duration::from_secs(5), None);
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("stats") => stats = true,
+                    Long("interval") => {
+                        interval = crate::events::parse_duration(&p.value()?.string()?)?;
+                    }
+                    Value(v) if id.is_none() => id = Some(v.string()?),
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::Events(id.ok_or("events: missing container id")?, stats, interval)
         }
         "exec" => exec_opts(&mut p)?,
         "update" => update_opts(&mut p)?,

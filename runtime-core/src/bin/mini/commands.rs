@@ -55,6 +55,9 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
         Command::Ps(id, json, args) => ps(&Root::open(&g.root)?, &id, json, &args).map(|()| 0),
         Command::Pause(id) => pause(&Root::open(&g.root)?, &id, true).map(|()| 0),
         Command::Resume(id) => pause(&Root::open(&g.root)?, &id, false).map(|()| 0),
+        Command::Events(id, stats, interval) => {
+            crate::events::run(&Root::open(&g.root)?, &id, stats, interval).map(|()| 0)
+        }
     }
 }
 
@@ -95,7 +98,6 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         .map_err(|e| e.to_string())?;
     let rootfs = runtime_core::spec::rootfs_path(&spec, &bundle);
 
-    let container = root.create(id)?;
     let mut record = Record {
         id: id.to_string(),
         bundle: bundle.clone(),
@@ -103,6 +105,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         pid: 0,
         start_time: None,
         ready: false,
+        started: false,
         created: rfc3339(SystemTime::now(), true),
         annotations: spec
             .annotations()
@@ -111,9 +114,10 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             .into_iter()
             .collect(),
         cgroup: None,
+        cgroup_pending: Some(cgroup.clone()),
     };
+    let container = root.create(id, &record)?;
     let built = (|| {
-        container.write(&record)?;
         let listener = runtime_core::process::bind_start_socket(&container.start_socket())
             .map_err(|e| e.to_string())?;
         let config = HelperConfig {
@@ -220,7 +224,7 @@ fn load(root: &Root, id: &str, locked: bool) -> Result<(Container, Option<Record
 }
 
 fn start(root: &Root, id: &str) -> Result<()> {
-    let (c, _, status) = load(root, id, true)?;
+    let (c, record, status) = load(root, id, true)?;
     match status {
         Status::Created => {}
         Status::Stopped => return Err("cannot start a container that has stopped".into()),
@@ -229,9 +233,37 @@ fn start(root: &Root, id: &str) -> Result<()> {
         }
         Status::Creating => return Err(format!("cannot start a container in state {status:?}")),
     }
+    let mut record = record.ok_or("container does not exist")?;
     let socket = c.start_socket();
-    let result = runtime_core::process::start_detached(&socket).map_err(|e| e.to_string());
-    let _ = std::fs::remove_file(&socket);
+    let (released, result) = match runtime_core::process::start_detached(&socket) {
+        Ok(()) => (true, Ok(())),
+        // Nobody listens: the init was released by a start that crashed before recording it.
+        Err(runtime_core::Error::Io {
+            op: "connect",
+            source,
+            ..
+        }) if matches!(
+            source.raw_os_error(),
+            Some(libc::ECONNREFUSED | libc::ENOENT)
+        ) && state::init_alive(&record) =>
+        {
+            (
+                true,
+                Err("cannot start an already running container".to_string()),
+            )
+        }
+        // Not reached: the init still waits.
+        Err(e @ runtime_core::Error::Io { op: "connect", .. }) => (false, Err(e.to_string())),
+        // The init got Start and its exec failed.
+        Err(e) => (true, Err(e.to_string())),
+    };
+    if released {
+        // Under the lock, once the init is released (or found released): from now on it is
+        // running, whatever its program shows.
+        record.started = true;
+        c.write(&record)?;
+        let _ = std::fs::remove_file(&socket);
+    }
     result
 }
 
@@ -385,6 +417,17 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
                 log.warn(&format!("remove cgroup: {err}"));
                 clean = false;
             }
+        }
+    }
+    if let Some(pending) = record
+        .filter(|r| r.cgroup.is_none())
+        .and_then(|r| r.cgroup_pending.as_ref())
+    {
+        // Made by a create that ended before recording its init: removed only if empty (its
+        // init, killed with that create, may take a moment to go); what else is in it is
+        // not ours.
+        if let Err(err) = pending.destroy() {
+            log.debug(&format!("leave cgroup of an unfinished create: {err}"));
         }
     }
     if let Err(err) = c.remove() {
@@ -607,8 +650,9 @@ fn update(root: &Root, id: &str, file: Option<&Path>, flags: serde_json::Value) 
 fn list(root: &Root, json: bool, quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
     for id in root.ids()? {
-        if let Ok((_, record, status)) = load(root, &id, false) {
-            rows.push(state_json(&id, record.as_ref(), status));
+        // A directory without a record (an older create that crashed) is no container.
+        if let Ok((_, Some(record), status)) = load(root, &id, false) {
+            rows.push(state_json(&id, Some(&record), status));
         }
     }
     if json {
