@@ -780,3 +780,91 @@ fn events_streams_stats_and_reports_an_oom_kill() {
     assert_eq!(oom.len(), 1, "{events:?}");
     assert_eq!(oom[0], &serde_json::json!({"type": "oom", "id": b.id}));
 }
+
+/// Runs `mini --root R args…` through `sh -c "<shell>; exec mini …"`, so `shell` can open
+/// fds and set the environment the command inherits; stdout and stderr captured.
+fn mini_through_shell(b: &Bundle, shell: &str, args: &[&str]) -> Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{shell}; exec \"$@\""))
+        .arg("sh")
+        .arg(MINI)
+        .arg("--root")
+        .arg(&b.root_dir)
+        .args(args)
+        .current_dir(b.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `--preserve-fds N` on run and exec: the command's fds 3 .. 3+N are the process's, and
+/// nothing above them is open; with `LISTEN_FDS` (and `LISTEN_PID` naming the command) those
+/// fds come first and the process gets `LISTEN_FDS` and `LISTEN_PID=1`, as with runc.
+#[test]
+fn preserved_and_socket_activation_fds_reach_the_process() {
+    let probe = "cat <&3; cat <&4; echo \"env=$LISTEN_FDS/$LISTEN_PID\"; \
+                 for n in 5 6 7 8 9; do [ -e /proc/self/fd/$n ] && echo open=$n; done; true";
+    let b = Bundle::new("fds", Some(&["sh", "-c", probe]));
+    fs::write(b.path().join("one"), "first\n").unwrap();
+    fs::write(b.path().join("two"), "second\n").unwrap();
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two",
+        &["run", "--preserve-fds", "2", &b.id],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=/\n"
+    );
+
+    // systemd's socket activation: one fd by LISTEN_FDS, one more preserved.
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two; export LISTEN_FDS=1 LISTEN_PID=$$",
+        &["run", "--preserve-fds", "1", &b.id],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=1/1\n"
+    );
+    // LISTEN_PID naming another process: not ours, nothing passed (as go-systemd).
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two; export LISTEN_FDS=1 LISTEN_PID=1",
+        &["run", "--preserve-fds", "2", &b.id],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=/\n"
+    );
+
+    // A preserved fd that is not open: refused before anything is made.
+    let out = mini_through_shell(&b, "exec 3<one", &["run", "--preserve-fds", "2", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("preserved-fd 1 (of 2)"));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+
+    // exec: the same for a further process.
+    let c = Bundle::new("fdsexec", Some(&["sleep", "30"]));
+    fs::write(c.path().join("one"), "exec-first\n").unwrap();
+    c.create();
+    c.ok(&["start", &c.id]);
+    let out = mini_through_shell(
+        &c,
+        "exec 3<one",
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            &c.id,
+            "sh",
+            "-c",
+            "cat <&3; [ -e /proc/self/fd/4 ] || echo only-3",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-first\nonly-3\n");
+}

@@ -152,6 +152,7 @@ impl Container {
             // Resolved once, here: the helper needs the same directories we remove later.
             cgroup: Some(cgroup.clone()),
             no_new_keyring: params.no_new_keyring,
+            pass_fds: 0,
         };
         let created = InitProcess::create(config, params.stdio, opened, launcher, &monitor).await;
         let (init, exit) = match created {

@@ -32,6 +32,10 @@ pub struct HelperConfig {
     /// `--no-new-keyring`).
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// How many fds the caller passes to the process as fds 3, 4, … (runc's
+    /// `--preserve-fds`, `LISTEN_FDS`): see `passed_fds`.
+    #[serde(default)]
+    pub pass_fds: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +56,9 @@ pub enum Message {
     /// caller → init: exec the user's process. caller → an exec's helper: start the
     /// process, with its stdin, stdout and stderr attached (SCM_RIGHTS, in that order).
     Start,
+    /// caller → init or exec process: fds to pass to the process (SCM_RIGHTS, at most
+    /// [`MAX_FDS`]), read once every spec path is resolved.
+    Fds,
     /// helper or init → caller: setup failed; the message names the step.
     Error { message: String },
 }

@@ -211,6 +211,13 @@ pub struct PendingInit {
 }
 
 impl PendingInit {
+    /// Queues the fds the process gets as 3, 4, … (as many as the config's `pass_fds`);
+    /// call right after spawning. The init takes them once built, not while it resolves
+    /// the spec's paths.
+    pub fn pass_fds(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        super::passed_fds::send(&mut self.channel, fds)
+    }
+
     /// The setup helper's pid (a child of the caller, which must reap it).
     pub fn helper_pid(&self) -> i32 {
         self.helper_pid
@@ -311,6 +318,12 @@ pub struct PendingExec {
 }
 
 impl PendingExec {
+    /// Queues the fds the process gets as 3, 4, … (as many as the config's `pass_fds`);
+    /// call right after starting. The process takes them once its paths are resolved.
+    pub fn pass_fds(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        super::passed_fds::send(&mut self.channel, fds)
+    }
+
     /// The setup helper's pid (a child of the caller, which must reap it).
     pub fn helper_pid(&self) -> i32 {
         self.helper_pid

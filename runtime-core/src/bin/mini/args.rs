@@ -39,6 +39,7 @@ pub struct ExecOpts {
     pub cwd: Option<String>,
     pub env: Vec<String>,
     pub user: Option<String>,
+    pub preserve_fds: u32,
 }
 
 #[derive(Debug)]
@@ -211,6 +212,7 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("cwd") => o.cwd = Some(p.value()?.string()?),
             Long("env") | Short('e') => o.env.push(p.value()?.string()?),
             Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
+            Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {
                 // The rest is the program and its arguments, flags included.

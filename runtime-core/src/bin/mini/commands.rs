@@ -68,9 +68,6 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
     if o.no_pivot {
         return Err("--no-pivot is not supported by mini (pivot_root is always used)".into());
     }
-    if o.preserve_fds > 0 {
-        return Err("--preserve-fds is not supported by mini yet".into());
-    }
     let bundle = match &o.bundle {
         Some(b) => b.clone(),
         None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
@@ -78,7 +75,19 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
     let bundle = bundle
         .canonicalize()
         .map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
-    let spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
+    let mut spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
+    let listen = listen_fds();
+    let passed = passed_fds(listen + o.preserve_fds as usize)?;
+    if listen > 0
+        && let Some(process) = spec.process_mut()
+    {
+        // As runc: the socket-activation fds come first, and the process learns of them
+        // as its own (it is pid 1 of its namespace).
+        let mut env = process.env().clone().unwrap_or_default();
+        env.push(format!("LISTEN_FDS={listen}"));
+        env.push("LISTEN_PID=1".into());
+        process.set_env(Some(env));
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     match (terminal, &o.console_socket) {
         (true, None) => {
@@ -127,11 +136,13 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             spec,
             cgroup: Some(cgroup.clone()),
             no_new_keyring: o.no_new_keyring,
+            pass_fds: passed.len(),
         };
         let launcher = Launcher::new().map_err(|e| e.to_string())?;
         let mut pending = launcher
             .spawn_detached(config, our_stdio()?, listener.as_fd())
             .map_err(|e| e.to_string())?;
+        pending.pass_fds(&passed).map_err(|e| e.to_string())?;
         let helper = Pid::from_raw(pending.helper_pid());
         let pid = pending.wait_pid();
         let _ = waitpid(helper, None);
@@ -178,6 +189,42 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             Err(err)
         }
     }
+}
+
+/// How many socket-activation fds systemd passed us, as go-systemd's `activation.Files`
+/// (which runc uses) counts them: `LISTEN_FDS`, when `LISTEN_PID` is our pid.
+fn listen_fds() -> usize {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Our fds 3 .. 3 + `count`, which the container's process gets as the same numbers
+/// (`LISTEN_FDS` ones first, then `--preserve-fds`); each must be open.
+fn passed_fds(count: usize) -> Result<Vec<std::os::fd::BorrowedFd<'static>>> {
+    (0..count)
+        .map(|n| {
+            let fd = 3 + n as i32;
+            // SAFETY: F_GETFD only reads the flags of an fd number.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(format!(
+                    "unable to stat preserved-fd {n} (of {count}): fd {fd}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: the fd is open (checked) and this process never closes fds it did not
+            // open, so it stays open for the whole command.
+            Ok(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+        })
+        .collect()
 }
 
 /// Hands the master of the container's pty to whoever listens on `socket` (podman's conmon,
@@ -530,6 +577,7 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         None => exec_process_json(&spec, o)?,
     };
     let spec = runtime_core::process::exec_spec(&spec, &json).map_err(|e| e.to_string())?;
+    let passed = passed_fds(o.preserve_fds as usize)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && o.console_socket.is_none() {
         return Err(
@@ -554,11 +602,13 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         spec,
         cgroup,
         no_new_keyring: false,
+        pass_fds: passed.len(),
     };
     let launcher = Launcher::new().map_err(|e| e.to_string())?;
     let mut pending = launcher
         .spawn_exec(config, our_stdio()?, pidfd.as_fd())
         .map_err(|e| e.to_string())?;
+    pending.pass_fds(&passed).map_err(|e| e.to_string())?;
     let helper = Pid::from_raw(pending.helper_pid());
     let pid = pending.wait_pid();
     let _ = waitpid(helper, None);
