@@ -100,6 +100,21 @@ impl Bundle {
         assert!(status.success(), "mini create failed: {status}");
     }
 
+    /// `mini create --console-socket`: the pty master it sent.
+    fn create_with_console(&self) -> std::os::fd::OwnedFd {
+        let socket = self.path().join("console.sock");
+        let receiver = receive_console(&socket);
+        self.ok(&[
+            "create",
+            "--console-socket",
+            socket.to_str().unwrap(),
+            &self.id,
+        ]);
+        // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
+        drop(std::os::unix::net::UnixStream::connect(&socket));
+        receiver.join().expect("create sent the pty master")
+    }
+
     /// Runs a command that leaves a process of the container running, with every stdio on
     /// /dev/null: a pipe would stay open as long as that process runs.
     fn detached(&self, args: &[&str]) -> std::process::ExitStatus {
@@ -381,8 +396,6 @@ fn features_is_the_runtime_spec_document() {
 
 #[test]
 fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
     let b = Bundle::new("tty", Some(&["sh", "-c", "tty; echo on-the-pty"]));
     let path = b.path().join("config.json");
     let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
@@ -395,47 +408,9 @@ fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("console socket"));
     assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
 
-    let socket = b.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let receiver = std::thread::spawn(move || {
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-        use std::os::fd::AsRawFd;
-        let (stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([i32; 1]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("an fd with the message");
-        // SAFETY: the kernel just installed this fd for us.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
-    b.ok(&[
-        "create",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        &b.id,
-    ]);
-    // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
-    drop(std::os::unix::net::UnixStream::connect(&socket));
-    let master = receiver.join().expect("create sent the pty master");
+    let master = b.create_with_console();
     b.ok(&["start", &b.id]);
-    let mut output = Vec::new();
-    // A pty master reads EIO once the last slave fd is closed.
-    let _ = fs::File::from(master).read_to_end(&mut output);
-    let output = String::from_utf8_lossy(&output);
+    let output = read_console(master);
     assert!(output.contains("/dev/pts/0"), "output: {output}");
     assert!(output.contains("on-the-pty"), "output: {output}");
 }
@@ -867,4 +842,89 @@ fn preserved_and_socket_activation_fds_reach_the_process() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-first\nonly-3\n");
+}
+
+/// Listens on `socket` for the one message carrying a pty master that `--console-socket`
+/// gets (as podman's conmon and containerd's shim do); the master, from a thread.
+fn receive_console(socket: &Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([i32; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd with the message");
+        // SAFETY: the kernel just installed this fd for us.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    })
+}
+
+/// Everything a pty master gives until its last slave closes.
+fn read_console(master: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
+    let mut output = Vec::new();
+    // A pty master reads EIO once the last slave fd is closed.
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+/// `process.consoleSize` is the pty's window size from the start (TIOCSWINSZ before the
+/// process runs), for the container's process and for an exec's.
+#[test]
+fn console_size_is_the_ptys_window_size() {
+    let b = Bundle::new("winsize", Some(&["sh", "-c", "stty size; sleep 30"]));
+    std::os::unix::fs::symlink("busybox", b.path().join("rootfs/bin/stty")).unwrap();
+    b.edit_spec(|spec| {
+        spec["process"]["terminal"] = serde_json::json!(true);
+        spec["process"]["consoleSize"] = serde_json::json!({"height": 37, "width": 111});
+    });
+    let master = b.create_with_console();
+    b.ok(&["start", &b.id]);
+    // The first line is enough: the container sleeps on.
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(fs::File::from(master));
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert_eq!(line.trim(), "37 111");
+
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::json!({"args": ["stty", "size"], "cwd": "/", "env": ["PATH=/bin"],
+                           "terminal": true, "consoleSize": {"height": 25, "width": 90},
+                           "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let exec_socket = b.path().join("exec-console.sock");
+    let receiver = receive_console(&exec_socket);
+    // The process's stdio is the pty: the command's own pipes end with the command.
+    // The process's stdio is the pty: the command's own pipes end with the command.
+    let out = b.mini(&[
+        "exec",
+        "--console-socket",
+        exec_socket.to_str().unwrap(),
+        "--process",
+        process.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let master = receiver.join().expect("exec sent the pty master");
+    assert_eq!(read_console(master).trim(), "25 90");
 }
