@@ -442,6 +442,19 @@ fn state_left_by_a_crashed_command_is_understood() {
     assert_eq!(b.state()["pid"], 0);
     b.ok(&["delete", &b.id]);
     assert!(!dir.exists());
+
+    // A directory without a record is no container to state or list; an unreadable record
+    // still goes with delete --force.
+    fs::create_dir(&dir).unwrap();
+    assert_eq!(b.mini(&["state", &b.id]).status.code(), Some(1));
+    assert_eq!(b.ok(&["list", "--format", "json"]).trim(), "[]");
+    b.ok(&["delete", "--force", &b.id]);
+    assert!(!dir.exists());
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("state.json"), "{\"id\": ").unwrap();
+    assert_eq!(b.mini(&["delete", &b.id]).status.code(), Some(1));
+    b.ok(&["delete", "--force", &b.id]);
+    assert!(!dir.exists());
 }
 
 #[test]
@@ -654,7 +667,11 @@ fn a_create_killed_at_any_point_leaves_state_that_list_and_delete_understand() {
         while !processes_naming(&b.id).is_empty() {
             assert!(
                 Instant::now() < deadline,
-                "after {delay_ms} ms: a process is left"
+                "after {delay_ms} ms: a process is left: {:?}",
+                processes_naming(&b.id)
+                    .iter()
+                    .map(|p| fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default())
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -56,6 +56,9 @@ pub enum Message {
     /// caller → init: exec the user's process. caller → an exec's helper: start the
     /// process, with its stdin, stdout and stderr attached (SCM_RIGHTS, in that order).
     Start,
+    /// caller → detached init, after `Ready`: it is recorded, it may outlive the caller.
+    /// init → caller: done (it no longer dies with the caller).
+    Detach,
     /// caller → init or exec process: fds to pass to the process (SCM_RIGHTS, at most
     /// [`MAX_FDS`]), read once every spec path is resolved.
     Fds,

@@ -62,6 +62,18 @@ pub(super) fn wait_for_starter(channel: &mut Channel) -> Result<bool> {
     }
 }
 
+/// In a detached init, after `Ready` (and the passed fds): waits until the caller has
+/// recorded it ([`super::CreatedInit::detach`]); an error if the caller went away first (the
+/// init then ends, as nobody could find it).
+pub(super) fn wait_for_detach(channel: &mut Channel) -> Result<()> {
+    match channel.recv()? {
+        Some(Message::Detach) => Ok(()),
+        other => Err(Error::Setup(format!(
+            "the caller went away before recording the container ({other:?})"
+        ))),
+    }
+}
+
 /// Binds the listening socket at `path` for [`super::Launcher::spawn_detached`]
 /// (close-on-exec in the caller; the launcher places a copy in the helper).
 pub fn bind_start_socket(path: &Path) -> Result<UnixListener> {

@@ -151,13 +151,23 @@ fn setup_and_exec(
 
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
-    set_parent_death_signal(0)?;
+    // A detached init outlives its caller only once the caller has recorded it (below).
+    let detached = super::detached::start_listener().is_some();
+    if !detached {
+        set_parent_death_signal(0)?;
+    }
     match console {
         Some(master) => channel.send_with_fd(&Message::Ready, master.as_raw_fd())?,
         None => channel.send(&Message::Ready)?,
     }
     // Every spec path is resolved: now the fds the caller passes may be held.
     let passed = super::passed_fds::receive(channel, config.pass_fds)?;
+    if detached {
+        super::detached::wait_for_detach(channel)?;
+        set_parent_death_signal(0)?;
+        // The caller waits for this before it may exit.
+        channel.send(&Message::Detach)?;
+    }
     // A detached init takes its Start from a starter's connection instead (`detached`).
     if !super::detached::wait_for_starter(channel)? {
         match channel.recv()? {

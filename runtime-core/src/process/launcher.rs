@@ -269,6 +269,20 @@ impl CreatedInit {
         self.console.take()
     }
 
+    /// For an init of [`Launcher::spawn_detached`]: the caller has recorded it (its pid,
+    /// ready), so it may outlive the caller now. Until then it still dies with the caller,
+    /// which would otherwise leave an init nobody knows of.
+    pub fn detach(mut self) -> Result<()> {
+        self.channel.send(&Message::Detach)?;
+        match self.channel.recv()? {
+            Some(Message::Detach) => Ok(()),
+            Some(Message::Error { message }) => Err(Error::Setup(message)),
+            other => Err(Error::Setup(format!(
+                "container init sent {other:?} instead of detaching"
+            ))),
+        }
+    }
+
     /// Lets the init exec the user's process. Ok once the exec happened (the channel closes
     /// on exec) or the init died (its exit is reported through the caller's reaper).
     pub fn start(mut self) -> Result<()> {

@@ -160,7 +160,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         record.start_time = state::start_time(pid);
         record.cgroup = Some(cgroup.clone());
         container.write(&record)?;
-        match pending.wait_ready() {
+        let created = match pending.wait_ready() {
             Ok(mut created) => {
                 if let Some(socket) = &o.console_socket {
                     let master = created
@@ -168,15 +168,18 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
                         .ok_or("the container init sent no terminal")?;
                     send_console(socket, master)?;
                 }
+                created
             }
             Err(err) => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 let _ = waitpid(Pid::from_raw(pid), None);
                 return Err(err.to_string());
             }
-        }
+        };
         record.ready = true;
         container.write(&record)?;
+        // Recorded: from now on the init may outlive this command.
+        created.detach().map_err(|e| e.to_string())?;
         if let Some(pid_file) = &o.pid_file {
             state::write_atomic(pid_file, pid.to_string().as_bytes())?;
         }
@@ -337,7 +340,9 @@ fn state_json(id: &str, record: Option<&Record>, status: Status) -> serde_json::
 
 fn state(root: &Root, id: &str) -> Result<()> {
     let (_, record, status) = load(root, id, false)?;
-    let doc = state_json(id, record.as_ref(), status);
+    // A directory without a record (an older create that crashed) is no container.
+    let record = record.ok_or("container does not exist")?;
+    let doc = state_json(id, Some(&record), status);
     println!(
         "{}",
         serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
@@ -421,11 +426,21 @@ fn signal_init(record: &Record, sig: i32) -> Result<()> {
 }
 
 fn delete(root: &Root, id: &str, force: bool, log: &Logger) -> Result<()> {
-    let (c, record, status) = match load(root, id, true) {
-        Ok(x) => x,
+    let c = match root.lock(id) {
+        Ok(c) => c,
         Err(e) if force && e == "container does not exist" => return Ok(()),
         Err(e) => return Err(e),
     };
+    let record = match c.record() {
+        Ok(record) => record,
+        // Not written by us (we write it atomically): with --force the directory goes.
+        Err(e) if force => {
+            log.warn(&format!("delete {id}: unreadable state: {e}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let status = c.status(record.as_ref());
     match status {
         // runc deletes a created container too: it never ran.
         Status::Stopped | Status::Created => {}
