@@ -16,6 +16,8 @@ const MINI: &str = env!("CARGO_BIN_EXE_mini");
 struct Bundle {
     dir: tempfile::TempDir,
     root: tempfile::TempDir,
+    /// The `--root` given to mini: `root` or a directory under it.
+    root_dir: PathBuf,
     id: String,
 }
 
@@ -44,6 +46,7 @@ impl Bundle {
         }
         let b = Bundle {
             dir,
+            root_dir: root.path().to_path_buf(),
             root,
             id: format!("cli-{name}-{}", std::process::id()),
         };
@@ -63,9 +66,18 @@ impl Bundle {
         self.dir.path()
     }
 
+    /// Changes `process.args` and whatever else `edit` does to the spec.
+    fn edit_spec(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.path().join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        edit(&mut spec);
+        fs::write(&path, spec.to_string()).unwrap();
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(MINI);
-        cmd.arg("--root").arg(self.root.path()).args(args);
+        cmd.arg("--root").arg(&self.root_dir).args(args);
         cmd.current_dir(self.path());
         cmd
     }
@@ -86,6 +98,21 @@ impl Bundle {
         let bundle = self.path().to_str().unwrap();
         let status = self.detached(&["create", "--bundle", bundle, &self.id]);
         assert!(status.success(), "mini create failed: {status}");
+    }
+
+    /// `mini create --console-socket`: the pty master it sent.
+    fn create_with_console(&self) -> std::os::fd::OwnedFd {
+        let socket = self.path().join("console.sock");
+        let receiver = receive_console(&socket);
+        self.ok(&[
+            "create",
+            "--console-socket",
+            socket.to_str().unwrap(),
+            &self.id,
+        ]);
+        // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
+        drop(std::os::unix::net::UnixStream::connect(&socket));
+        receiver.join().expect("create sent the pty master")
     }
 
     /// Runs a command that leaves a process of the container running, with every stdio on
@@ -142,7 +169,7 @@ impl Bundle {
         cgroup
             .dirs()
             .map(|d| d.dir.clone())
-            .chain([self.root.path().join(&self.id)])
+            .chain([self.root_dir.join(&self.id)])
             .filter(|p| p.exists())
             .collect()
     }
@@ -369,8 +396,6 @@ fn features_is_the_runtime_spec_document() {
 
 #[test]
 fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
-    use std::io::Read;
-    use std::os::fd::{FromRawFd, OwnedFd};
     let b = Bundle::new("tty", Some(&["sh", "-c", "tty; echo on-the-pty"]));
     let path = b.path().join("config.json");
     let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
@@ -383,47 +408,9 @@ fn a_terminal_containers_pty_master_goes_to_the_console_socket() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("console socket"));
     assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
 
-    let socket = b.path().join("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let receiver = std::thread::spawn(move || {
-        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-        use std::os::fd::AsRawFd;
-        let (stream, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([i32; 1]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::empty(),
-        )
-        .unwrap();
-        let fd = msg
-            .cmsgs()
-            .unwrap()
-            .find_map(|c| match c {
-                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            })
-            .expect("an fd with the message");
-        // SAFETY: the kernel just installed this fd for us.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
-    b.ok(&[
-        "create",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        &b.id,
-    ]);
-    // Unblocks the receiver if create sent nothing (it then finds no fd and fails).
-    drop(std::os::unix::net::UnixStream::connect(&socket));
-    let master = receiver.join().expect("create sent the pty master");
+    let master = b.create_with_console();
     b.ok(&["start", &b.id]);
-    let mut output = Vec::new();
-    // A pty master reads EIO once the last slave fd is closed.
-    let _ = fs::File::from(master).read_to_end(&mut output);
-    let output = String::from_utf8_lossy(&output);
+    let output = read_console(master);
     assert!(output.contains("/dev/pts/0"), "output: {output}");
     assert!(output.contains("on-the-pty"), "output: {output}");
 }
@@ -454,6 +441,19 @@ fn state_left_by_a_crashed_command_is_understood() {
     assert_eq!(b.status(), "stopped");
     assert_eq!(b.state()["pid"], 0);
     b.ok(&["delete", &b.id]);
+    assert!(!dir.exists());
+
+    // A directory without a record is no container to state or list; an unreadable record
+    // still goes with delete --force.
+    fs::create_dir(&dir).unwrap();
+    assert_eq!(b.mini(&["state", &b.id]).status.code(), Some(1));
+    assert_eq!(b.ok(&["list", "--format", "json"]).trim(), "[]");
+    b.ok(&["delete", "--force", &b.id]);
+    assert!(!dir.exists());
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("state.json"), "{\"id\": ").unwrap();
+    assert_eq!(b.mini(&["delete", &b.id]).status.code(), Some(1));
+    b.ok(&["delete", "--force", &b.id]);
     assert!(!dir.exists());
 }
 
@@ -559,4 +559,389 @@ fn update_changes_the_limits_of_a_running_container() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pids.limit"));
     assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+}
+
+/// The container's program cannot make a running container look created: its argv looks
+/// like the setup helper's (`sh __mini_init`, a script of that name), yet after `start` the
+/// status is `running`, and `exec` works.
+#[test]
+fn the_containers_argv_does_not_decide_its_status() {
+    let b = Bundle::new("forge", Some(&["sh", "__mini_init"]));
+    fs::write(b.path().join("rootfs/__mini_init"), "sleep 30\n").unwrap();
+    b.create();
+    assert_eq!(b.status(), "created");
+    b.ok(&["start", &b.id]);
+    let pid = b.state()["pid"].as_i64().unwrap();
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, b"sh\0__mini_init\0");
+    assert_eq!(b.status(), "running");
+    let out = b.mini(&["exec", &b.id, "echo"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// containerd's runc root with long namespaces and ids: the start socket's path passes the
+/// 107 bytes a socket address holds; create, start, state, kill and delete still work.
+#[test]
+fn a_long_root_and_id_still_start() {
+    let mut b = Bundle::new("longroot", Some(&["sleep", "30"]));
+    b.root_dir = b.root.path().join("n".repeat(64));
+    b.id = format!("{}-{}", "i".repeat(56), std::process::id());
+    let socket = b.root_dir.join(&b.id).join("start.sock");
+    assert!(socket.as_os_str().len() > 107, "{}", socket.display());
+    b.create();
+    assert_eq!(b.status(), "created");
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.status(), "running");
+    b.ok(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    b.ok(&["delete", &b.id]);
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+/// Concurrent creates of one id: exactly one succeeds, and its container is whole.
+#[test]
+fn concurrent_creates_of_one_id_leave_one_container() {
+    let b = Bundle::new("race", Some(&["sleep", "30"]));
+    let bundle = b.path().to_str().unwrap().to_string();
+    // Each one's stderr is a file: the winner's container keeps it (a pipe would never
+    // end).
+    let children: Vec<_> = (0..4)
+        .map(|n| {
+            let log = b.path().join(format!("create-{n}.err"));
+            let child = b
+                .command(&["create", "--bundle", &bundle, &b.id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            (child, log)
+        })
+        .collect();
+    let outs: Vec<(bool, String)> = children
+        .into_iter()
+        .map(|(mut c, log)| {
+            let ok = c.wait().unwrap().success();
+            (ok, fs::read_to_string(log).unwrap())
+        })
+        .collect();
+    let won = outs.iter().filter(|(ok, _)| *ok).count();
+    assert_eq!(won, 1, "{outs:?}");
+    for (_, stderr) in outs.iter().filter(|(ok, _)| !ok) {
+        assert!(stderr.contains("container with id exists"), "{stderr}");
+    }
+    assert_eq!(b.status(), "created");
+    let pid = b.state()["pid"].as_i64().unwrap() as i32;
+    assert_eq!(processes_naming(&b.id), vec![pid]);
+    b.ok(&["delete", "--force", &b.id]);
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}
+
+/// A `create` killed at any point: `list --format json` stays parseable with a real
+/// creation time for every row, and `delete --force` removes whatever is left (process,
+/// cgroup, state).
+#[test]
+fn a_create_killed_at_any_point_leaves_state_that_list_and_delete_understand() {
+    let b = Bundle::new("killed", Some(&["sleep", "30"]));
+    let bundle = b.path().to_str().unwrap().to_string();
+    for delay_ms in (0..120).step_by(8) {
+        let mut child = b
+            .command(&["create", "--bundle", &bundle, &b.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = b.ok(&["list", "--format", "json"]);
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        for row in &rows {
+            let created = row["created"].as_str().unwrap();
+            assert!(created.len() > 20 && created.ends_with('Z'), "{row}");
+        }
+        b.ok(&["delete", "--force", &b.id]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_naming(&b.id).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "after {delay_ms} ms: a process is left: {:?}",
+                processes_naming(&b.id)
+                    .iter()
+                    .map(|p| fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default())
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(b.leftovers(), Vec::<PathBuf>::new(), "after {delay_ms} ms");
+        // Nothing but (maybe) swept temporaries: a new create of the id works.
+    }
+    b.create();
+    assert_eq!(b.status(), "created");
+}
+
+/// `--pid-file` is written through a new temporary file: a symlink planted at the name an
+/// earlier version used is not followed.
+#[test]
+fn the_pid_file_is_not_written_through_a_planted_symlink() {
+    let b = Bundle::new("pidfile", Some(&["sleep", "30"]));
+    let victim = b.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let pid_file = b.path().join("init.pid");
+    for name in ["init.tmp", "init.pid.tmp"] {
+        std::os::unix::fs::symlink(&victim, b.path().join(name)).unwrap();
+    }
+    let status = b.detached(&["create", "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    assert!(status.success());
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    let pid: i64 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(b.state()["pid"].as_i64().unwrap(), pid);
+}
+
+/// `events --stats`: one line, runc's `{"type":"stats","id":…,"data":{…}}` with its field
+/// names, from the container's cgroup.
+#[test]
+fn events_stats_prints_one_runc_stats_event() {
+    let b = Bundle::new("stats", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let out = b.ok(&["events", "--stats", &b.id]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let event: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], b.id.as_str());
+    let data = &event["data"];
+    assert_eq!(data["pids"]["current"], 1, "{data}");
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64().unwrap() > 0,
+        "{data}"
+    );
+    assert!(
+        data["memory"]["usage"]["limit"].as_u64().is_some(),
+        "{data}"
+    );
+    assert!(data["cpu"]["usage"]["kernel"].as_u64().is_some(), "{data}");
+    assert!(data["memory"]["raw"].is_object(), "{data}");
+    // A stopped container has no events.
+    b.ok(&["kill", &b.id, "KILL"]);
+    b.wait_status("stopped");
+    let out = b.mini(&["events", "--stats", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"));
+}
+
+/// The stream: a stats event every `--interval`, an `oom` event when the kernel's OOM
+/// killer kills a process of the container, and the end when the container stops.
+#[test]
+fn events_streams_stats_and_reports_an_oom_kill() {
+    let b = Bundle::new(
+        "oom",
+        Some(&[
+            "sh",
+            "-c",
+            "sleep 1; sh -c 'x=$(head -c 200000000 /dev/zero | tr \"\\0\" a)'; sleep 1",
+        ]),
+    );
+    for tool in ["head", "tr"] {
+        std::os::unix::fs::symlink("busybox", b.path().join("rootfs/bin").join(tool)).unwrap();
+    }
+    let limit = 32 << 20;
+    b.edit_spec(|spec| {
+        spec["linux"]["resources"]["memory"] = serde_json::json!({"limit": limit, "swap": limit});
+    });
+    b.create();
+    b.ok(&["start", &b.id]);
+    let child = b
+        .command(&["events", "--interval", "200ms", &b.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let stats = events.iter().filter(|e| e["type"] == "stats").count();
+    assert!(stats >= 5, "{events:?}");
+    let oom: Vec<_> = events.iter().filter(|e| e["type"] == "oom").collect();
+    assert_eq!(oom.len(), 1, "{events:?}");
+    assert_eq!(oom[0], &serde_json::json!({"type": "oom", "id": b.id}));
+}
+
+/// Runs `mini --root R args…` through `sh -c "<shell>; exec mini …"`, so `shell` can open
+/// fds and set the environment the command inherits; stdout and stderr captured.
+fn mini_through_shell(b: &Bundle, shell: &str, args: &[&str]) -> Output {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{shell}; exec \"$@\""))
+        .arg("sh")
+        .arg(MINI)
+        .arg("--root")
+        .arg(&b.root_dir)
+        .args(args)
+        .current_dir(b.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `--preserve-fds N` on run and exec: the command's fds 3 .. 3+N are the process's, and
+/// nothing above them is open; with `LISTEN_FDS` (and `LISTEN_PID` naming the command) those
+/// fds come first and the process gets `LISTEN_FDS` and `LISTEN_PID=1`, as with runc.
+#[test]
+fn preserved_and_socket_activation_fds_reach_the_process() {
+    let probe = "cat <&3; cat <&4; echo \"env=$LISTEN_FDS/$LISTEN_PID\"; \
+                 for n in 5 6 7 8 9; do [ -e /proc/self/fd/$n ] && echo open=$n; done; true";
+    let b = Bundle::new("fds", Some(&["sh", "-c", probe]));
+    fs::write(b.path().join("one"), "first\n").unwrap();
+    fs::write(b.path().join("two"), "second\n").unwrap();
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two",
+        &["run", "--preserve-fds", "2", &b.id],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=/\n"
+    );
+
+    // systemd's socket activation: one fd by LISTEN_FDS, one more preserved.
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two; export LISTEN_FDS=1 LISTEN_PID=$$",
+        &["run", "--preserve-fds", "1", &b.id],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=1/1\n"
+    );
+    // LISTEN_PID naming another process: not ours, nothing passed (as go-systemd).
+    let out = mini_through_shell(
+        &b,
+        "exec 3<one 4<two; export LISTEN_FDS=1 LISTEN_PID=1",
+        &["run", "--preserve-fds", "2", &b.id],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\nsecond\nenv=/\n"
+    );
+
+    // A preserved fd that is not open: refused before anything is made.
+    let out = mini_through_shell(&b, "exec 3<one", &["run", "--preserve-fds", "2", &b.id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("preserved-fd 1 (of 2)"));
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+
+    // exec: the same for a further process.
+    let c = Bundle::new("fdsexec", Some(&["sleep", "30"]));
+    fs::write(c.path().join("one"), "exec-first\n").unwrap();
+    c.create();
+    c.ok(&["start", &c.id]);
+    let out = mini_through_shell(
+        &c,
+        "exec 3<one",
+        &[
+            "exec",
+            "--preserve-fds",
+            "1",
+            &c.id,
+            "sh",
+            "-c",
+            "cat <&3; [ -e /proc/self/fd/4 ] || echo only-3",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-first\nonly-3\n");
+}
+
+/// Listens on `socket` for the one message carrying a pty master that `--console-socket`
+/// gets (as podman's conmon and containerd's shim do); the master, from a thread.
+fn receive_console(socket: &Path) -> std::thread::JoinHandle<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let (stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([i32; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("an fd with the message");
+        // SAFETY: the kernel just installed this fd for us.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    })
+}
+
+/// Everything a pty master gives until its last slave closes.
+fn read_console(master: std::os::fd::OwnedFd) -> String {
+    use std::io::Read;
+    let mut output = Vec::new();
+    // A pty master reads EIO once the last slave fd is closed.
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+/// `process.consoleSize` is the pty's window size from the start (TIOCSWINSZ before the
+/// process runs), for the container's process and for an exec's.
+#[test]
+fn console_size_is_the_ptys_window_size() {
+    let b = Bundle::new("winsize", Some(&["sh", "-c", "stty size; sleep 30"]));
+    std::os::unix::fs::symlink("busybox", b.path().join("rootfs/bin/stty")).unwrap();
+    b.edit_spec(|spec| {
+        spec["process"]["terminal"] = serde_json::json!(true);
+        spec["process"]["consoleSize"] = serde_json::json!({"height": 37, "width": 111});
+    });
+    let master = b.create_with_console();
+    b.ok(&["start", &b.id]);
+    // The first line is enough: the container sleeps on.
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(fs::File::from(master));
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert_eq!(line.trim(), "37 111");
+
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        serde_json::json!({"args": ["stty", "size"], "cwd": "/", "env": ["PATH=/bin"],
+                           "terminal": true, "consoleSize": {"height": 25, "width": 90},
+                           "user": {"uid": 0, "gid": 0}})
+        .to_string(),
+    )
+    .unwrap();
+    let exec_socket = b.path().join("exec-console.sock");
+    let receiver = receive_console(&exec_socket);
+    // The process's stdio is the pty: the command's own pipes end with the command.
+    // The process's stdio is the pty: the command's own pipes end with the command.
+    let out = b.mini(&[
+        "exec",
+        "--console-socket",
+        exec_socket.to_str().unwrap(),
+        "--process",
+        process.to_str().unwrap(),
+        &b.id,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let master = receiver.join().expect("exec sent the pty master");
+    assert_eq!(read_console(master).trim(), "25 90");
 }

@@ -79,6 +79,7 @@ impl Bundle {
             cgroup: None,
             no_new_keyring: false,
             no_pivot: false,
+            pass_fds: 0,
         };
         let stdio = InitStdio {
             stdin: null(),
@@ -626,6 +627,7 @@ fn run_exec(
         spec: exec_spec(spec, process.to_string().as_bytes()).unwrap(),
         cgroup,
         no_new_keyring: false,
+        pass_fds: 0,
     };
     let (read, write) = nix::unistd::pipe().unwrap();
     // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.

@@ -158,6 +158,7 @@ impl Container {
             no_new_keyring: params.no_new_keyring,
             // The shim always uses pivot_root.
             no_pivot: false,
+            pass_fds: 0,
         };
         let created =
             InitProcess::create(config, params.stdio, opened, launcher.clone(), &monitor).await;

@@ -35,6 +35,10 @@ pub struct HelperConfig {
     /// Change the root with MS_MOVE and chroot instead of pivot_root (runc's `--no-pivot`).
     #[serde(default)]
     pub no_pivot: bool,
+    /// How many fds the caller passes to the process as fds 3, 4, … (runc's
+    /// `--preserve-fds`, `LISTEN_FDS`): see `passed_fds`.
+    #[serde(default)]
+    pub pass_fds: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -68,6 +72,12 @@ pub enum Message {
     /// caller → init: the runtime's hooks succeeded; the container's state for the init's
     /// own hooks (`createContainer`, `startContainer`).
     HooksDone { state: oci_spec::runtime::State },
+    /// caller → detached init, after `Ready`: it is recorded, it may outlive the caller.
+    /// init → caller: done (it no longer dies with the caller).
+    Detach,
+    /// caller → init or exec process: fds to pass to the process (SCM_RIGHTS, at most
+    /// [`MAX_FDS`]), read once every spec path is resolved.
+    Fds,
     /// helper or init → caller: setup failed; the message names the step.
     Error { message: String },
 }

@@ -12,9 +12,11 @@
 //! fails), so holding it keeps the rule that the init has no fd leading outside the
 //! container while it resolves spec paths.
 
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use super::channel::{Channel, Message};
@@ -60,16 +62,31 @@ pub(super) fn wait_for_starter(channel: &mut Channel) -> Result<bool> {
     }
 }
 
+/// In a detached init, after `Ready` (and the passed fds): waits until the caller has
+/// recorded it ([`super::CreatedInit::detach`]); an error if the caller went away first (the
+/// init then ends, as nobody could find it).
+pub(super) fn wait_for_detach(channel: &mut Channel) -> Result<()> {
+    match channel.recv()? {
+        Some(Message::Detach) => Ok(()),
+        other => Err(Error::Setup(format!(
+            "the caller went away before recording the container ({other:?})"
+        ))),
+    }
+}
+
 /// Binds the listening socket at `path` for [`super::Launcher::spawn_detached`]
 /// (close-on-exec in the caller; the launcher places a copy in the helper).
 pub fn bind_start_socket(path: &Path) -> Result<UnixListener> {
-    UnixListener::bind(path).map_err(|e| Error::io("bind", path, e))
+    let (short, _dir) = short_socket_path(path)?;
+    UnixListener::bind(&short).map_err(|e| Error::io("bind", path, e))
 }
 
 /// Lets a detached init exec the user's process: Ok once it did (the connection closes on
-/// exec) or died; its error if the exec failed.
+/// exec) or died; its error if the exec failed. A failure to reach the init is an
+/// [`Error::Io`] with `op` "connect".
 pub fn start_detached(path: &Path) -> Result<()> {
-    let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", path, e))?;
+    let (short, _dir) = short_socket_path(path)?;
+    let stream = UnixStream::connect(&short).map_err(|e| Error::io("connect", path, e))?;
     let mut channel = Channel::new(stream);
     channel.send(&Message::Start)?;
     match channel.recv()? {
@@ -79,4 +96,37 @@ pub fn start_detached(path: &Path) -> Result<()> {
             "container init sent {other:?} after start"
         ))),
     }
+}
+
+/// Longest socket path that fits `sockaddr_un.sun_path` with its NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// `path` as a socket address: itself when it fits, else `/proc/self/fd/N/<name>` through
+/// an `O_PATH` fd of its directory (returned; keep it open while the path is used). State
+/// directories under long roots (containerd's `/run/containerd/runc/<namespace>/<id>`) pass
+/// the 107 bytes a socket path may have.
+fn short_socket_path(path: &Path) -> Result<(PathBuf, Option<OwnedFd>)> {
+    if path.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok((path.to_path_buf(), None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::Setup(format!(
+            "{}: not a socket path",
+            path.display()
+        )));
+    };
+    let dir_fd = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::sys("open", dir.display().to_string(), e))?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dir_fd.as_raw_fd())).join(name);
+    if short.as_os_str().len() > SUN_PATH_MAX {
+        return Err(Error::Setup(format!(
+            "{}: socket name too long",
+            path.display()
+        )));
+    }
+    Ok((short, Some(dir_fd)))
 }

@@ -48,6 +48,10 @@ pub struct ExecConfig {
     /// `--no-new-keyring`); otherwise the process gets a new one, as runc's exec does.
     #[serde(default)]
     pub no_new_keyring: bool,
+    /// How many fds the caller passes to the process as fds 3, 4, … (runc's
+    /// `--preserve-fds`): see `passed_fds`.
+    #[serde(default)]
+    pub pass_fds: usize,
 }
 
 /// The container's spec with its process replaced by the exec's process (`json`: an OCI
@@ -213,7 +217,7 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
                 init::join_new_session_keyring()
             }
         })
-        .and_then(|()| setup_and_exec(&config.spec, channel));
+        .and_then(|()| setup_and_exec(&config.spec, config.pass_fds, channel));
     let err = match result {
         Ok(never) => match never {},
         Err(err) => err,
@@ -225,7 +229,7 @@ fn run(config: &ExecConfig, channel: &mut Channel, init_fd: OwnedFd, late: Clone
     unsafe { libc::_exit(127) }
 }
 
-fn setup_and_exec(spec: &Spec, channel: &mut Channel) -> Result<Never> {
+fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result<Never> {
     let process = crate::spec::process_of(spec)?;
     let linux = crate::spec::linux_of(spec)?;
     if let Some(limits) = process.rlimits() {
@@ -250,12 +254,15 @@ fn setup_and_exec(spec: &Spec, channel: &mut Channel) -> Result<Never> {
         let master = super::terminal::attach_new_console(process)?;
         channel.send_with_fd(&Message::Ready, master.as_raw_fd())?;
     }
+    // Every path is resolved: now the fds the caller passes may be held.
+    let passed = super::passed_fds::receive(channel, pass_fds)?;
 
     init::apply_lsm_labels(process)?;
     let late_filter = init::drop_privileges(process, linux)?;
     // The program must outlive the caller's thread that started it.
     init::set_parent_death_signal(0)?;
-    init::close_fds_on_exec()?;
+    let first_closed = super::passed_fds::place(channel, passed)?;
+    init::close_fds_on_exec(first_closed)?;
     init::reset_signals()?;
     if let Some(filter) = late_filter {
         filter.load()?;

@@ -168,10 +168,22 @@ fn setup_and_exec(
 
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
-    set_parent_death_signal(0)?;
+    // A detached init outlives its caller only once the caller has recorded it (below).
+    let detached = super::detached::start_listener().is_some();
+    if !detached {
+        set_parent_death_signal(0)?;
+    }
     match console {
         Some(master) => channel.send_with_fd(&Message::Ready, master.as_raw_fd())?,
         None => channel.send(&Message::Ready)?,
+    }
+    // Every spec path is resolved: now the fds the caller passes may be held.
+    let passed = super::passed_fds::receive(channel, config.pass_fds)?;
+    if detached {
+        super::detached::wait_for_detach(channel)?;
+        set_parent_death_signal(0)?;
+        // The caller waits for this before it may exit.
+        channel.send(&Message::Detach)?;
     }
     // A detached init takes its Start from a starter's connection instead (`detached`).
     if !super::detached::wait_for_starter(channel)? {
@@ -184,14 +196,17 @@ fn setup_and_exec(
     }
 
     // Before the filter: a profile need not allow what these use.
-    close_fds_on_exec()?;
+    close_fds_on_exec(3)?;
     // In the container, as its user, after start and before the exec (runtime.md step 7);
-    // every fd but stdio is close-on-exec by now, so the hooks inherit none of ours.
+    // every fd but stdio is close-on-exec by now, so the hooks inherit none of ours (the
+    // passed fds are placed after them).
     if let (Some(mut state), Some(hooks)) = (hook_state, spec.hooks()) {
         state.set_status(ContainerState::Created);
         let stage = Stage::StartContainer;
         crate::hooks::run(stage, stage.of(hooks), &state)?;
     }
+    let first_closed = super::passed_fds::place(channel, passed)?;
+    close_fds_on_exec(first_closed)?;
     reset_signals()?;
     if let Some(filter) = late_filter {
         filter.load()?;
@@ -574,14 +589,15 @@ fn no_capabilities() -> oci_spec::runtime::LinuxCapabilities {
     caps
 }
 
-/// Marks every fd above 2 close-on-exec: the user's process starts with only stdio
-/// (CVE-2024-21626 leaked a host directory fd this way).
-pub(super) fn close_fds_on_exec() -> Result<()> {
+/// Marks every fd from `first` (3, or above the passed fds) close-on-exec: the user's
+/// process starts with only stdio and what was passed (CVE-2024-21626 leaked a host
+/// directory fd this way).
+pub(super) fn close_fds_on_exec(first: RawFd) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds of this process.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3u32,
+            first as u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
@@ -594,7 +610,7 @@ pub(super) fn close_fds_on_exec() -> Result<()> {
         .map_err(|e| Error::io("read", "/proc/self/fd", e))?
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd > 2)
+        .filter(|fd| *fd >= first)
         .collect();
     for fd in fds {
         // SAFETY: fcntl on an fd number; a stale one (the directory's own) fails harmlessly.
@@ -687,7 +703,7 @@ mod tests {
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 prepare();
-                if guarded && (close_fds_on_exec().is_err() || reset_signals().is_err()) {
+                if guarded && (close_fds_on_exec(3).is_err() || reset_signals().is_err()) {
                     // SAFETY: ends the forked child.
                     unsafe { libc::_exit(3) };
                 }

@@ -324,6 +324,13 @@ struct InitHooks {
 }
 
 impl PendingInit {
+    /// Queues the fds the process gets as 3, 4, … (as many as the config's `pass_fds`);
+    /// call right after spawning. The init takes them once built, not while it resolves
+    /// the spec's paths.
+    pub fn pass_fds(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        super::passed_fds::send(&mut self.channel, fds)
+    }
+
     /// The setup helper's pid (a child of the caller, which must reap it).
     pub fn helper_pid(&self) -> i32 {
         self.helper_pid
@@ -400,6 +407,20 @@ impl CreatedInit {
         self.console.take()
     }
 
+    /// For an init of [`Launcher::spawn_detached`]: the caller has recorded it (its pid,
+    /// ready), so it may outlive the caller now. Until then it still dies with the caller,
+    /// which would otherwise leave an init nobody knows of.
+    pub fn detach(mut self) -> Result<()> {
+        self.channel.send(&Message::Detach)?;
+        match self.channel.recv()? {
+            Some(Message::Detach) => Ok(()),
+            Some(Message::Error { message }) => Err(Error::Setup(message)),
+            other => Err(Error::Setup(format!(
+                "container init sent {other:?} instead of detaching"
+            ))),
+        }
+    }
+
     /// Lets the init exec the user's process. Ok once the exec happened (the channel closes
     /// on exec) or the init died (its exit is reported through the caller's reaper).
     pub fn start(mut self) -> Result<()> {
@@ -449,6 +470,12 @@ pub struct PendingExec {
 }
 
 impl PendingExec {
+    /// Queues the fds the process gets as 3, 4, … (as many as the config's `pass_fds`);
+    /// call right after starting. The process takes them once its paths are resolved.
+    pub fn pass_fds(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        super::passed_fds::send(&mut self.channel, fds)
+    }
+
     /// The setup helper's pid (a child of the caller, which must reap it).
     pub fn helper_pid(&self) -> i32 {
         self.helper_pid

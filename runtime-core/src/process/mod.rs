@@ -16,6 +16,7 @@ mod exec;
 mod helper;
 mod init;
 mod launcher;
+mod passed_fds;
 pub mod terminal;
 
 pub use channel::{HelperConfig, Message};

@@ -91,6 +91,7 @@ impl ExecProcess {
                 spec: self.spec.clone(),
                 cgroup: ctx.cgroup.clone(),
                 no_new_keyring: ctx.no_new_keyring,
+                pass_fds: 0,
             };
             let launcher = ctx.launcher.clone();
             let spawn_exec = move || launcher.spawn_exec(config, child_stdio, init.as_fd());

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use lexopt::prelude::*;
 
@@ -38,6 +39,7 @@ pub struct ExecOpts {
     pub cwd: Option<String>,
     pub env: Vec<String>,
     pub user: Option<String>,
+    pub preserve_fds: u32,
 }
 
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub enum Command {
     Ps(String, bool, Vec<String>),
     Pause(String),
     Resume(String),
+    /// The id, `--stats` (once), the `--interval`.
+    Events(String, bool, std::time::Duration),
     Features,
     Spec(Option<PathBuf>),
     Version,
@@ -160,6 +164,20 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             }
             Command::Ps(id.ok_or("ps: missing container id")?, json, ps_args)
         }
+        "events" => {
+            let (mut stats, mut interval, mut id) = (false, Duration::from_secs(5), None);
+            while let Some(arg) = p.next()? {
+                match arg {
+                    Long("stats") => stats = true,
+                    Long("interval") => {
+                        interval = crate::events::parse_duration(&p.value()?.string()?)?;
+                    }
+                    Value(v) if id.is_none() => id = Some(v.string()?),
+                    _ => return Err(arg.unexpected()),
+                }
+            }
+            Command::Events(id.ok_or("events: missing container id")?, stats, interval)
+        }
         "exec" => exec_opts(&mut p)?,
         "update" => update_opts(&mut p)?,
         "features" => Command::Features,
@@ -194,6 +212,7 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("cwd") => o.cwd = Some(p.value()?.string()?),
             Long("env") | Short('e') => o.env.push(p.value()?.string()?),
             Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
+            Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {
                 // The rest is the program and its arguments, flags included.

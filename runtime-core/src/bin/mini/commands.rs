@@ -57,6 +57,9 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
         Command::Ps(id, json, args) => ps(&Root::open(&g.root)?, &id, json, &args).map(|()| 0),
         Command::Pause(id) => pause(&Root::open(&g.root)?, &id, true).map(|()| 0),
         Command::Resume(id) => pause(&Root::open(&g.root)?, &id, false).map(|()| 0),
+        Command::Events(id, stats, interval) => {
+            crate::events::run(&Root::open(&g.root)?, &id, stats, interval).map(|()| 0)
+        }
     }
 }
 
@@ -64,9 +67,6 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
 /// socket; nothing of ours stays running beside it. Returns the init's pid.
 fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Result<i32> {
     state::check_id(id)?;
-    if o.preserve_fds > 0 {
-        return Err("--preserve-fds is not supported by mini yet".into());
-    }
     let bundle = match &o.bundle {
         Some(b) => b.clone(),
         None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
@@ -74,7 +74,19 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
     let bundle = bundle
         .canonicalize()
         .map_err(|e| format!("bundle {}: {e}", bundle.display()))?;
-    let spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
+    let mut spec = runtime_core::spec::load(&bundle).map_err(|e| e.to_string())?;
+    let listen = listen_fds();
+    let passed = passed_fds(listen + o.preserve_fds as usize)?;
+    if listen > 0
+        && let Some(process) = spec.process_mut()
+    {
+        // As runc: the socket-activation fds come first, and the process learns of them
+        // as its own (it is pid 1 of its namespace).
+        let mut env = process.env().clone().unwrap_or_default();
+        env.push(format!("LISTEN_FDS={listen}"));
+        env.push("LISTEN_PID=1".into());
+        process.set_env(Some(env));
+    }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     match (terminal, &o.console_socket) {
         (true, None) => {
@@ -94,7 +106,6 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         .map_err(|e| e.to_string())?;
     let rootfs = runtime_core::spec::rootfs_path(&spec, &bundle);
 
-    let container = root.create(id)?;
     let mut record = Record {
         id: id.to_string(),
         bundle: bundle.clone(),
@@ -102,6 +113,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         pid: 0,
         start_time: None,
         ready: false,
+        started: false,
         created: rfc3339(SystemTime::now(), true),
         annotations: spec
             .annotations()
@@ -110,9 +122,10 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             .into_iter()
             .collect(),
         cgroup: None,
+        cgroup_pending: Some(cgroup.clone()),
     };
+    let container = root.create(id, &record)?;
     let built = (|| {
-        container.write(&record)?;
         let listener = runtime_core::process::bind_start_socket(&container.start_socket())
             .map_err(|e| e.to_string())?;
         let config = HelperConfig {
@@ -123,11 +136,13 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             cgroup: Some(cgroup.clone()),
             no_new_keyring: o.no_new_keyring,
             no_pivot: o.no_pivot,
+            pass_fds: passed.len(),
         };
         let launcher = Launcher::new().map_err(|e| e.to_string())?;
         let mut pending = launcher
             .spawn_detached(config, our_stdio()?, listener.as_fd())
             .map_err(|e| e.to_string())?;
+        pending.pass_fds(&passed).map_err(|e| e.to_string())?;
         let helper = Pid::from_raw(pending.helper_pid());
         let pid = pending.wait_pid();
         let _ = waitpid(helper, None);
@@ -148,7 +163,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         record.start_time = state::start_time(pid);
         record.cgroup = Some(cgroup.clone());
         container.write(&record)?;
-        match pending.wait_ready() {
+        let created = match pending.wait_ready() {
             Ok(mut created) => {
                 if let Some(socket) = &o.console_socket {
                     let master = created
@@ -156,15 +171,18 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
                         .ok_or("the container init sent no terminal")?;
                     send_console(socket, master)?;
                 }
+                created
             }
             Err(err) => {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
                 let _ = waitpid(Pid::from_raw(pid), None);
                 return Err(err.to_string());
             }
-        }
+        };
         record.ready = true;
         container.write(&record)?;
+        // Recorded: from now on the init may outlive this command.
+        created.detach().map_err(|e| e.to_string())?;
         if let Some(pid_file) = &o.pid_file {
             state::write_atomic(pid_file, pid.to_string().as_bytes())?;
         }
@@ -177,6 +195,42 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             Err(err)
         }
     }
+}
+
+/// How many socket-activation fds systemd passed us, as go-systemd's `activation.Files`
+/// (which runc uses) counts them: `LISTEN_FDS`, when `LISTEN_PID` is our pid.
+fn listen_fds() -> usize {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    if !ours {
+        return 0;
+    }
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Our fds 3 .. 3 + `count`, which the container's process gets as the same numbers
+/// (`LISTEN_FDS` ones first, then `--preserve-fds`); each must be open.
+fn passed_fds(count: usize) -> Result<Vec<std::os::fd::BorrowedFd<'static>>> {
+    (0..count)
+        .map(|n| {
+            let fd = 3 + n as i32;
+            // SAFETY: F_GETFD only reads the flags of an fd number.
+            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                return Err(format!(
+                    "unable to stat preserved-fd {n} (of {count}): fd {fd}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: the fd is open (checked) and this process never closes fds it did not
+            // open, so it stays open for the whole command.
+            Ok(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+        })
+        .collect()
 }
 
 /// Hands the master of the container's pty to whoever listens on `socket` (podman's conmon,
@@ -232,13 +286,39 @@ fn start(root: &Root, id: &str, log: &Logger) -> Result<()> {
         }
         Status::Creating => return Err(format!("cannot start a container in state {status:?}")),
     }
+    let mut record = record.ok_or("container does not exist")?;
     let socket = c.start_socket();
-    let result = runtime_core::process::start_detached(&socket).map_err(|e| e.to_string());
-    let _ = std::fs::remove_file(&socket);
-    result?;
-    if let Some(record) = record {
-        run_late_hooks(&record, Stage::Poststart, ContainerState::Running, log);
+    let (released, result) = match runtime_core::process::start_detached(&socket) {
+        Ok(()) => (true, Ok(())),
+        // Nobody listens: the init was released by a start that crashed before recording it.
+        Err(runtime_core::Error::Io {
+            op: "connect",
+            source,
+            ..
+        }) if matches!(
+            source.raw_os_error(),
+            Some(libc::ECONNREFUSED | libc::ENOENT)
+        ) && state::init_alive(&record) =>
+        {
+            (
+                true,
+                Err("cannot start an already running container".to_string()),
+            )
+        }
+        // Not reached: the init still waits.
+        Err(e @ runtime_core::Error::Io { op: "connect", .. }) => (false, Err(e.to_string())),
+        // The init got Start and its exec failed.
+        Err(e) => (true, Err(e.to_string())),
+    };
+    if released {
+        // Under the lock, once the init is released (or found released): from now on it is
+        // running, whatever its program shows.
+        record.started = true;
+        c.write(&record)?;
+        let _ = std::fs::remove_file(&socket);
     }
+    result?;
+    run_late_hooks(&record, Stage::Poststart, ContainerState::Running, log);
     Ok(())
 }
 
@@ -302,7 +382,9 @@ fn state_json(id: &str, record: Option<&Record>, status: Status) -> serde_json::
 
 fn state(root: &Root, id: &str) -> Result<()> {
     let (_, record, status) = load(root, id, false)?;
-    let doc = state_json(id, record.as_ref(), status);
+    // A directory without a record (an older create that crashed) is no container.
+    let record = record.ok_or("container does not exist")?;
+    let doc = state_json(id, Some(&record), status);
     println!(
         "{}",
         serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
@@ -386,11 +468,21 @@ fn signal_init(record: &Record, sig: i32) -> Result<()> {
 }
 
 fn delete(root: &Root, id: &str, force: bool, log: &Logger) -> Result<()> {
-    let (c, record, status) = match load(root, id, true) {
-        Ok(x) => x,
+    let c = match root.lock(id) {
+        Ok(c) => c,
         Err(e) if force && e == "container does not exist" => return Ok(()),
         Err(e) => return Err(e),
     };
+    let record = match c.record() {
+        Ok(record) => record,
+        // Not written by us (we write it atomically): with --force the directory goes.
+        Err(e) if force => {
+            log.warn(&format!("delete {id}: unreadable state: {e}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let status = c.status(record.as_ref());
     match status {
         // runc deletes a created container too: it never ran.
         Status::Stopped | Status::Created => {}
@@ -429,6 +521,26 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
                 log.warn(&format!("remove cgroup: {err}"));
                 clean = false;
             }
+        }
+    }
+    if let Some(pending) = record
+        .filter(|r| r.cgroup.is_none())
+        .and_then(|r| r.cgroup_pending.as_ref())
+    {
+        // Made by a create that ended before recording its init: removed only if empty (its
+        // init, killed with that create, may take a moment to go); what else is in it is
+        // not ours (nor are its sub-cgroups: destroy would remove them).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while pending.occupied().is_ok_and(|o| o.is_some()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match pending.occupied() {
+            Ok(None) => {
+                if let Err(err) = pending.destroy() {
+                    log.debug(&format!("leave cgroup of an unfinished create: {err}"));
+                }
+            }
+            _ => log.debug("leave cgroup of an unfinished create: it holds processes"),
         }
     }
     if let Err(err) = c.remove() {
@@ -536,6 +648,7 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         None => exec_process_json(&spec, o)?,
     };
     let spec = runtime_core::process::exec_spec(&spec, &json).map_err(|e| e.to_string())?;
+    let passed = passed_fds(o.preserve_fds as usize)?;
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
     if terminal && o.console_socket.is_none() {
         return Err(
@@ -560,11 +673,13 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         spec,
         cgroup,
         no_new_keyring: false,
+        pass_fds: passed.len(),
     };
     let launcher = Launcher::new().map_err(|e| e.to_string())?;
     let mut pending = launcher
         .spawn_exec(config, our_stdio()?, pidfd.as_fd())
         .map_err(|e| e.to_string())?;
+    pending.pass_fds(&passed).map_err(|e| e.to_string())?;
     let helper = Pid::from_raw(pending.helper_pid());
     let pid = pending.wait_pid();
     let _ = waitpid(helper, None);
@@ -656,8 +771,9 @@ fn update(root: &Root, id: &str, file: Option<&Path>, flags: serde_json::Value) 
 fn list(root: &Root, json: bool, quiet: bool) -> Result<()> {
     let mut rows = Vec::new();
     for id in root.ids()? {
-        if let Ok((_, record, status)) = load(root, &id, false) {
-            rows.push(state_json(&id, record.as_ref(), status));
+        // A directory without a record (an older create that crashed) is no container.
+        if let Ok((_, Some(record), status)) = load(root, &id, false) {
+            rows.push(state_json(&id, Some(&record), status));
         }
     }
     if json {

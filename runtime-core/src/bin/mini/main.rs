@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod events;
 mod log;
 mod state;
 
