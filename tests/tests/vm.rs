@@ -5,7 +5,8 @@
 //! - systemd as PID 1: the `cgroup_v2` scenarios that matter where systemd owns the
 //!   hierarchy (the cgroupfs driver's cgroups next to systemd's slices, and its delete after a
 //!   killed shim), then every `systemd_cgroup` scenario (`tests/tests/systemd_cgroup.rs`: the
-//!   systemd cgroup driver's transient scopes), in the same boot.
+//!   systemd cgroup driver's transient scopes and the CRI pods in the kubelet's slices), in
+//!   the same boot.
 //!
 //! Each test prints one line per scenario and fails, with the guest's output of every failed
 //! scenario, unless all passed.
