@@ -1,6 +1,6 @@
 //! The systemd cgroup driver, on a host where systemd is PID 1 and the hierarchy is pure
 //! cgroup v2: a QEMU VM (`mini_e2e::vm`, booted with systemd) runs the `guest::` scenarios of
-//! this file against the guest's containerd 1.6 (the Burstable pod on the cached 2.x too).
+//! this file against the guest's containerd 1.6 (the CRI pods also on the cached 2.x, outside `make vm-test`).
 //!
 //! - `SystemdCgroup = true` in mini's options (ctr's `--runtime-config-path`) and the path
 //!   `system.slice:mini-test:<id>`: the container runs in the transient scope
@@ -15,7 +15,7 @@
 //!   the sandbox and the container in `cri-containerd-<id>.scope` under
 //!   `kubepods.slice/kubepods-besteffort.slice/…`, ExecSync, stats, and no scope left after
 //!   RemovePodSandbox.
-//! - A Burstable CRI pod (`kubepods-burstable-pod<uid>.slice`), on containerd 1.6 and 2.x: a
+//! - A Burstable CRI pod (`kubepods-burstable-pod<uid>.slice`), on the same daemon: a
 //!   container's memory and cpu limits in its scope's files, a container over its memory
 //!   limit reported `OOMKilled`, no scope left after the pod's removal.
 //!
@@ -269,14 +269,9 @@ mod guest {
     ///
     /// The container joins the sandbox's pid namespace: the setup helper then cannot create
     /// threads, and starts the scope from a forked child (`cgroups::systemd::start`).
-    #[test]
-    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
-    fn cri_pod_with_the_kubelets_slice_parent_runs_in_scopes_removed_with_it() {
+    fn besteffort_pod_runs_in_scopes_removed_with_it(cri: &Cri<'_>) {
         use k8s_cri::v1::ContainerState;
 
-        assert_systemd_on_v2();
-        let cd = cri_daemon_with_systemd_cgroup(Version::V1_6);
-        let cri = Cri::connect(&cd);
         let uid = mini_e2e::unique_name("uid").replace('-', "_");
         let slice = format!("kubepods-besteffort-pod{uid}.slice");
         let slice_dir =
@@ -352,13 +347,10 @@ mod guest {
     /// container's memory and cpu limits land in its scope's files (and systemd's view of
     /// the scope), a container over its memory limit ends with CRI's reason `OOMKilled`
     /// (exit 137), and removing the pod leaves no scope.
-    fn cri_burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(version: Version) {
+    fn burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(cri: &Cri<'_>) {
         use k8s_cri::v1::{ContainerState, LinuxContainerResources, NamespaceMode};
         use mini_e2e::cri::container_config;
 
-        assert_systemd_on_v2();
-        let cd = cri_daemon_with_systemd_cgroup(version);
-        let cri = Cri::connect(&cd);
         let uid = mini_e2e::unique_name("uid").replace('-', "_");
         let slice = format!("kubepods-burstable-pod{uid}.slice");
         let slice_dir =
@@ -382,8 +374,8 @@ mod guest {
         let app = limited("app", &["sleep", "300"], 64 << 20);
         cri.start_container(&app).expect("StartContainer app");
         cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
-        assert_in_scope(&cri, &pod.id, &slice_dir);
-        let dir = assert_in_scope(&cri, &app, &slice_dir);
+        assert_in_scope(cri, &pod.id, &slice_dir);
+        let dir = assert_in_scope(cri, &app, &slice_dir);
         assert_eq!(read(&dir, "memory.max"), "67108864");
         // runc's conversion of 512 shares: 1 + (512 - 2) * 9999 / 262142.
         assert_eq!(read(&dir, "cpu.weight"), "20");
@@ -422,15 +414,25 @@ mod guest {
         systemctl(&["stop", "kubepods.slice"]);
     }
 
-    #[test]
-    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
-    fn cri_burstable_pod_on_containerd_1_6() {
-        cri_burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(Version::V1_6);
+    /// Both pods on one CRI daemon of `version`.
+    fn cri_pods_in_the_kubelets_slices(version: Version) {
+        assert_systemd_on_v2();
+        let cd = cri_daemon_with_systemd_cgroup(version);
+        let cri = Cri::connect(&cd);
+        besteffort_pod_runs_in_scopes_removed_with_it(&cri);
+        burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(&cri);
     }
 
     #[test]
     #[ignore = "needs systemd as PID 1: the host test boots a VM"]
-    fn cri_burstable_pod_on_containerd_2() {
-        cri_burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(Version::V2);
+    fn cri_pods_in_the_kubelets_slices_on_containerd_1_6() {
+        cri_pods_in_the_kubelets_slices(Version::V1_6);
+    }
+
+    /// Not in `make vm-test` (its time budget): `MINI_VM_ONLY=slices_on_containerd_2`.
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn cri_pods_in_the_kubelets_slices_on_containerd_2() {
+        cri_pods_in_the_kubelets_slices(Version::V2);
     }
 }
