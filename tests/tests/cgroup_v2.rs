@@ -2,7 +2,10 @@
 //! spec's resources as runc writes them on v2, read back from the container's cgroup
 //! directory; the eBPF device program; the OOM kill from `memory.events`; v2 metrics,
 //! pause/resume through `cgroup.freeze` and kill `--all`; the cgroup gone after delete, also
-//! after the shim was SIGKILLed.
+//! after the shim was SIGKILLed. On the guest's containerd alone (the runtime core's work,
+//! whatever containerd asks): kill `--all -s KILL` as one write to `cgroup.kill`; a private
+//! cgroup namespace in which the container is `/` and, with a read-write cgroup mount, makes
+//! and uses sub-cgroups; per-device io weights in BFQ's `io.bfq.weight`, as runc writes them.
 //!
 //! This host is hybrid, so every scenario is ignored here: `tests/tests/vm.rs` boots a VM with
 //! a pure cgroup v2 hierarchy and runs them there (`--ignored`). Each one fails, rather than
@@ -40,6 +43,23 @@ on_v2_host!(
     oom_kill_is_counted_in_memory_events_and_published_before_the_exit,
     metrics_are_v2_pause_goes_through_cgroup_freeze_and_kill_all_reaches_every_process,
     cgroup_is_removed_after_delete_even_when_the_shim_was_killed,
+);
+
+/// One test, on the guest's containerd 1.6 only: what it checks is the runtime core's.
+macro_rules! on_v2_host_guest_containerd {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            #[ignore = "needs a pure cgroup v2 host: tests/tests/vm.rs runs it in a VM"]
+            fn containerd_1_6() { super::$scenario(mini_e2e::Version::V1_6) }
+        }
+    )*};
+}
+
+on_v2_host_guest_containerd!(
+    kill_all_with_sigkill_is_one_write_to_cgroup_kill,
+    cgroup_namespace_shows_the_container_as_root_and_a_rw_mount_takes_sub_cgroups,
+    per_device_io_weights_go_to_bfq_as_runc_writes_them,
 );
 
 const CGROUP2: &str = "/sys/fs/cgroup";
@@ -98,7 +118,9 @@ fn busybox_root() -> tempfile::TempDir {
         fs::create_dir_all(dir.path().join(d)).expect("rootfs dir");
     }
     fs::copy("/bin/busybox", dir.path().join("bin/busybox")).expect("copying /bin/busybox");
-    for applet in ["sh", "sleep", "mknod", "head", "echo", "cat"] {
+    for applet in [
+        "sh", "sleep", "mknod", "head", "echo", "cat", "mkdir", "true",
+    ] {
         std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet))
             .expect("applet link");
     }
@@ -379,5 +401,243 @@ fn cgroup_is_removed_after_delete_even_when_the_shim_was_killed(version: Version
         dir.display(),
         fs::read_to_string(dir.join("cgroup.procs"))
     );
+    ns.assert_nothing_left(&id);
+}
+
+/// Counts the writes to one file (inotify `IN_MODIFY`, which the VFS reports for cgroupfs
+/// files too); closed on drop.
+struct WriteWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl WriteWatch {
+    fn new(path: &Path) -> WriteWatch {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: inotify_init1 takes no pointers; a non-negative result is a new fd we own.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            raw >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: raw is a valid fd just returned to us and owned by nothing else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let name = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in path");
+        // SAFETY: name is a NUL-terminated string that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(raw, name.as_ptr(), libc::IN_MODIFY) };
+        assert!(
+            wd >= 0,
+            "inotify_add_watch {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        WriteWatch { fd }
+    }
+
+    /// Whether the file was written since the watch began (unread identical events are
+    /// merged by the kernel, so this cannot count them).
+    fn written(&self) -> bool {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut file = std::fs::File::from(self.fd.try_clone().expect("dup inotify fd"));
+        match file.read(&mut buf) {
+            Ok(n) => n > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(e) => panic!("reading inotify events: {e}"),
+        }
+    }
+}
+
+/// `ctr task kill --all -s KILL` of a container whose shell keeps forking: the shim kills the
+/// whole cgroup with one write to `cgroup.kill` (the kernel then also stops forks racing the
+/// kill), not a walk over `cgroup.procs`; nothing is left.
+fn kill_all_with_sigkill_is_one_write_to_cgroup_kill(version: Version) {
+    assert_pure_v2();
+    let cd = Containerd::start(version);
+    let ns = cd.busybox_namespace("cgkill");
+    let id = ns.new_id("cgkill");
+    ns.run_detached(
+        MINI,
+        &[],
+        &id,
+        &["sh", "-c", "while :; do sleep 1000 & sleep 0.2; done"],
+    );
+    let dir = cgroup_of(&ns, &id);
+    assert!(
+        wait_until(Duration::from_secs(20), || processes(&dir).len() >= 4),
+        "the forking loop did not start: {:?}",
+        processes(&dir)
+    );
+    let watch = WriteWatch::new(&dir.join("cgroup.kill"));
+    assert!(!watch.written());
+    ns.ctr(&["task", "kill", "--all", "-s", "SIGKILL", &id])
+        .expect_success();
+    assert!(
+        ns.wait_status(&id, "STOPPED", Duration::from_secs(20)),
+        "kill --all -s KILL did not stop {id}: {:?}",
+        ns.task_status(&id)
+    );
+    assert!(
+        watch.written(),
+        "kill --all -s KILL did not write {}/cgroup.kill",
+        dir.display()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || processes(&dir).is_empty()),
+        "left in {}: {:?}",
+        dir.display(),
+        processes(&dir)
+    );
+    ns.ctr(&["task", "delete", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    ns.assert_nothing_left(&id);
+    assert!(!dir.exists(), "{} left after delete", dir.display());
+}
+
+/// A spec with a cgroup namespace, whose `/sys/fs/cgroup` mount is read-only or not.
+fn cgroupns_spec(ns: &Namespace<'_>, root: &Path, id: &str, script: &str, rw: bool) -> Value {
+    let mut spec = spec_with(ns, root, id, script, json!({}));
+    let namespaces = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("spec namespaces");
+    if !namespaces.iter().any(|n| n["type"] == "cgroup") {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
+    // ctr's default spec has no cgroup mount (CRI adds one): as CRI mounts it, after /sys.
+    let mounts = spec["mounts"].as_array_mut().expect("spec mounts");
+    mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+    mounts.push(json!({
+        "destination": "/sys/fs/cgroup",
+        "type": "cgroup",
+        "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "relatime", if rw { "rw" } else { "ro" }]
+    }));
+    spec
+}
+
+/// In its own cgroup namespace the container sees its cgroup as `/`. With the cgroup mount
+/// read-write (a spec that asks, as CRI does for a privileged container) it makes a
+/// sub-cgroup and moves itself into it; the container's own `cgroup.subtree_control` stays
+/// empty (no controller enabled below it unless it asks), and delete removes the sub-cgroup
+/// with the container's. With the default read-only mount, `mkdir` fails.
+fn cgroup_namespace_shows_the_container_as_root_and_a_rw_mount_takes_sub_cgroups(version: Version) {
+    assert_pure_v2();
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("cgns-{}", version.tag()));
+    let root = busybox_root();
+    let script = "echo own=$(cat /proc/self/cgroup); \
+                  mkdir /sys/fs/cgroup/sub 2>/dev/null; echo mkdir=$?; \
+                  echo $$ >/sys/fs/cgroup/sub/cgroup.procs 2>/dev/null; echo moved=$?; \
+                  echo now=$(cat /proc/self/cgroup); \
+                  echo subtree=$(cat /sys/fs/cgroup/cgroup.subtree_control)";
+    for rw in [true, false] {
+        let id = ns.new_id(if rw { "rw" } else { "ro" });
+        let spec = cgroupns_spec(&ns, root.path(), &id, script, rw);
+        let out = run_spec(&ns, &id, &spec, false);
+        out.expect_success();
+        let got: HashMap<String, String> = out.key_values();
+        let value = |key: &str| got.get(key).map(String::as_str);
+        assert_eq!(value("own"), Some("0::/"), "rw {rw}: {out}");
+        assert_eq!(value("subtree"), Some(""), "rw {rw}: {out}");
+        if rw {
+            assert_eq!(value("mkdir"), Some("0"), "{out}");
+            assert_eq!(value("moved"), Some("0"), "{out}");
+            assert_eq!(value("now"), Some("0::/sub"), "{out}");
+        } else {
+            assert_ne!(
+                value("mkdir"),
+                Some("0"),
+                "a read-only mount took a mkdir: {out}"
+            );
+            assert_ne!(value("moved"), Some("0"), "{out}");
+            assert_eq!(value("now"), Some("0::/"), "{out}");
+        }
+        let dir = cgroup_of(&ns, &id);
+        assert!(
+            wait_until(Duration::from_secs(10), || !dir.exists()),
+            "{} (and its sub-cgroup) left after delete",
+            dir.display()
+        );
+        ns.assert_nothing_left(&id);
+    }
+}
+
+/// Puts BFQ on a block device for the scenario's length: loads the module, makes it the
+/// device's scheduler; sets back the scheduler and unloads the module on drop (the other
+/// scenarios expect `io.weight`, which `io.bfq.weight`'s presence would replace).
+struct BfqOn {
+    scheduler: PathBuf,
+    before: String,
+}
+
+impl BfqOn {
+    fn device(name: &str) -> BfqOn {
+        let scheduler = Path::new("/sys/block").join(name).join("queue/scheduler");
+        let text = fs::read_to_string(&scheduler).expect("reading the device's scheduler");
+        // "[mq-deadline] none": the one in brackets is in use.
+        let before = text
+            .split_whitespace()
+            .find_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+            .unwrap_or("none")
+            .to_string();
+        let status = std::process::Command::new("modprobe")
+            .arg("bfq")
+            .status()
+            .expect("running modprobe");
+        assert!(status.success(), "modprobe bfq: {status}");
+        let guard = BfqOn { scheduler, before };
+        fs::write(&guard.scheduler, "bfq").expect("choosing bfq");
+        guard
+    }
+}
+
+impl Drop for BfqOn {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.scheduler, &self.before);
+        let _ = std::process::Command::new("modprobe")
+            .args(["-r", "bfq"])
+            .status();
+    }
+}
+
+/// `blockIO.weightDevice` as runc writes it on v2: without BFQ it is left out (the
+/// container runs; nothing else on v2 takes the weight as is); with BFQ as the device's
+/// scheduler, one `MAJ:MIN WEIGHT` line in `io.bfq.weight`, the weight in the v1 range as is,
+/// next to the default weight (also BFQ's there).
+fn per_device_io_weights_go_to_bfq_as_runc_writes_them(version: Version) {
+    assert_pure_v2();
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("iow-{}", version.tag()));
+    let root = busybox_root();
+    let vda = read(Path::new("/sys/block/vda"), "dev");
+    let (major, minor) = vda.split_once(':').expect("major:minor");
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let resources = json!({"blockIO": {
+        "weight": 500,
+        "weightDevice": [{"major": major, "minor": minor, "weight": 300}]
+    }});
+
+    let id = ns.new_id("nobfq");
+    let spec = spec_with(&ns, root.path(), &id, "true", resources.clone());
+    let out = run_spec(&ns, &id, &spec, false);
+    assert!(
+        out.success(),
+        "weightDevice without BFQ must be left out: {out}"
+    );
+    ns.assert_nothing_left(&id);
+
+    let _bfq = BfqOn::device("vda");
+    let id = ns.new_id("bfq");
+    let spec = spec_with(&ns, root.path(), &id, "sleep 1000", resources);
+    run_spec(&ns, &id, &spec, true).expect_success();
+    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(20)));
+    let dir = cgroup_of(&ns, &id);
+    let weights: Vec<String> = read(&dir, "io.bfq.weight")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(weights, ["default 500".to_string(), format!("{vda} 300")]);
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }

@@ -1,6 +1,6 @@
 //! The systemd cgroup driver, on a host where systemd is PID 1 and the hierarchy is pure
 //! cgroup v2: a QEMU VM (`mini_e2e::vm`, booted with systemd) runs the `guest::` scenarios of
-//! this file against the guest's containerd 1.6.
+//! this file against the guest's containerd 1.6 (the CRI pods also on the cached 2.x, outside `make vm-test`).
 //!
 //! - `SystemdCgroup = true` in mini's options (ctr's `--runtime-config-path`) and the path
 //!   `system.slice:mini-test:<id>`: the container runs in the transient scope
@@ -15,6 +15,9 @@
 //!   the sandbox and the container in `cri-containerd-<id>.scope` under
 //!   `kubepods.slice/kubepods-besteffort.slice/…`, ExecSync, stats, and no scope left after
 //!   RemovePodSandbox.
+//! - A Burstable CRI pod (`kubepods-burstable-pod<uid>.slice`), on the same daemon: a
+//!   container's memory and cpu limits in its scope's files, a container over its memory
+//!   limit reported `OOMKilled`, no scope left after the pod's removal.
 //!
 //! Everything is ignored in a plain `cargo test` (this host has no systemd and is hybrid):
 //! `make vm-test` builds this binary and runs `tests/tests/vm.rs`, whose systemd boot runs
@@ -238,16 +241,20 @@ mod guest {
         systemctl(&["stop", "minitest.slice"]);
     }
 
-    /// A CRI daemon (the guest's containerd 1.6) whose `mini` handler has
-    /// `SystemdCgroup = true`, as kubeadm-style nodes set it for runc.
-    fn cri_daemon_with_systemd_cgroup() -> Containerd {
-        let cd = std::panic::catch_unwind(|| Containerd::start_cri(Version::V1_6))
-            .unwrap_or_else(|_| Containerd::start_cri(Version::V1_6));
+    /// A CRI daemon of `version` whose `mini` handler has `SystemdCgroup = true`, as
+    /// kubeadm-style nodes set it for runc.
+    fn cri_daemon_with_systemd_cgroup(version: Version) -> Containerd {
+        let cd = std::panic::catch_unwind(|| Containerd::start_cri(version))
+            .unwrap_or_else(|_| Containerd::start_cri(version));
         let options = options_file(&cd, "SystemdCgroup = true\n");
+        let plugin = match version {
+            Version::V1_6 | Version::V1_7 => "io.containerd.grpc.v1.cri",
+            Version::V2 => "io.containerd.cri.v1.runtime",
+        };
         let config = cd.dir().join("config.toml");
         let text = fs::read_to_string(&config).expect("reading config.toml")
             + &format!(
-                "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{MINI_HANDLER}.options]\n\
+                "\n[plugins.\"{plugin}\".containerd.runtimes.{MINI_HANDLER}.options]\n\
                  ConfigPath = {options:?}\n"
             );
         fs::write(&config, text).expect("writing config.toml");
@@ -262,14 +269,9 @@ mod guest {
     ///
     /// The container joins the sandbox's pid namespace: the setup helper then cannot create
     /// threads, and starts the scope from a forked child (`cgroups::systemd::start`).
-    #[test]
-    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
-    fn cri_pod_with_the_kubelets_slice_parent_runs_in_scopes_removed_with_it() {
+    fn besteffort_pod_runs_in_scopes_removed_with_it(cri: &Cri<'_>) {
         use k8s_cri::v1::ContainerState;
 
-        assert_systemd_on_v2();
-        let cd = cri_daemon_with_systemd_cgroup();
-        let cri = Cri::connect(&cd);
         let uid = mini_e2e::unique_name("uid").replace('-', "_");
         let slice = format!("kubepods-besteffort-pod{uid}.slice");
         let slice_dir =
@@ -321,5 +323,116 @@ mod guest {
         }
         // The pod's slice is the kubelet's to remove.
         systemctl(&["stop", "kubepods.slice"]);
+    }
+
+    /// The cgroup of CRI container (or sandbox) `id` in pod slice `slice_dir`: its scope's
+    /// directory, after checking that the task runs there and systemd shows the scope.
+    #[track_caller]
+    fn assert_in_scope(cri: &Cri<'_>, id: &str, slice_dir: &Path) -> PathBuf {
+        let unit = format!("cri-containerd-{id}.scope");
+        let dir = slice_dir.join(&unit);
+        let pid = cri.task_pid(id);
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let want = format!(
+            "0::/{}",
+            dir.strip_prefix("/sys/fs/cgroup").unwrap().display()
+        );
+        assert_eq!(own.trim(), want, "the cgroup of {id} (pid {pid})");
+        assert_eq!(systemctl(&["is-active", &unit]), "active", "{unit}");
+        dir
+    }
+
+    /// A Burstable pod as the kubelet's systemd driver places it
+    /// (`kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice`): a
+    /// container's memory and cpu limits land in its scope's files (and systemd's view of
+    /// the scope), a container over its memory limit ends with CRI's reason `OOMKilled`
+    /// (exit 137), and removing the pod leaves no scope.
+    fn burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(cri: &Cri<'_>) {
+        use k8s_cri::v1::{ContainerState, LinuxContainerResources, NamespaceMode};
+        use mini_e2e::cri::container_config;
+
+        let uid = mini_e2e::unique_name("uid").replace('-', "_");
+        let slice = format!("kubepods-burstable-pod{uid}.slice");
+        let slice_dir =
+            PathBuf::from("/sys/fs/cgroup/kubepods.slice/kubepods-burstable.slice").join(&slice);
+        let pod = cri.run_pod_with_parent("burst", MINI_HANDLER, &slice);
+        let limited = |name: &str, command: &[&str], memory: i64| {
+            let mut config = container_config(name, command, NamespaceMode::Pod);
+            if let Some(linux) = config.linux.as_mut() {
+                linux.resources = Some(LinuxContainerResources {
+                    memory_limit_in_bytes: memory,
+                    cpu_shares: 512,
+                    cpu_quota: 50000,
+                    cpu_period: 100000,
+                    ..Default::default()
+                });
+            }
+            cri.create_container_from(&pod, config)
+                .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}"))
+        };
+
+        let app = limited("app", &["sleep", "300"], 64 << 20);
+        cri.start_container(&app).expect("StartContainer app");
+        cri.wait_state(&app, ContainerState::ContainerRunning, WAIT);
+        assert_in_scope(cri, &pod.id, &slice_dir);
+        let dir = assert_in_scope(cri, &app, &slice_dir);
+        assert_eq!(read(&dir, "memory.max"), "67108864");
+        // runc's conversion of 512 shares: 1 + (512 - 2) * 9999 / 262142.
+        assert_eq!(read(&dir, "cpu.weight"), "20");
+        assert_eq!(read(&dir, "cpu.max"), "50000 100000");
+        let unit = format!("cri-containerd-{app}.scope");
+        assert_eq!(
+            systemctl(&["show", "-p", "MemoryMax", "--value", &unit]),
+            "67108864"
+        );
+
+        // busybox tail keeps the current line in memory: /dev/zero has no newline.
+        let hog = limited("hog", &["tail", "/dev/zero"], 16 << 20);
+        cri.start_container(&hog).expect("StartContainer hog");
+        let status = cri.wait_state(
+            &hog,
+            ContainerState::ContainerExited,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            (status.exit_code, status.reason.as_str()),
+            (137, "OOMKilled"),
+            "{status:?}"
+        );
+
+        cri.stop_container(&app, 0).expect("StopContainer");
+        for id in [&app, &hog] {
+            cri.remove_container(id).expect("RemoveContainer");
+        }
+        cri.stop_pod(&pod).expect("StopPodSandbox");
+        cri.remove_pod(&pod).expect("RemovePodSandbox");
+        for id in [&pod.id, &app, &hog] {
+            let unit = format!("cri-containerd-{id}.scope");
+            assert_scope_gone(&unit, &slice_dir.join(&unit));
+        }
+        // The pod's slice is the kubelet's to remove.
+        systemctl(&["stop", "kubepods.slice"]);
+    }
+
+    /// Both pods on one CRI daemon of `version`.
+    fn cri_pods_in_the_kubelets_slices(version: Version) {
+        assert_systemd_on_v2();
+        let cd = cri_daemon_with_systemd_cgroup(version);
+        let cri = Cri::connect(&cd);
+        besteffort_pod_runs_in_scopes_removed_with_it(&cri);
+        burstable_pod_limits_land_in_its_scopes_and_an_oom_kill_is_reported(&cri);
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn cri_pods_in_the_kubelets_slices_on_containerd_1_6() {
+        cri_pods_in_the_kubelets_slices(Version::V1_6);
+    }
+
+    /// Not in `make vm-test` (its time budget): `MINI_VM_ONLY=slices_on_containerd_2`.
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn cri_pods_in_the_kubelets_slices_on_containerd_2() {
+        cri_pods_in_the_kubelets_slices(Version::V2);
     }
 }

@@ -199,16 +199,13 @@ pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
 fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     // BFQ takes the v1 weight range as is; the generic io.weight needs the conversion.
     let bfq = dir.join("io.bfq.weight").exists();
-    let weight_line = |w: u16| {
-        if bfq {
-            ("io.bfq.weight", w.to_string())
-        } else {
-            ("io.weight", blkio_weight_to_io_weight(w).to_string())
-        }
-    };
     if let Some(weight) = b.weight().filter(|&w| w != 0) {
-        let (file, value) = weight_line(weight);
-        write_file(dir, file, &value)?;
+        if bfq {
+            write_file(dir, "io.bfq.weight", &weight.to_string())?;
+        } else {
+            let value = blkio_weight_to_io_weight(weight).to_string();
+            write_file(dir, "io.weight", &value)?;
+        }
     }
     if b.leaf_weight().is_some_and(|w| w != 0) {
         log::warn!(
@@ -216,16 +213,7 @@ fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
             dir.display()
         );
     }
-    for device in b.weight_device().iter().flatten() {
-        if let Some(weight) = device.weight() {
-            let (file, value) = weight_line(weight);
-            write_file(
-                dir,
-                file,
-                &format!("{}:{} {value}", device.major(), device.minor()),
-            )?;
-        }
-    }
+    device_weights(dir, b)?;
     let throttles = [
         (b.throttle_read_bps_device(), "rbps"),
         (b.throttle_write_bps_device(), "wbps"),
@@ -244,6 +232,49 @@ fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `blockIO.weightDevice` as runc writes it on v2: one `MAJ:MIN WEIGHT` line per device to
+/// `io.bfq.weight`, in the v1 range as is, where BFQ takes per-device weights (Linux 5.4+:
+/// the file then reads `default N` rather than a bare number). Nothing else on v2 takes a
+/// per-device proportional weight without more set-up on the host (io.weight's per-device
+/// form needs the io.cost controller enabled on the device), so elsewhere the weights are
+/// left out with a warning, as runc leaves them out. A device BFQ does not schedule is
+/// refused by the kernel: that fails naming the device's field.
+fn device_weights(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
+    let devices: Vec<_> = b
+        .weight_device()
+        .iter()
+        .flatten()
+        .filter_map(|d| d.weight().map(|w| (d.major(), d.minor(), w)))
+        .collect();
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let per_device = read_file(dir, "io.bfq.weight").is_ok_and(|text| takes_device_weights(&text));
+    if !per_device {
+        log::warn!(
+            "linux.resources.blockIO.weightDevice ignored: {} has no io.bfq.weight taking \
+             per-device weights (the BFQ I/O scheduler, Linux 5.4+)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    for (i, (major, minor, weight)) in devices.into_iter().enumerate() {
+        write_file(dir, "io.bfq.weight", &format!("{major}:{minor} {weight}")).map_err(|e| {
+            Error::invalid(
+                format!("linux.resources.blockIO.weightDevice[{i}]"),
+                format!("device {major}:{minor}: {e} (is BFQ its I/O scheduler?)"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether `io.bfq.weight` with contents `text` takes `MAJ:MIN WEIGHT` lines: kernels that
+/// do print `default N` (and any per-device lines), older ones a bare number.
+fn takes_device_weights(text: &str) -> bool {
+    text.trim().parse::<u64>().is_err()
 }
 
 /// A `linux.resources.unified` key names a file in the container's own directory: no `/`,
@@ -360,6 +391,40 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("memory.high")).unwrap(),
             "1000"
+        );
+    }
+
+    #[test]
+    fn device_weights_go_to_bfq_only_where_it_takes_them() {
+        assert!(takes_device_weights("default 100\n"));
+        assert!(takes_device_weights("default 100\n254:0 300\n"));
+        assert!(!takes_device_weights("100\n"));
+
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"blockIO": {"weightDevice": [{"major": 254, "minor": 0, "weight": 300}]}}"#,
+        )
+        .unwrap();
+        // No BFQ: left out, as runc does; io.weight untouched.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("io.weight"), "default 100\n").unwrap();
+        apply(dir.path(), &r).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("io.weight")).unwrap(),
+            "default 100\n"
+        );
+        // BFQ with per-device weights: the raw weight, per device.
+        std::fs::write(dir.path().join("io.bfq.weight"), "default 100\n").unwrap();
+        apply(dir.path(), &r).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("io.bfq.weight")).unwrap(),
+            "254:0 300"
+        );
+        // An old BFQ (a bare number): left out.
+        std::fs::write(dir.path().join("io.bfq.weight"), "100\n").unwrap();
+        apply(dir.path(), &r).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("io.bfq.weight")).unwrap(),
+            "100\n"
         );
     }
 }
