@@ -753,6 +753,8 @@ impl CgroupManager {
     /// settings in `resources` are left as they are (as `runc update` does; CRI sends the
     /// whole spec's resources). A value the kernel refuses fails naming its spec field, and
     /// every limit file written before it is set back to what it held, so the old limits stay.
+    /// With the systemd driver the scope's unit properties are then set to match
+    /// ([`systemd::set_properties`]).
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         let mut wanted = LinuxResources::default();
         wanted
@@ -762,12 +764,15 @@ impl CgroupManager {
             .set_block_io(resources.block_io().clone())
             .set_unified(resources.unified().clone());
         let saved = self.limit_files(&wanted);
-        match self.apply(&wanted) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                restore(&saved);
-                Err(name_update_field(err))
-            }
+        if let Err(err) = self.apply(&wanted) {
+            restore(&saved);
+            return Err(name_update_field(err));
+        }
+        // systemd's view of its scope follows the files (its own units' limits it would
+        // otherwise set back on a daemon-reload).
+        match &self.systemd {
+            Some(unit) => systemd::set_properties(unit, &wanted),
+            None => Ok(()),
         }
     }
 

@@ -547,6 +547,44 @@ pub fn is_current(unit: &Unit) -> Result<bool> {
     .map(|answer| answer == "yes")
 }
 
+/// After an Update: sets the properties of `resources` that systemd knows on the running
+/// scope `unit` (runtime only, as `systemctl set-property --runtime`), so that systemd's view
+/// is the files' and a `daemon-reload` does not set the old limits back. Only while the unit
+/// is the container's scope (its recorded identity); a pids limit only when `resources` has
+/// one (an Update that does not mention it keeps the current one).
+pub fn set_properties(unit: &Unit, resources: &LinuxResources) -> Result<()> {
+    let Some(ours) = &unit.invocation else {
+        return Ok(());
+    };
+    unit.validate()?;
+    let props: Vec<(&str, Value<'static>)> = resource_properties(resources)?
+        .into_iter()
+        .filter(|(name, _)| *name != "TasksMax" || resources.pids().is_some())
+        .map(|(name, prop)| (name, prop.to_value()))
+        .collect();
+    if props.is_empty() {
+        return Ok(());
+    }
+    on_bus(unit, "set the properties of", || {
+        let manager = Manager::connect(&unit.name)?;
+        let current = manager
+            .invocation_id(&unit.name)
+            .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
+        if current.as_deref() != Some(ours.as_str()) {
+            return Err(dbus_error(
+                &unit.name,
+                "set the properties of",
+                "the scope is no longer the container's",
+            ));
+        }
+        manager
+            .call("SetUnitProperties", &(unit.name.as_str(), true, props))
+            .map_err(|e| dbus_error(&unit.name, "SetUnitProperties", e))?;
+        Ok(String::new())
+    })
+    .map(drop)
+}
+
 /// Runs `f`, which talks to systemd, here when this process may create threads (zbus runs
 /// one for its connection), otherwise in a forked child.
 fn on_bus(unit: &Unit, op: &str, f: impl FnOnce() -> Result<String>) -> Result<String> {
