@@ -180,9 +180,11 @@ mod guest {
         let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
         assert_scope_with_limits(&ns, &id, &unit, &dir);
 
-        // Update: the files and the unit's properties (systemd's view) both change.
-        ns.ctr(&["task", "update", "--memory-limit", "134217728", &id])
-            .expect_success();
+        // Update (the Task API: ctr 1.6 has no `task update`): the files and the unit's
+        // properties (systemd's view) both change.
+        mini_e2e::grpc::Grpc::connect(&cd.address(), ns.name())
+            .update_resources(&id, r#"{"memory": {"limit": 134217728}}"#)
+            .expect("Task.Update");
         assert_eq!(read(&dir, "memory.max"), "134217728");
         assert_eq!(
             systemctl(&["show", "-p", "MemoryMax", "--value", &unit]),
