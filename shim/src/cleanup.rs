@@ -52,9 +52,10 @@ pub fn delete(args: &Args) -> Result<(), String> {
 fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     // The cgroup Create chose, with the driver it chose (the runtime options and the host
     // decide, and `delete` knows neither): without the record, Create stopped before it
-    // created any cgroup, and there is none to look for. A systemd scope is touched only
-    // while it is the one Create started (its recorded identity): the name may be someone
-    // else's by now.
+    // created any cgroup, and there is none to look for. A systemd scope is killed and
+    // stopped only while it is the one Create started (kill_all and destroy check its
+    // recorded identity, one D-Bus connection each at most: `delete` has 5 s): the name may
+    // be someone else's by now, and then its processes keep it from being removed here.
     let cgroup = match CgroupManager::load(&bundle.join(CGROUP_RECORD)) {
         Ok(cgroup) => cgroup,
         Err(err) => {
@@ -62,13 +63,6 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
             None
         }
     };
-    let cgroup = cgroup.filter(|cgroup| match cgroup.is_ours() {
-        Ok(ours) => ours,
-        Err(err) => {
-            eprintln!("cgroup of {id}: {err}: left in place");
-            false
-        }
-    });
     // The cgroup is ours to empty only if our init was placed in it (its pid was recorded):
     // a Create that failed may have found it holding others' processes. Without a recorded
     // pid, what our setup left in it (an init the daemon never learnt of) dies with the
