@@ -20,6 +20,10 @@ use crate::args::Args;
 /// the pid).
 pub const INIT_PID: &str = "init.pid";
 pub const INIT_START: &str = "init.start";
+/// The bundle file where Create records the container's cgroup as soon as it has chosen it:
+/// the driver, the directories, and with the systemd driver the scope and, once the init is
+/// in it, the scope's identity ([`CgroupManager::save`]).
+pub const CGROUP_RECORD: &str = "cgroup.json";
 
 pub fn delete(args: &Args) -> Result<(), String> {
     let bundle = args
@@ -45,16 +49,14 @@ pub fn delete(args: &Args) -> Result<(), String> {
 /// Best effort, each step on its own: a failure is reported on stderr (containerd's log)
 /// and the next step still runs.
 fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
-    // Parsed as Create parses it, not validated: cleaning up needs only the cgroup path,
-    // even of a spec that Create refused. A config.json that does not parse made Create
-    // fail before it created any cgroup: then there is none to look for. Without the file,
-    // the default path is the one to check.
-    let cgroup = match runtime_core::spec::read(bundle) {
-        Ok(spec) => {
-            let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-            CgroupManager::for_container(id, cgroups_path.as_deref(), false).ok()
-        }
-        Err(runtime_core::Error::Io { .. }) => CgroupManager::for_container(id, None, false).ok(),
+    // The cgroup Create chose, with the driver it chose (the runtime options and the host
+    // decide, and `delete` knows neither): without the record, Create stopped before it
+    // created any cgroup, and there is none to look for. A systemd scope is killed and
+    // stopped only while it is the one Create started (kill_all and destroy check its
+    // recorded identity, one D-Bus connection each at most: `delete` has 5 s): the name may
+    // be someone else's by now, and then its processes keep it from being removed here.
+    let cgroup = match CgroupManager::load(&bundle.join(CGROUP_RECORD)) {
+        Ok(cgroup) => cgroup,
         Err(err) => {
             eprintln!("{err}: no cgroup to remove");
             None

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -95,6 +95,11 @@ impl Container {
             params.systemd_cgroup,
         )
         .map_err(|e| Failure::Runtime("cgroup", e))?;
+        // Recorded before anything is created, for `delete` after this daemon died: it
+        // removes this cgroup (with the driver chosen here) and no other.
+        cgroup
+            .save(&params.bundle.join(crate::cleanup::CGROUP_RECORD))
+            .map_err(|e| Failure::Runtime("cgroup", e))?;
 
         let private_pid_ns = spec
             .linux()
@@ -183,6 +188,12 @@ impl Container {
             }
         };
 
+        let identified = identify_scope(&cgroup, init.process.pid(), &params.bundle).await;
+        let cgroup = match &identified {
+            Ok(identified) => identified.clone(),
+            Err(_) => cgroup,
+        };
+
         let oom = crate::oom::OomWatch::start(&params.id, &cgroup, publisher.clone(), &namespace);
         let container = Arc::new(Container {
             id: params.id,
@@ -202,6 +213,13 @@ impl Container {
             announced: tokio::sync::watch::channel(false).0,
         });
         tokio::spawn(watch_exit(container.clone(), exit, publisher, namespace));
+        if let Err(err) = identified {
+            // The init dies; its scope, left untouched, goes with it.
+            if let Err(e) = container.discard().await {
+                log::warn!("remove {}: {e:?}", container.id);
+            }
+            return Err(err);
+        }
         release_free_memory();
         Ok(container)
     }
@@ -557,6 +575,29 @@ impl Container {
 fn release_free_memory() {
     // SAFETY: malloc_trim only walks malloc's own free lists.
     unsafe { libc::malloc_trim(0) };
+}
+
+/// With the systemd driver: the cgroup with the identity of the scope that now holds the init
+/// `pid`, recorded in the bundle; kill and delete (here and in `delete`) act on no scope
+/// without it. Other drivers need nothing.
+async fn identify_scope(
+    cgroup: &CgroupManager,
+    pid: i32,
+    bundle: &Path,
+) -> Result<CgroupManager, Failure> {
+    if cgroup.systemd_unit().is_none() {
+        return Ok(cgroup.clone());
+    }
+    let cgroup = cgroup.clone();
+    let record = bundle.join(crate::cleanup::CGROUP_RECORD);
+    tokio::task::spawn_blocking(move || {
+        let identified = cgroup.identified(pid)?;
+        identified.save(&record)?;
+        Ok(identified)
+    })
+    .await
+    .map_err(|e| Failure::Internal(format!("identify scope task: {e}")))?
+    .map_err(|e| Failure::Runtime("cgroup", e))
 }
 
 /// Removes the container's cgroup, first killing what is left in it when `kill_first`;

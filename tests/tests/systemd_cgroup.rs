@@ -10,6 +10,11 @@
 //!   kubelet-style nested slice (`minitest-burstable-pod….slice`).
 //! - A shim killed with SIGKILL leaves a scope that the shim's `delete` stops: the init is
 //!   killed, the scope and its directory are gone.
+//! - The same with `SystemdCgroup = true`, no `cgroupsPath` and a process outside the init's
+//!   pid namespace: `delete` (which is not given the option) finds `mini-<id>.scope` from the
+//!   bundle's record, kills what is in it and stops it.
+//! - A scope started by someone else under the container's scope name, after the container's
+//!   own scope went, is left alone by `delete` after a killed shim and by the Delete RPC.
 //! - A CRI pod whose cgroup parent is the kubelet's systemd slice name
 //!   (`kubepods-besteffort-pod<uid>.slice`), with `SystemdCgroup = true` on mini's handler:
 //!   the sandbox and the container in `cri-containerd-<id>.scope` under
@@ -178,6 +183,19 @@ mod guest {
         let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
         assert_scope_with_limits(&ns, &id, &unit, &dir);
 
+        // Update (the Task API: ctr 1.6 has no `task update`): the files and the unit's
+        // properties (systemd's view) both change.
+        mini_e2e::grpc::Grpc::connect(&cd.address(), ns.name())
+            .update_resources(&id, r#"{"memory": {"limit": 134217728}}"#)
+            .expect("Task.Update");
+        assert_eq!(read(&dir, "memory.max"), "134217728");
+        assert_eq!(
+            systemctl(&["show", "-p", "MemoryMax", "--value", &unit]),
+            "134217728",
+            "systemd's MemoryMax after the update"
+        );
+        assert_eq!(read(&dir, "pids.max"), "max", "pids limit kept");
+
         ns.kill_and_delete(&id);
         assert_scope_gone(&unit, &dir);
         ns.assert_nothing_left(&id);
@@ -220,13 +238,7 @@ mod guest {
         let ns = cd.busybox_namespace("sdkill");
         let id = ns.new_id("sd");
         let (unit, dir) = run_in_pod_slice(&ns, &id);
-        let (pid, _) = ns.task(&id).expect("task listed");
-        let shim = leftovers::processes()
-            .into_iter()
-            .find(|p| p.pid == pid)
-            .map(|p| p.ppid)
-            .expect("the task's process exists");
-        leftovers::kill(shim);
+        leftovers::kill(shim_of(&ns, &id));
         let seen = watch_delete(&id);
         wait_until(WAIT, || ns.task_status(&id).as_deref() != Some("RUNNING"));
         let _ = ns.ctr(&["task", "delete", &id]);
@@ -239,6 +251,218 @@ mod guest {
         assert_scope_gone(&unit, &dir);
         ns.assert_nothing_left(&id);
         systemctl(&["stop", "minitest.slice"]);
+    }
+
+    /// The shim of task `id`: the parent of its init.
+    fn shim_of(ns: &Namespace<'_>, id: &str) -> i32 {
+        let (pid, _) = ns.task(id).expect("task listed");
+        leftovers::processes()
+            .into_iter()
+            .find(|p| p.pid == pid)
+            .map(|p| p.ppid)
+            .expect("the task's process exists")
+    }
+
+    /// Whether process `pid` still runs (a zombie does not).
+    fn alive(pid: i32) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim().starts_with('Z'))
+    }
+
+    /// A busybox root directory for a spec given with `ctr run --config`; removed on drop.
+    fn busybox_root() -> tempfile::TempDir {
+        let dir = mini_e2e::tmp_dir("mini-sdroot-");
+        for d in ["bin", "proc", "dev", "sys", "tmp"] {
+            fs::create_dir_all(dir.path().join(d)).expect("rootfs dir");
+        }
+        fs::copy("/bin/busybox", dir.path().join("bin/busybox")).expect("copying /bin/busybox");
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet))
+                .expect("applet link");
+        }
+        dir
+    }
+
+    /// `SystemdCgroup = true` and a spec without `linux.cgroupsPath` (the scope is
+    /// `system.slice/mini-<id>.scope`), in the host's pid namespace: a child of the init
+    /// outlives it. After a `kill -9` of the shim, containerd's `delete` must find the scope
+    /// from the bundle's record (the option is not passed to `delete`), kill what is in it
+    /// and stop it.
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn killed_shim_delete_finds_the_scope_of_the_systemd_cgroup_option() {
+        use serde_json::json;
+        assert_systemd_on_v2();
+        let cd = containerd();
+        let ns = cd.busybox_namespace("sdrec");
+        let id = ns.new_id("sd");
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let root = busybox_root();
+        let out = ns.ctr(&["oci", "spec"]);
+        out.expect_success();
+        let mut spec: serde_json::Value = serde_json::from_str(&out.stdout).expect("spec JSON");
+        spec["root"] = json!({"path": root.path(), "readonly": false});
+        spec["process"]["args"] = json!(["sh", "-c", "sleep 1000 & wait"]);
+        spec["process"]["env"] = json!(["PATH=/bin"]);
+        spec["process"]["terminal"] = json!(false);
+        let linux = spec["linux"].as_object_mut().expect("linux");
+        linux.remove("cgroupsPath");
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .retain(|n| n["type"] != "pid");
+        let spec_dir = mini_e2e::tmp_dir("mini-sdspec-");
+        let spec_path = spec_dir.path().join("config.json");
+        fs::write(&spec_path, spec.to_string()).expect("writing config.json");
+        let spec_path = spec_path.to_string_lossy();
+        ns.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            MINI,
+            "--runtime-config-path",
+            &options,
+            "--config",
+            &spec_path,
+            &id,
+        ])
+        .expect_success();
+        assert!(ns.wait_status(&id, "RUNNING", WAIT), "{id} not running");
+        let unit = format!("mini-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
+        assert!(
+            wait_until(WAIT, || read(&dir, "cgroup.procs").lines().count() == 2),
+            "sh and sleep in {}: {:?}",
+            dir.display(),
+            fs::read_to_string(dir.join("cgroup.procs"))
+        );
+        let procs: Vec<i32> = read(&dir, "cgroup.procs")
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+
+        leftovers::kill(shim_of(&ns, &id));
+        let seen = watch_delete(&id);
+        let _ = ns.ctr(&["task", "delete", &id]);
+        ns.ctr(&["container", "delete", &id]).expect_success();
+        assert!(
+            wait_until(WAIT, || !dir.exists()),
+            "{} left after the killed shim's delete (cgroup.procs {:?}); the delete process \
+             seen: {seen}",
+            dir.display(),
+            fs::read_to_string(dir.join("cgroup.procs"))
+        );
+        assert_scope_gone(&unit, &dir);
+        for pid in procs {
+            assert!(wait_until(WAIT, || !alive(pid)), "process {pid} left");
+        }
+        ns.assert_no_process_mount_or_cgroup(&id);
+    }
+
+    /// A scope that another party started under the container's scope name after the
+    /// container's own scope went (its init died, systemd removed the emptied scope). Stopped
+    /// and its process killed on drop.
+    struct ForeignScope {
+        unit: String,
+        process: std::process::Child,
+    }
+
+    impl ForeignScope {
+        fn start(unit: &str, dir: &Path) -> Self {
+            let stem = unit.strip_suffix(".scope").expect("a scope");
+            let process = Command::new("systemd-run")
+                .args(["--scope", "--quiet", "--unit", stem, "sleep", "1000"])
+                .spawn()
+                .expect("running systemd-run");
+            let scope = ForeignScope {
+                unit: unit.to_string(),
+                process,
+            };
+            assert!(
+                wait_until(WAIT, || systemctl(&["is-active", unit]) == "active"
+                    && dir.is_dir()),
+                "the foreign {unit} did not start"
+            );
+            scope
+        }
+
+        #[track_caller]
+        fn assert_untouched(&mut self) {
+            assert_eq!(
+                self.process.try_wait().expect("waiting for systemd-run"),
+                None,
+                "the foreign scope's process was killed"
+            );
+            assert_eq!(
+                systemctl(&["is-active", &self.unit]),
+                "active",
+                "the foreign {} was stopped",
+                self.unit
+            );
+        }
+    }
+
+    impl Drop for ForeignScope {
+        fn drop(&mut self) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+            systemctl(&["stop", &self.unit]);
+        }
+    }
+
+    /// Runs a container with `SystemdCgroup = true` in `system.slice:mini-test:<id>`, kills
+    /// its init (systemd removes the emptied scope), starts a foreign scope of the same name,
+    /// then deletes the container — after a `kill -9` of its shim (containerd's `delete`)
+    /// when `kill_shim`, else through the Delete RPC — and checks that the foreign scope and
+    /// its process are untouched.
+    fn foreign_scope_survives_delete(prefix: &str, kill_shim: bool) {
+        assert_systemd_on_v2();
+        let cd = containerd();
+        let ns = cd.busybox_namespace(prefix);
+        let id = ns.new_id("sd");
+        let options = options_file(&cd, "SystemdCgroup = true\n");
+        let path = format!("system.slice:mini-test:{id}");
+        ns.run_detached(
+            MINI,
+            &["--cgroup", &path, "--runtime-config-path", &options],
+            &id,
+            &["sleep", "1000"],
+        );
+        let unit = format!("mini-test-{id}.scope");
+        let dir = PathBuf::from("/sys/fs/cgroup/system.slice").join(&unit);
+        assert_eq!(systemctl(&["is-active", &unit]), "active");
+        let shim = shim_of(&ns, &id);
+        let (init, _) = ns.task(&id).expect("task listed");
+        leftovers::kill(init);
+        assert!(ns.wait_status(&id, "STOPPED", WAIT), "{id} not stopped");
+        assert!(wait_until(WAIT, || !dir.exists()), "{unit} not removed");
+
+        let mut foreign = ForeignScope::start(&unit, &dir);
+        if kill_shim {
+            leftovers::kill(shim);
+            // containerd runs the shim's `delete` at once.
+            watch_delete(&id);
+        }
+        let _ = ns.ctr(&["task", "delete", &id]);
+        ns.ctr(&["container", "delete", &id]).expect_success();
+        // The shim's `delete` after its Shutdown too.
+        std::thread::sleep(Duration::from_secs(3));
+        foreign.assert_untouched();
+        drop(foreign);
+        assert_scope_gone(&unit, &dir);
+        ns.assert_no_process_mount_or_cgroup(&id);
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn killed_shim_delete_leaves_a_scope_it_did_not_start() {
+        foreign_scope_survives_delete("sdforeign", true);
+    }
+
+    #[test]
+    #[ignore = "needs systemd as PID 1: the host test boots a VM"]
+    fn late_delete_leaves_a_scope_it_did_not_start() {
+        foreign_scope_survives_delete("sdlate", false);
     }
 
     /// A CRI daemon of `version` whose `mini` handler has `SystemdCgroup = true`, as

@@ -589,6 +589,71 @@ impl CgroupManager {
         }
     }
 
+    /// With the systemd driver: this manager with the identity (`InvocationID`) of the scope
+    /// that holds the container's init `pid`, just placed and not yet running anything of the
+    /// spec. [`CgroupManager::kill_all`] and [`CgroupManager::destroy`] act on a scope only
+    /// when it still has that identity. Without the systemd driver: a plain copy.
+    pub fn identified(&self, pid: i32) -> Result<Self> {
+        let mut out = self.clone();
+        if let Some(unit) = &mut out.systemd {
+            unit.invocation = Some(systemd::invocation(unit, pid)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the cgroup still is the one the container got: always with cgroupfs; with
+    /// the systemd driver, when the scope has the identity [`CgroupManager::identified`]
+    /// recorded (a scope started again under the name since is someone else's).
+    pub fn is_ours(&self) -> Result<bool> {
+        match &self.systemd {
+            None => Ok(true),
+            Some(unit) => systemd::is_current(unit),
+        }
+    }
+
+    /// Records this manager (driver, directories, scope and its identity) at `path` as JSON:
+    /// written to a temporary file and renamed, so a reader sees a whole record or none.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec(self)
+            .map_err(|e| Error::cgroup(path, format!("encode the cgroup record: {e}")))?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        fs::write(&tmp, json)
+            .and_then(|()| fs::rename(&tmp, path))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                Error::io("write", path, e)
+            })
+    }
+
+    /// Reads a record written by [`CgroupManager::save`]; `None` when there is none. A
+    /// systemd scope in it must be a valid unit of mini's ([`systemd::Unit::validate`]) whose
+    /// directory is the record's cgroup2 directory.
+    pub fn load(path: &Path) -> Result<Option<Self>> {
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        let manager: Self = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::cgroup(path, format!("decode the cgroup record: {e}")))?;
+        if let Some(unit) = &manager.systemd {
+            unit.validate()?;
+            let dir_matches = manager
+                .unified
+                .as_ref()
+                .is_some_and(|d| d.dir == d.mount_point.join(&unit.cgroup));
+            if !dir_matches || !manager.v1.is_empty() {
+                return Err(Error::cgroup(
+                    path,
+                    format!("the record's directories are not those of {}", unit.name),
+                ));
+            }
+        }
+        Ok(Some(manager))
+    }
+
     /// The host layout this manager works on.
     pub fn layout(&self) -> Layout {
         self.layout
@@ -688,6 +753,8 @@ impl CgroupManager {
     /// settings in `resources` are left as they are (as `runc update` does; CRI sends the
     /// whole spec's resources). A value the kernel refuses fails naming its spec field, and
     /// every limit file written before it is set back to what it held, so the old limits stay.
+    /// With the systemd driver the scope's unit properties are then set to match
+    /// ([`systemd::set_properties`]).
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         let mut wanted = LinuxResources::default();
         wanted
@@ -697,12 +764,15 @@ impl CgroupManager {
             .set_block_io(resources.block_io().clone())
             .set_unified(resources.unified().clone());
         let saved = self.limit_files(&wanted);
-        match self.apply(&wanted) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                restore(&saved);
-                Err(name_update_field(err))
-            }
+        if let Err(err) = self.apply(&wanted) {
+            restore(&saved);
+            return Err(name_update_field(err));
+        }
+        // systemd's view of its scope follows the files (its own units' limits it would
+        // otherwise set back on a daemon-reload).
+        match &self.systemd {
+            Some(unit) => systemd::set_properties(unit, &wanted),
+            None => Ok(()),
         }
     }
 
@@ -819,7 +889,12 @@ impl CgroupManager {
     ///
     /// Processes frozen by the v1 freezer cannot act on SIGKILL, so after a SIGKILL a frozen
     /// v1 freezer is thawed (as runc does); cgroup2's `cgroup.kill` handles frozen tasks itself.
+    ///
+    /// With the systemd driver only a scope that [`CgroupManager::is_ours`] is signalled.
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        if !self.is_ours()? {
+            return Ok(());
+        }
         if signal == Signal::SIGKILL
             && let Some(dir) = self.unified_path()
             && dir.join("cgroup.kill").exists()
@@ -873,13 +948,14 @@ impl CgroupManager {
     }
 
     /// Removes the container's cgroup directories (not shared parents); with the systemd
-    /// driver, stops the scope and waits until systemd removed its cgroup. Succeeds when they
-    /// are already gone. Sub-cgroups the container made are removed first. A directory still
+    /// driver, stops the scope and waits until systemd removed its cgroup, only if it still is
+    /// the scope the container got ([`systemd::stop`]). Succeeds when they are already gone. Sub-cgroups the container made are removed first. A directory still
     /// busy after about 2 s (processes still exiting) fails naming the directory.
     pub fn destroy(&self) -> Result<()> {
         if let (Some(unit), Some(dir)) = (&self.systemd, self.unified_path()) {
-            // systemd removes the scope's cgroup (and what the container made below it).
-            return systemd::stop(unit, dir).or_else(|e| remove_tree(dir).map_err(|_| e));
+            // systemd removes the scope's cgroup (and what the container made below it); the
+            // directory is systemd's, never removed behind its back.
+            return systemd::stop(unit, dir);
         }
         let mut first_error = None;
         for d in self.dirs() {

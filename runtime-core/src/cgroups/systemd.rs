@@ -13,13 +13,26 @@
 //! refuses a scope without processes, so the scope cannot be made first and the init born in
 //! it. Stop: `StopUnit`, `ResetFailedUnit`, then wait until the directory is gone.
 //!
+//! Identity: a scope is known by its name, which anyone may start again once ours is gone
+//! (systemd removes a scope as soon as its last process exits). Once the init is in the
+//! scope, [`invocation`] reads the scope's `InvocationID` (a new random id for each start of
+//! a unit); [`stop`] and [`is_current`] act only on a unit that still has it. A unit without
+//! a known identity (a Create that failed before it) is never stopped: if it was ours,
+//! systemd removes it when its processes are gone.
+//!
 //! The connection is the system bus (`/run/dbus/system_bus_socket`), opened for each start
 //! or stop and closed after: nothing stays open in the shim daemon between operations.
+//! Connecting gives up after [`CONNECT_TIMEOUT`] and each call after [`CALL_TIMEOUT`]: a
+//! hung or absent systemd is an error within seconds, not a hang of Create or `delete`.
 //! systemd's private socket `/run/systemd/private` would spare the dbus-daemon, but systemd
 //! sends its replies there with a sender that is no bus name, which zbus 5 rejects (its
 //! reader thread panics and the call never returns).
 
+use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -54,6 +67,10 @@ pub struct Unit {
     /// Its cgroup below the cgroup2 root, e.g.
     /// `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope`.
     pub cgroup: PathBuf,
+    /// The scope's `InvocationID` (32 hex digits), once it is known to hold the container's
+    /// init ([`invocation`]): only a unit with this identity is stopped or killed.
+    #[serde(default)]
+    pub invocation: Option<String>,
 }
 
 impl Unit {
@@ -107,12 +124,9 @@ impl Unit {
         } else {
             format!("{prefix}-{name}.scope")
         };
-        if let Some(bad) = unit.chars().find(|c| !valid_unit_char(*c)) {
-            return Err(Error::invalid(
-                FIELD,
-                format!("{shown:?}: {bad:?} cannot be part of the systemd unit name {unit:?}"),
-            ));
-        }
+        check_scope_name(&unit).map_err(|msg| {
+            Error::invalid(FIELD, format!("{shown:?}: systemd unit {unit:?}: {msg}"))
+        })?;
         let mut cgroup = expand_slice(&slice)
             .map_err(|msg| Error::invalid(FIELD, format!("{shown:?}: slice {slice:?}: {msg}")))?;
         cgroup.push(&unit);
@@ -120,8 +134,65 @@ impl Unit {
             name: unit,
             slice,
             cgroup,
+            invocation: None,
         })
     }
+
+    /// Checks that this is a scope mini builds: `name` a valid `*.scope` unit name (never
+    /// systemd's own `init.scope`), `slice` a valid slice name, `cgroup` the scope's
+    /// directory in that slice, and the identity, if any, an `InvocationID`. Every request to
+    /// systemd checks its unit first: a unit read back from a bundle's record is not trusted.
+    pub fn validate(&self) -> Result<()> {
+        let check = || -> std::result::Result<(), String> {
+            check_scope_name(&self.name)?;
+            let mut cgroup = expand_slice(&self.slice)
+                .map_err(|msg| format!("slice {:?}: {msg}", self.slice))?;
+            cgroup.push(&self.name);
+            if cgroup != self.cgroup {
+                return Err(format!(
+                    "its cgroup {} is not {}",
+                    self.cgroup.display(),
+                    cgroup.display()
+                ));
+            }
+            match &self.invocation {
+                Some(id) if !is_invocation_id(id) => {
+                    Err(format!("{id:?} is not an InvocationID (32 hex digits)"))
+                }
+                _ => Ok(()),
+            }
+        };
+        check().map_err(|msg| Error::invalid(FIELD, format!("systemd unit {:?}: {msg}", self.name)))
+    }
+}
+
+/// systemd's longest unit name (`UNIT_NAME_MAX` without the NUL).
+const UNIT_NAME_MAX: usize = 255;
+/// systemd's own scope, where PID 1 lives: never a container's.
+const SYSTEMD_OWN_SCOPE: &str = "init.scope";
+
+/// Whether `name` is a scope unit name systemd accepts and mini may own.
+fn check_scope_name(name: &str) -> std::result::Result<(), String> {
+    let Some(stem) = name.strip_suffix(".scope") else {
+        return Err("mini places a container in a .scope unit only".into());
+    };
+    if stem.is_empty() {
+        return Err("empty name before .scope".into());
+    }
+    if name.len() > UNIT_NAME_MAX {
+        return Err(format!("longer than systemd's {UNIT_NAME_MAX} characters"));
+    }
+    if let Some(bad) = name.chars().find(|c| !valid_unit_char(*c)) {
+        return Err(format!("{bad:?} cannot be part of a unit name"));
+    }
+    if name == SYSTEMD_OWN_SCOPE {
+        return Err("systemd's own scope".into());
+    }
+    Ok(())
+}
+
+fn is_invocation_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Characters systemd accepts in a unit name (`unit_name_is_valid`); `\` escapes aside.
@@ -137,6 +208,9 @@ pub fn expand_slice(slice: &str) -> std::result::Result<PathBuf, String> {
     };
     if stem.is_empty() || slice.contains('/') {
         return Err("not a slice unit name".into());
+    }
+    if slice.len() > UNIT_NAME_MAX {
+        return Err(format!("longer than systemd's {UNIT_NAME_MAX} characters"));
     }
     if let Some(bad) = slice.chars().find(|c| !valid_unit_char(*c)) {
         return Err(format!("{bad:?} cannot be part of a unit name"));
@@ -281,11 +355,16 @@ fn list_to_mask(list: &str, field: &str) -> Result<Vec<u8>> {
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
 /// How long a start or a stop may take before it counts as failed (runc waits 30 s).
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(5);
-/// How long one D-Bus call may take: a call never blocks a start or a delete for good.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to the bus (socket, authentication, `Hello`) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one D-Bus call may take: a hung systemd fails a start or a delete within
+/// seconds (containerd gives `delete` 5 s for all of its work).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a stop first waits for systemd to remove an emptied scope by itself.
 const EMPTY_SCOPE_GRACE: Duration = Duration::from_millis(500);
 
@@ -296,11 +375,28 @@ struct Manager {
 
 impl Manager {
     fn connect(unit: &str) -> Result<Self> {
-        let conn = zbus::blocking::connection::Builder::system()
-            .map(|b| b.method_timeout(CALL_TIMEOUT))
-            .and_then(|b| b.build())
+        let builder = zbus::connection::Builder::system()
             .map_err(|e| dbus_error(unit, "connect to systemd on the system bus for", e))?;
-        Ok(Self { conn })
+        Self::connect_with(builder, unit)
+    }
+
+    /// Connects through `builder`, giving up after [`CONNECT_TIMEOUT`] (zbus itself waits
+    /// for a silent peer forever); its calls give up after [`CALL_TIMEOUT`].
+    fn connect_with(builder: zbus::connection::Builder<'_>, unit: &str) -> Result<Self> {
+        const OP: &str = "connect to systemd on the system bus for";
+        let conn = within(
+            CONNECT_TIMEOUT,
+            builder.method_timeout(CALL_TIMEOUT).build(),
+        )
+        .ok_or_else(|| {
+            dbus_error(
+                unit,
+                OP,
+                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+            )
+        })?
+        .map_err(|e| dbus_error(unit, OP, e))?;
+        Ok(Self { conn: conn.into() })
     }
 
     fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::message::Message>
@@ -311,8 +407,8 @@ impl Manager {
             .call_method(Some(DESTINATION), MANAGER_PATH, Some(MANAGER), method, body)
     }
 
-    /// The unit's `ActiveState`, `None` once systemd no longer knows it.
-    fn active_state(&self, unit: &str) -> zbus::Result<Option<String>> {
+    /// The unit's property `name`, `None` once systemd no longer knows the unit.
+    fn unit_property(&self, unit: &str, name: &str) -> zbus::Result<Option<OwnedValue>> {
         let path: OwnedObjectPath = match self.call("GetUnit", &(unit,)) {
             Ok(reply) => reply.body().deserialize()?,
             Err(e) if is_error(&e, "NoSuchUnit") => return Ok(None),
@@ -321,12 +417,27 @@ impl Manager {
         let reply = self.conn.call_method(
             Some(DESTINATION),
             path.as_str(),
-            Some("org.freedesktop.DBus.Properties"),
+            Some(PROPERTIES),
             "Get",
-            &("org.freedesktop.systemd1.Unit", "ActiveState"),
+            &(UNIT, name),
         )?;
-        let value: OwnedValue = reply.body().deserialize()?;
-        Ok(Some(String::try_from(value).unwrap_or_default()))
+        Ok(Some(reply.body().deserialize()?))
+    }
+
+    /// The unit's `ActiveState`, `None` once systemd no longer knows it.
+    fn active_state(&self, unit: &str) -> zbus::Result<Option<String>> {
+        Ok(self
+            .unit_property(unit, "ActiveState")?
+            .map(|v| String::try_from(v).unwrap_or_default()))
+    }
+
+    /// The unit's `InvocationID` in hex, `None` once systemd no longer knows it.
+    fn invocation_id(&self, unit: &str) -> zbus::Result<Option<String>> {
+        let Some(value) = self.unit_property(unit, "InvocationID")? else {
+            return Ok(None);
+        };
+        let bytes = Vec::<u8>::try_from(value)?;
+        Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
     /// Whether the job at `job` is still queued or running.
@@ -335,7 +446,7 @@ impl Manager {
             .call_method(
                 Some(DESTINATION),
                 job.as_str(),
-                Some("org.freedesktop.DBus.Properties"),
+                Some(PROPERTIES),
                 "Get",
                 &("org.freedesktop.systemd1.Job", "State"),
             )
@@ -345,6 +456,22 @@ impl Manager {
     fn reset_failed(&self, unit: &str) {
         let _ = self.call("ResetFailedUnit", &(unit,));
     }
+}
+
+/// Runs `future` to its end on this thread, or gives up after `timeout` (`None`; the future
+/// is dropped, which closes what it opened).
+fn within<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut timer = async_io::Timer::after(timeout);
+    async_io::block_on(std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }))
 }
 
 /// Whether `e` is systemd's error `org.freedesktop.systemd1.<name>`.
@@ -361,17 +488,110 @@ fn dbus_error(unit: &str, op: &str, e: impl std::fmt::Display) -> Error {
 
 /// Starts `unit` as a transient scope holding `pid`, with `resources`' properties and
 /// delegation, and waits until it is active and its cgroup `dir` exists. A leftover failed
-/// unit of the same name is reset and the start tried once more; a live one is an error.
-///
-/// A caller that joined another pid namespace (`setns`, as the setup helper does for a
-/// container sharing its pod's) cannot create threads (the kernel refuses `CLONE_THREAD`
-/// while the namespace of its children differs from its own), and the D-Bus connection needs
-/// them: then the start runs in a forked child, which is in that namespace itself.
+/// unit of the same name is reset first; an active one makes the start fail.
 pub fn start(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> Result<()> {
+    unit.validate()?;
+    on_bus(unit, "start", || {
+        start_here(unit, dir, pid, resources).map(|()| String::new())
+    })
+    .map(drop)
+}
+
+/// The `InvocationID` of `unit`, read once the container's init `pid` (alive, blocked before
+/// its exec) is in it, and checked to be the scope that holds that init: the identity that
+/// [`stop`] and [`is_current`] later require.
+pub fn invocation(unit: &Unit, pid: i32) -> Result<String> {
+    unit.validate()?;
+    let want = format!("0::{}", Path::new("/").join(&unit.cgroup).display());
+    on_bus(unit, "identify", || {
+        let manager = Manager::connect(&unit.name)?;
+        let id = manager
+            .invocation_id(&unit.name)
+            .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?
+            .ok_or_else(|| dbus_error(&unit.name, "identify", "systemd knows no such unit"))?;
+        // Read after the id: a scope that replaced ours before the read cannot hold our init.
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if !own.lines().any(|l| l == want) {
+            return Err(dbus_error(
+                &unit.name,
+                "identify",
+                format!(
+                    "the container's init {pid} is not in the scope (its cgroup: {:?})",
+                    own.trim()
+                ),
+            ));
+        }
+        Ok(id)
+    })
+}
+
+/// Whether `unit` still is the scope the container got: systemd knows a unit of that name
+/// with the recorded `InvocationID`. A unit without a recorded identity never is.
+pub fn is_current(unit: &Unit) -> Result<bool> {
+    let Some(ours) = &unit.invocation else {
+        return Ok(false);
+    };
+    unit.validate()?;
+    on_bus(unit, "identify", || {
+        let manager = Manager::connect(&unit.name)?;
+        let theirs = manager
+            .invocation_id(&unit.name)
+            .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
+        Ok(if theirs.as_ref() == Some(ours) {
+            "yes"
+        } else {
+            "no"
+        }
+        .to_string())
+    })
+    .map(|answer| answer == "yes")
+}
+
+/// After an Update: sets the properties of `resources` that systemd knows on the running
+/// scope `unit` (runtime only, as `systemctl set-property --runtime`), so that systemd's view
+/// is the files' and a `daemon-reload` does not set the old limits back. Only while the unit
+/// is the container's scope (its recorded identity); a pids limit only when `resources` has
+/// one (an Update that does not mention it keeps the current one).
+pub fn set_properties(unit: &Unit, resources: &LinuxResources) -> Result<()> {
+    let Some(ours) = &unit.invocation else {
+        return Ok(());
+    };
+    unit.validate()?;
+    let props: Vec<(&str, Value<'static>)> = resource_properties(resources)?
+        .into_iter()
+        .filter(|(name, _)| *name != "TasksMax" || resources.pids().is_some())
+        .map(|(name, prop)| (name, prop.to_value()))
+        .collect();
+    if props.is_empty() {
+        return Ok(());
+    }
+    on_bus(unit, "set the properties of", || {
+        let manager = Manager::connect(&unit.name)?;
+        let current = manager
+            .invocation_id(&unit.name)
+            .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
+        if current.as_deref() != Some(ours.as_str()) {
+            return Err(dbus_error(
+                &unit.name,
+                "set the properties of",
+                "the scope is no longer the container's",
+            ));
+        }
+        manager
+            .call("SetUnitProperties", &(unit.name.as_str(), true, props))
+            .map_err(|e| dbus_error(&unit.name, "SetUnitProperties", e))?;
+        Ok(String::new())
+    })
+    .map(drop)
+}
+
+/// Runs `f`, which talks to systemd, here when this process may create threads (zbus runs
+/// one for its connection), otherwise in a forked child.
+fn on_bus(unit: &Unit, op: &str, f: impl FnOnce() -> Result<String>) -> Result<String> {
     if threads_possible() {
-        start_here(unit, dir, pid, resources)
+        f()
     } else {
-        in_child(unit, || start_here(unit, dir, pid, resources))
+        in_child(unit, op, f)
     }
 }
 
@@ -382,21 +602,26 @@ fn threads_possible() -> bool {
 }
 
 /// Runs `f` in a forked child (of a single-threaded caller) and returns its result; an error
-/// comes back as its message.
-fn in_child(unit: &Unit, f: impl FnOnce() -> Result<()>) -> Result<()> {
+/// comes back as its message. The child dies with its caller (PR_SET_PDEATHSIG): killed
+/// setup never leaves it behind, and its calls are bounded by the timeouts above.
+fn in_child(unit: &Unit, op: &str, f: impl FnOnce() -> Result<String>) -> Result<String> {
     use std::io::{Read, Write};
     use std::os::fd::OwnedFd;
     let (read, write): (OwnedFd, OwnedFd) =
-        nix::unistd::pipe().map_err(|e| dbus_error(&unit.name, "pipe for the start of", e))?;
+        nix::unistd::pipe().map_err(|e| dbus_error(&unit.name, &format!("pipe to {op}"), e))?;
     // SAFETY: the caller has one thread (it cannot create others), so the child may run any
     // code; it leaves with _exit.
     match unsafe { nix::unistd::fork() } {
-        Err(e) => Err(dbus_error(&unit.name, "fork for the start of", e)),
+        Err(e) => Err(dbus_error(&unit.name, &format!("fork to {op}"), e)),
         Ok(nix::unistd::ForkResult::Child) => {
             drop(read);
+            if crate::process::die_with_caller(write.as_raw_fd()).is_err() {
+                // SAFETY: _exit is always safe to call.
+                unsafe { libc::_exit(1) };
+            }
             let message = match f() {
-                Ok(()) => String::new(),
-                Err(e) => e.to_string(),
+                Ok(out) => format!("+{out}"),
+                Err(e) => format!("-{e}"),
             };
             let _ = std::fs::File::from(write).write_all(message.as_bytes());
             // SAFETY: _exit is always safe to call.
@@ -407,16 +632,17 @@ fn in_child(unit: &Unit, f: impl FnOnce() -> Result<()>) -> Result<()> {
             let mut message = String::new();
             let read_result = std::fs::File::from(read).read_to_string(&mut message);
             let status = nix::sys::wait::waitpid(child, None);
-            match (read_result, status) {
-                (Ok(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) if message.is_empty() => {
-                    Ok(())
-                }
-                (Ok(_), Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => {
-                    Err(dbus_error(&unit.name, "start", message))
-                }
-                (_, status) => Err(dbus_error(
+            let exited = matches!(status, Ok(nix::sys::wait::WaitStatus::Exited(_, 0)));
+            match (read_result, message.split_at_checked(1)) {
+                (Ok(_), Some(("+", out))) if exited => Ok(out.to_string()),
+                // The child's error names the unit and the operation already.
+                (Ok(_), Some(("-", err))) if exited => Err(Error::cgroup(
+                    Path::new("/run/systemd").join(&unit.name),
+                    err.to_string(),
+                )),
+                _ => Err(dbus_error(
                     &unit.name,
-                    "start",
+                    op,
                     format!("the child that talks to systemd ended with {status:?}"),
                 )),
             }
@@ -486,9 +712,16 @@ fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> 
     ))
 }
 
-/// Stops `unit` (an already gone unit is fine), resets it if it failed, and waits until its
-/// cgroup `dir` is gone.
+/// Stops `unit` if it still is the scope the container got (its recorded `InvocationID`),
+/// resets it if it failed, and waits until its cgroup `dir` is gone. A unit already gone, one
+/// that another start of the same name has replaced, or one whose identity was never
+/// recorded is left alone: systemd removes a scope of ours by itself once its processes are
+/// gone.
 pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
+    let Some(ours) = &unit.invocation else {
+        return Ok(());
+    };
+    unit.validate()?;
     // A scope whose processes are all gone is stopped and removed by systemd itself (it
     // watches `cgroup.events`): then there is nothing to ask, which keeps `delete` (5 s
     // for all of its work) quick.
@@ -499,7 +732,21 @@ pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
+    on_bus(unit, "stop", || {
+        stop_here(unit, ours, dir).map(|()| String::new())
+    })
+    .map(drop)
+}
+
+fn stop_here(unit: &Unit, ours: &str, dir: &Path) -> Result<()> {
     let manager = Manager::connect(&unit.name)?;
+    let current = manager
+        .invocation_id(&unit.name)
+        .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
+    if current.as_deref() != Some(ours) {
+        // Gone, or a unit someone else started under the name since.
+        return Ok(());
+    }
     match manager.call("StopUnit", &(unit.name.as_str(), "replace")) {
         Ok(_) => {}
         Err(e) if is_error(&e, "NoSuchUnit") => {}
@@ -707,6 +954,203 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains("linux.cgroupsPath"), "{bad}: {msg}");
             assert!(msg.contains(bad), "{bad}: {msg}");
+        }
+    }
+
+    fn scope(name: &str, slice: &str) -> Unit {
+        let mut cgroup = expand_slice(slice).unwrap_or_default();
+        cgroup.push(name);
+        Unit {
+            name: name.into(),
+            slice: slice.into(),
+            cgroup,
+            invocation: None,
+        }
+    }
+
+    #[test]
+    fn only_scopes_mini_builds_pass_validation() {
+        let mut good = scope("cri-containerd-abc.scope", "kubepods-besteffort-pod1.slice");
+        good.validate().unwrap();
+        good.invocation = Some("0123456789abcdef0123456789ABCDEF".into());
+        good.validate().unwrap();
+        let long = format!("{}.scope", "a".repeat(250));
+        for bad in [
+            scope("system.slice", "-.slice"),
+            scope("init.scope", "-.slice"),
+            scope("ssh.service", "system.slice"),
+            scope(".scope", "system.slice"),
+            scope("a b.scope", "system.slice"),
+            scope("a/b.scope", "system.slice"),
+            scope(&long, "system.slice"),
+            scope("mini-c1.scope", "system"),
+            scope("mini-c1.scope", "a--b.slice"),
+            Unit {
+                cgroup: PathBuf::from("system.slice"),
+                ..scope("mini-c1.scope", "system.slice")
+            },
+            Unit {
+                invocation: Some("not-an-id".into()),
+                ..scope("mini-c1.scope", "system.slice")
+            },
+        ] {
+            let msg = bad.validate().unwrap_err().to_string();
+            assert!(msg.contains(&format!("{:?}", bad.name)), "{bad:?}: {msg}");
+        }
+        // systemd's own scope is never a container's, whatever the path says.
+        let msg = Unit::for_container("c1", Some(Path::new("-.slice::init")))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("init.scope"), "{msg}");
+    }
+
+    #[test]
+    fn a_scope_without_a_recorded_identity_is_never_stopped_or_ours() {
+        // A Create that failed before it learnt the scope's identity: the scope of that name
+        // may be someone else's. Nothing is asked of systemd (there is none on this host:
+        // a connection attempt would fail).
+        let dir = tempfile::tempdir().unwrap();
+        let unit = scope("mini-c1.scope", "system.slice");
+        stop(&unit, dir.path()).unwrap();
+        assert!(!is_current(&unit).unwrap());
+        assert!(dir.path().exists());
+    }
+
+    #[test]
+    fn a_silent_bus_fails_the_connection_within_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        // Accepts and never answers, like a hung dbus-daemon or systemd.
+        let silent = std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(held);
+        });
+        let address = format!("unix:path={}", socket.display());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let started = Instant::now();
+        std::thread::spawn(move || {
+            let builder = zbus::connection::Builder::address(address.as_str()).unwrap();
+            let _ = tx.send(Manager::connect_with(builder, "mini-c1.scope").map(drop));
+        });
+        let result = rx
+            .recv_timeout(CONNECT_TIMEOUT + Duration::from_secs(8))
+            .expect("the connection to a silent bus did not give up");
+        let msg = result.unwrap_err().to_string();
+        assert!(started.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(2));
+        assert!(msg.contains("no answer within"), "{msg}");
+        assert!(msg.contains("mini-c1.scope"), "{msg}");
+        drop(silent);
+    }
+
+    /// Where the child of `the_bus_child_dies_with_its_caller` writes its pid.
+    const PDEATHSIG_PID_FILE: &str = "MINI_TEST_BUS_CHILD_PID_FILE";
+
+    /// Run by `the_bus_child_dies_with_its_caller` in a process of its own: a bus child
+    /// that would block for a minute.
+    #[test]
+    #[ignore = "run as a child process by the_bus_child_dies_with_its_caller"]
+    fn bus_child_that_blocks() {
+        let Some(file) = std::env::var_os(PDEATHSIG_PID_FILE) else {
+            return;
+        };
+        let unit = scope("mini-c1.scope", "system.slice");
+        let _ = in_child(&unit, "test", || {
+            std::fs::write(&file, std::process::id().to_string()).unwrap();
+            sleep(Duration::from_secs(60));
+            Ok(String::new())
+        });
+    }
+
+    #[test]
+    fn the_bus_child_dies_with_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pid");
+        let mut caller = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cgroups::systemd::tests::bus_child_that_blocks",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(PDEATHSIG_PID_FILE, &file)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let child: i32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&file)
+                .ok()
+                .and_then(|t| t.parse().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the bus child never started");
+            sleep(Duration::from_millis(20));
+        };
+        caller.kill().unwrap();
+        caller.wait().unwrap();
+        // Dead (gone, or a zombie until its new parent reaps it).
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .starts_with('Z')
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive() && Instant::now() < deadline {
+            sleep(Duration::from_millis(20));
+        }
+        let still = alive();
+        if still {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(!still, "the bus child {child} outlived its caller");
+    }
+
+    #[test]
+    fn the_cgroup_record_round_trips_and_a_tampered_one_is_refused() {
+        use super::super::{CgroupManager, parse_mountinfo};
+        let mountinfo = "31 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        let hierarchies = parse_mountinfo(mountinfo, Path::new("/sys/fs/cgroup")).unwrap();
+        let manager = CgroupManager::systemd_with_hierarchies(
+            &hierarchies,
+            "c1",
+            Some(Path::new("system.slice:mini-test:c1")),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("cgroup.json");
+        assert!(CgroupManager::load(&record).unwrap().is_none());
+        manager.save(&record).unwrap();
+        let loaded = CgroupManager::load(&record).unwrap().unwrap();
+        assert_eq!(loaded.systemd_unit(), manager.systemd_unit());
+        assert_eq!(loaded.unified_path(), manager.unified_path());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+
+        let text = std::fs::read_to_string(&record).unwrap();
+        for (from, to) in [
+            ("\"mini-test-c1.scope\"", "\"system.slice\""),
+            (
+                "/sys/fs/cgroup/system.slice/mini-test-c1.scope",
+                "/sys/fs/cgroup/system.slice",
+            ),
+        ] {
+            assert!(text.contains(from), "{text}");
+            std::fs::write(&record, text.replace(from, to)).unwrap();
+            assert!(CgroupManager::load(&record).is_err(), "{from} -> {to}");
         }
     }
 }

@@ -329,7 +329,7 @@ pub(super) fn apply_lsm_labels(process: &Process) -> Result<()> {
 /// mount) when the caller dies stays forever, and no one knows its pid. A caller that died
 /// before this call has closed its end of the setup channel: an error then (getppid() cannot
 /// tell: in a new pid namespace the parent is outside it and reads as 0).
-pub(super) fn die_with_caller(channel: RawFd) -> Result<()> {
+pub(crate) fn die_with_caller(channel: RawFd) -> Result<()> {
     set_parent_death_signal(libc::SIGKILL)?;
     let mut fds = [libc::pollfd {
         fd: channel,

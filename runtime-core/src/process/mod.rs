@@ -23,6 +23,7 @@ pub use channel::{HelperConfig, Message};
 pub use detached::{bind_start_socket, start_detached};
 pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
+pub(crate) use init::die_with_caller;
 pub use init::join_new_session_keyring;
 pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit, PreparedExec};
 

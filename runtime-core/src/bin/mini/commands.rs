@@ -161,7 +161,8 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         log.debug(&format!("container {id}: init is pid {pid}"));
         record.pid = pid;
         record.start_time = state::start_time(pid);
-        record.cgroup = Some(cgroup.clone());
+        // With the systemd driver, the scope's identity: delete stops no other scope.
+        record.cgroup = Some(cgroup.identified(pid).map_err(|e| e.to_string())?);
         container.write(&record)?;
         let created = match pending.wait_ready() {
             Ok(mut created) => {
