@@ -123,6 +123,17 @@ fn setup_and_exec(
             })?;
         }
     }
+    // The pty comes from the container's devpts: after pivot_root, no host fd open; and
+    // before the root becomes read-only, which would leave no `/dev/console` to bind it on
+    // when `/dev` is the image's own.
+    let console = match process.terminal() {
+        Some(true) => {
+            let master = super::terminal::attach_new_console(process)?;
+            super::terminal::bind_console(&master)?;
+            Some(master)
+        }
+        _ => None,
+    };
     rootfs::finish(spec)?;
 
     if let Some(personality) = linux.personality() {
@@ -132,15 +143,6 @@ fn setup_and_exec(
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
-    // The pty comes from the container's devpts: after pivot_root, no host fd open.
-    let console = match process.terminal() {
-        Some(true) => {
-            let master = super::terminal::attach_new_console(process)?;
-            super::terminal::bind_console(&master)?;
-            Some(master)
-        }
-        _ => None,
-    };
 
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();

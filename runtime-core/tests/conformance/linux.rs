@@ -267,6 +267,22 @@ fn a_dev_console_symlink_in_the_image_is_refused() {
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
 }
 
+/// (With the clause above) runc sets up the console before it makes the root read-only: a
+/// terminal container whose root is read-only and whose `/dev` is the image's own (no tmpfs
+/// on it) still gets its pty on `/dev/console`.
+#[test]
+fn a_read_only_root_without_a_dev_tmpfs_still_gets_its_console() {
+    let mut b = Bundle::new("roconsole", "grep -c ' /dev/console ' /proc/self/mountinfo");
+    b.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev");
+    b.spec["root"]["readonly"] = true.into();
+    fs::create_dir_all(b.rootfs().join("dev")).unwrap();
+    let out = b.terminal_output();
+    assert_eq!(out.trim(), "1", "/dev/console is not a bind mount: {out}");
+}
+
 /// config-linux.md, Devices: "`type` … `c`, `b`, `u` or `p`", "`path` … full path to device
 /// inside container", "`major, minor` … REQUIRED unless `type` is `p`", "`fileMode` … file
 /// mode for the device", "`uid` … `gid` … id of device owner/group in the container
