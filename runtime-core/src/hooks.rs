@@ -147,19 +147,31 @@ pub fn state(spec: &Spec, id: &str, bundle: &Path, status: ContainerState, pid: 
 /// Runs the hooks of `stage` one after the other in this process's namespaces, each with
 /// `state` on its stdin; the first that fails (exit status, timeout, not executable) ends
 /// the run with an error naming it (`hooks.createRuntime[1]`) and the tail of its output.
+/// For `poststart` and `poststop` the rest still run and the error names each failure.
 pub fn run(stage: Stage, hooks: &[Hook], state: &State) -> Result<()> {
     if hooks.is_empty() {
         return Ok(());
     }
     let json = serde_json::to_vec(state)
         .map_err(|e| Error::Setup(format!("hooks.{}: encode state: {e}", stage.name())))?;
+    // A failing poststart or poststop hook is only a warning: the remaining hooks still run
+    // (runtime.md, steps 9 and 13); the error reports every one that failed.
+    let keep_going = matches!(stage, Stage::Poststart | Stage::Poststop);
+    let mut failed = Vec::new();
     for (i, hook) in hooks.iter().enumerate() {
-        let name = format!("hooks.{}[{i}]", stage.name());
-        run_one(hook, &json).map_err(|msg| {
-            Error::Setup(format!("{name} ({}) failed: {msg}", hook.path().display()))
-        })?;
+        if let Err(msg) = run_one(hook, &json) {
+            let name = format!("hooks.{}[{i}]", stage.name());
+            failed.push(format!("{name} ({}) failed: {msg}", hook.path().display()));
+            if !keep_going {
+                break;
+            }
+        }
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Setup(failed.join("; ")))
+    }
 }
 
 /// Most of a failed hook's output kept for the error.

@@ -7,6 +7,8 @@
 mod bundle;
 #[path = "conformance/config.rs"]
 mod config;
+#[path = "conformance/hooks.rs"]
+mod hooks;
 #[path = "conformance/linux.rs"]
 mod linux;
 #[path = "conformance/runtime.rs"]

@@ -326,6 +326,92 @@ fn nosymfollow_and_symfollow() {
     );
 }
 
+/// A host directory with a tmpfs mounted at `sub` with `flags`; unmounted on drop.
+struct Volume(tempfile::TempDir);
+
+impl Volume {
+    fn new(flags: nix::mount::MsFlags) -> Volume {
+        let dir = tempfile::Builder::new()
+            .prefix("mini-conf-vol-")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir.path().join("sub"),
+            Some("tmpfs"),
+            flags,
+            Some("size=1m"),
+        )
+        .unwrap();
+        Volume(dir)
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0.path().join("sub"), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// config.md, Linux mount options (SHOULD): the recursive `rro`, `rrw`, `rnosuid`, `rsuid`,
+/// `rnodev`, `rdev`, `rnoexec`, `rexec`, `rnosymfollow`, `rsymfollow` ("Recursively" set or
+/// clear the flag, through `mount_setattr(2)` with `AT_RECURSIVE`): they reach a submount of
+/// an `rbind`, which the plain options do not.
+#[test]
+fn recursive_mount_options_reach_submounts() {
+    use nix::mount::MsFlags as F;
+    let set = ["rro", "rnosuid", "rnodev", "rnoexec", "rnosymfollow"];
+    let flags = ["ro", "nosuid", "nodev", "noexec", "nosymfollow"];
+    let vol = Volume::new(F::empty());
+    let mut b = Bundle::new("rflags", "cat /proc/self/mountinfo");
+    let mut options = vec!["rbind"];
+    options.extend(set);
+    push_mount(
+        &mut b,
+        json!({"destination": "/v", "type": "bind", "source": vol.0.path(), "options": options}),
+    );
+    let out = b.stdout();
+    let sub = mount_options(&out, "/v/sub");
+    for flag in flags {
+        assert!(sub.contains(&flag.to_string()), "{flag}: {sub:?}");
+    }
+
+    let cleared = ["rrw", "rsuid", "rdev", "rexec", "rsymfollow"];
+    let vol = Volume::new(
+        F::MS_RDONLY
+            | F::MS_NOSUID
+            | F::MS_NODEV
+            | F::MS_NOEXEC
+            | F::from_bits_retain(libc::MS_NOSYMFOLLOW),
+    );
+    let mut b = Bundle::new("rflags-clear", "cat /proc/self/mountinfo");
+    let mut options = vec!["rbind"];
+    options.extend(cleared);
+    push_mount(
+        &mut b,
+        json!({"destination": "/v", "type": "bind", "source": vol.0.path(), "options": options}),
+    );
+    let out = b.stdout();
+    let sub = mount_options(&out, "/v/sub");
+    assert!(sub.contains(&"rw".to_string()), "{sub:?}");
+    for flag in flags {
+        assert!(!sub.contains(&flag.to_string()), "{flag}: {sub:?}");
+    }
+}
+
+/// config.md, Process, `consoleSize`: "Runtimes MUST ignore `consoleSize` if `terminal` is
+/// `false` or unset." (its size with a terminal: `cli::console_size_is_the_ptys_window_size`)
+#[test]
+fn console_size_without_a_terminal_is_ignored() {
+    let mut b = Bundle::new("winsize-noterm", "echo ran");
+    for terminal in [json!(false), serde_json::Value::Null] {
+        b.spec["process"]["terminal"] = terminal;
+        b.spec["process"]["consoleSize"] = json!({"height": 37, "width": 111});
+        assert_eq!(b.stdout(), "ran\n");
+    }
+}
+
 /// config.md, Process, `cwd`: "the working directory that will be set for the executable.
 /// This value MUST be an absolute path." (a relative one is refused)
 #[test]

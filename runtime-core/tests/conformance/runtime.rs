@@ -69,6 +69,32 @@ fn config_changes_after_create_do_not_affect_the_container() {
     );
 }
 
+/// runtime.md, Lifecycle step 2: "Any updates to `config.json` after this step MUST NOT
+/// affect the container." — its `poststart` and `poststop` hooks, run by `start` and
+/// `delete`, are the ones `create` saw.
+#[test]
+fn hook_changes_after_create_do_not_affect_the_container() {
+    let mut b = Bundle::new("frozen-hooks", "true");
+    let log = b.path().join("hooks.log");
+    let hook = |word: &str| {
+        serde_json::json!([{"path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo {word} >> {}", log.display())]}])
+    };
+    b.spec["hooks"] =
+        serde_json::json!({"poststart": hook("poststart"), "poststop": hook("poststop")});
+    b.created();
+    b.spec["hooks"] = serde_json::json!({"poststart": hook("changed-poststart"),
+        "poststop": hook("changed-poststop"), "prestart": hook("added-prestart")});
+    b.write_spec();
+    b.ok(&["start", &b.id]);
+    b.wait_status("stopped");
+    b.ok(&["delete", &b.id]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap_or_default(),
+        "poststart\npoststop\n"
+    );
+}
+
 /// runtime.md, Lifecycle step 2: "If the runtime is unable to create the environment
 /// specified in the `config.json`, it MUST generate an error." Create: "If the runtime
 /// cannot apply a property as specified in the configuration, it MUST generate an error and

@@ -123,6 +123,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             .collect(),
         cgroup: None,
         cgroup_pending: Some(cgroup.clone()),
+        late_hooks: state::LateHooks::of(&spec),
     };
     let container = root.create(id, &record)?;
     let built = (|| {
@@ -323,38 +324,26 @@ fn start(root: &Root, id: &str, log: &Logger) -> Result<()> {
     Ok(())
 }
 
-/// The spec's `poststart` or `poststop` hooks (from the bundle's config.json), in our
+/// The spec's `poststart` or `poststop` hooks (as `create` recorded them), in our
 /// namespaces. A failing hook is a warning and the lifecycle goes on (runtime.md).
 fn run_late_hooks(record: &Record, stage: Stage, status: ContainerState, log: &Logger) {
-    // Only the hooks first: most specs have none, and start and delete stay as cheap as
-    // they were without a full load and validation of the spec.
-    #[derive(serde::Deserialize)]
-    struct OnlyHooks {
-        hooks: Option<oci_spec::runtime::Hooks>,
-    }
-    let has_hooks = std::fs::read(record.bundle.join("config.json"))
-        .ok()
-        .and_then(|text| serde_json::from_slice::<OnlyHooks>(&text).ok())
-        .and_then(|s| s.hooks)
-        .is_some_and(|h| !stage.of(&h).is_empty());
-    if !has_hooks {
+    let Some(late) = record
+        .late_hooks
+        .as_ref()
+        .filter(|l| !stage.of(&l.hooks).is_empty())
+    else {
         return;
-    }
-    let spec = match runtime_core::spec::load(&record.bundle) {
-        Ok(spec) if runtime_core::hooks::any(&spec, &[stage]) => spec,
-        Ok(_) => return,
-        Err(err) => {
-            log.debug(&format!("hooks.{}: {err}", stage.name()));
-            return;
-        }
     };
+    let mut spec = oci_spec::runtime::Spec::default();
+    spec.set_version(late.oci_version.clone());
+    spec.set_annotations(Some(record.annotations.clone().into_iter().collect()));
     let pid = if status == ContainerState::Stopped {
         0
     } else {
         record.pid
     };
     let state = runtime_core::hooks::state(&spec, &record.id, &record.bundle, status, pid);
-    let ran = Launcher::new().and_then(|l| l.run_hooks(stage, spec.hooks().as_ref(), &state));
+    let ran = Launcher::new().and_then(|l| l.run_hooks(stage, Some(&late.hooks), &state));
     if let Err(err) = ran {
         log.warn(&format!("container {}: {err}", record.id));
     }

@@ -64,6 +64,31 @@ pub struct Record {
     /// the create), and `delete` removes it if it is empty, never killing anything in it.
     #[serde(default)]
     pub cgroup_pending: Option<CgroupManager>,
+    /// The spec's `poststart` and `poststop` hooks and its `ociVersion`, kept at create for
+    /// `start` and `delete`: later changes to config.json must not affect the container.
+    #[serde(default)]
+    pub late_hooks: Option<LateHooks>,
+}
+
+/// What `start` and `delete` need of the spec to run its `poststart` and `poststop` hooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LateHooks {
+    pub oci_version: String,
+    pub hooks: oci_spec::runtime::Hooks,
+}
+
+impl LateHooks {
+    /// The `poststart` and `poststop` hooks of `spec`; `None` when it has neither.
+    pub fn of(spec: &oci_spec::runtime::Spec) -> Option<LateHooks> {
+        let all = spec.hooks().as_ref()?;
+        let mut hooks = oci_spec::runtime::Hooks::default();
+        hooks.set_poststart(all.poststart().clone().filter(|h| !h.is_empty()));
+        hooks.set_poststop(all.poststop().clone().filter(|h| !h.is_empty()));
+        (hooks.poststart().is_some() || hooks.poststop().is_some()).then(|| LateHooks {
+            oci_version: spec.version().clone(),
+            hooks,
+        })
+    }
 }
 
 /// The runtime-spec's container status.
@@ -523,6 +548,7 @@ mod tests {
             annotations: BTreeMap::new(),
             cgroup: None,
             cgroup_pending: None,
+            late_hooks: None,
         }
     }
 
