@@ -87,7 +87,12 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     if let Some(cgroup) = &cgroup {
         if !empty {
             eprintln!("cgroup of {id} still holds processes: left in place");
-        } else if let Err(err) = cgroup.destroy() {
+        } else if let Err(err) = if ours {
+            cgroup.destroy()
+        } else {
+            // No init of ours was recorded in it: only an unused cgroup is removed.
+            cgroup.remove_if_unused()
+        } {
             eprintln!("remove cgroup: {err}");
         }
     }

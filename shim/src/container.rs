@@ -606,10 +606,12 @@ async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
     let result = tokio::task::spawn_blocking(move || {
         if kill_first {
             let _ = cgroup.kill_all(Signal::SIGKILL);
-        } else if cgroup.pids().is_ok_and(|pids| !pids.is_empty()) {
-            return Ok(());
+            cgroup.destroy()
+        } else {
+            // A failed Create: the cgroup may have been there before (with others'
+            // processes or sub-cgroups); only an unused one is removed.
+            cgroup.remove_if_unused()
         }
-        cgroup.destroy()
     })
     .await;
     match result {

@@ -20,6 +20,7 @@ mini_e2e::on_every_version!(
     ids_above_2147483647_are_refused,
     without_device_rules_a_device_node_cannot_be_opened,
     unapplied_fields_are_refused_by_name,
+    a_failed_create_leaves_a_cgroup_it_did_not_make,
 );
 
 /// The fd numbers tried: every one an init could hold at setup.
@@ -444,4 +445,47 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
     }
     // ctr's default spec itself passes (nothing in it is refused).
     run_config(&ns, &default_spec(&ns, &rootfs, "true")).expect_success();
+}
+
+/// A spec naming a cgroup that exists already (empty, with a sub-cgroup of its owner's) and a
+/// cpu quota the kernel refuses (below 1 ms): the failed Create removes nothing of that
+/// cgroup — not the directory, not its sub-cgroup (the shim and its `delete` take it for a
+/// cgroup no init of theirs was recorded in).
+fn a_failed_create_leaves_a_cgroup_it_did_not_make(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirs-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let path = format!("/mini-e2e-theirs-{}-{}", version.tag(), std::process::id());
+    let theirs: Vec<std::path::PathBuf> = ["cpu", "memory", "pids"]
+        .iter()
+        .map(|h| {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(h)
+                .join(&path[1..])
+        })
+        .collect();
+    for dir in &theirs {
+        fs::create_dir_all(dir.join("child")).unwrap();
+    }
+    let mut spec = default_spec(&ns, &rootfs, "true");
+    spec["linux"]["cgroupsPath"] = json!(path);
+    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    fs::write(&config, spec.to_string()).unwrap();
+    let id = ns.new_id("theirs");
+    let out = ns.run_config(&config, &id);
+    let _ = ns.ctr(&["container", "delete", &id]);
+    // The shim's `delete` runs after the failed Create's disconnect.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let kept = theirs.iter().all(|d| d.join("child").is_dir());
+    for dir in &theirs {
+        let _ = fs::remove_dir(dir.join("child"));
+        let _ = fs::remove_dir(dir);
+    }
+    assert!(!out.success(), "the quota must be refused: {out}");
+    assert!(
+        kept,
+        "the failed Create removed a cgroup it did not make: {out}"
+    );
 }

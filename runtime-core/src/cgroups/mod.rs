@@ -968,6 +968,30 @@ impl CgroupManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Removes the container's cgroup after a Create that failed, or for a container whose
+    /// init was never recorded: each directory only if it is unused — no process and no
+    /// sub-cgroup (`rmdir`, never recursive). The cgroup may be one the spec named that
+    /// existed before (a parent's, another party's with its own sub-cgroups): nothing of
+    /// such a cgroup is removed. A systemd scope goes as with [`CgroupManager::destroy`]
+    /// (only the one this container started).
+    pub fn remove_if_unused(&self) -> Result<()> {
+        if self.systemd.is_some() {
+            return self.destroy();
+        }
+        let mut first_error = None;
+        for d in self.dirs() {
+            let removed = match sub_cgroups(&d.dir) {
+                Ok(subs) if subs.is_empty() => remove_leaf(&d.dir),
+                Ok(_) => Err(Error::cgroup(&d.dir, "has sub-cgroups: left in place")),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = removed {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// The container's usage statistics: v1 on legacy and hybrid hosts, v2 on unified ones.
     pub fn stats(&self) -> Result<stats::Stats> {
         match self.layout {
@@ -1199,6 +1223,11 @@ fn remove_tree(dir: &Path) -> Result<()> {
     for child in sub_cgroups(dir)? {
         remove_tree(&child)?;
     }
+    remove_leaf(dir)
+}
+
+/// `rmdir` of a cgroup without sub-cgroups, retrying EBUSY while its last processes exit.
+fn remove_leaf(dir: &Path) -> Result<()> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         match fs::remove_dir(dir) {

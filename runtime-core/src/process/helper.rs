@@ -92,6 +92,9 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     // With the systemd driver, systemd makes the cgroup (a scope) once the init exists: see
     // below. systemd refuses a second scope of the same name, as `occupied` refuses here.
     let systemd = cgroup.systemd_unit().is_some();
+    // What this call made, removed again (empty directories only) when setup fails before
+    // the init exists: a cgroup that was there before is never removed by a failed Create.
+    let mut made = Vec::new();
     if !systemd {
         let created = cgroup.create()?;
         // A cgroup that already holds processes, in any hierarchy, belongs to something else
@@ -111,9 +114,13 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
                 ),
             ));
         }
-        cgroup.apply(&resources)?;
+        made = created;
+        cgroup
+            .apply(&resources)
+            .inspect_err(|_| CgroupManager::remove_created(&made))?;
     }
-    plan.enter()?;
+    plan.enter()
+        .inspect_err(|_| CgroupManager::remove_created(&made))?;
 
     // The init waits on this pipe until the helper has written its id maps and reported its
     // pid. It is born in the container's cgroup2 directory (CLONE_INTO_CGROUP) and moves
@@ -121,14 +128,17 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     // another process costs. With the systemd driver it is born here, blocked, and systemd
     // moves it into the new scope (a scope cannot start empty); the D-Bus connection (with
     // its threads) is opened only after the clone, so the init forks from a single thread.
-    let (go_read, go_write) = pipe()?;
+    let (go_read, go_write) = pipe().inspect_err(|_| CgroupManager::remove_created(&made))?;
     let flags = plan.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
     let unified = if systemd {
         None
     } else {
-        cgroup.open_unified()?
+        cgroup
+            .open_unified()
+            .inspect_err(|_| CgroupManager::remove_created(&made))?
     };
-    let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())?;
+    let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())
+        .inspect_err(|_| CgroupManager::remove_created(&made))?;
     match child {
         None => {
             // The init dies with the caller too until it reports ready; the parent-death

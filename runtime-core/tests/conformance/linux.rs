@@ -408,6 +408,31 @@ fn create_into_an_occupied_cgroup_is_an_error() {
     assert!(!second.state_dir().exists());
 }
 
+/// runtime.md, Delete: "resources associated with the container, but not created by this
+/// container, MUST NOT be deleted" — here a failed create into a cgroup that existed before
+/// (empty, with a sub-cgroup of its owner's): the kernel refuses the spec's cpu quota, and
+/// the cgroup and its sub-cgroup stay.
+#[test]
+fn a_failed_create_leaves_a_cgroup_it_did_not_make() {
+    let path = format!("/mini-conf-theirs-{}", std::process::id());
+    let mut b = Bundle::new("theirs", "true");
+    b.spec["linux"]["cgroupsPath"] = path.into();
+    let theirs: Vec<_> = b.cgroup().dirs().map(|d| d.dir.clone()).collect();
+    for dir in &theirs {
+        fs::create_dir_all(dir.join("child")).unwrap();
+    }
+    // Below the kernel's minimum of 1 ms: the write fails after the cgroup is joined.
+    b.spec["linux"]["resources"]["cpu"] = serde_json::json!({"quota": 500, "period": 100000});
+    let stderr = b.create_fails();
+    let kept = theirs.iter().all(|d| d.join("child").is_dir());
+    for dir in &theirs {
+        let _ = fs::remove_dir(dir.join("child"));
+        let _ = fs::remove_dir(dir);
+    }
+    assert!(stderr.contains("cpu"), "{stderr}");
+    assert!(kept, "the failed create removed a cgroup it did not make");
+}
+
 /// config-linux.md, Cgroup ownership: "Runtimes SHOULD NOT change the ownership of container
 /// cgroups when cgroups v1 is in use." (a container of a non-root user on this v1 host)
 #[test]

@@ -153,9 +153,8 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
                 // The helper created the cgroup, or found it holding others' processes and
                 // removed what it had made: one that holds processes is not ours to touch
                 // (destroy would remove its sub-cgroups and wait seconds on each hierarchy).
-                if cgroup.occupied().is_ok_and(|o| o.is_none()) {
-                    let _ = cgroup.destroy();
-                }
+                // The helper removed what it made; a cgroup that was there before stays.
+                let _ = cgroup.remove_if_unused();
                 return Err(err.to_string());
             }
         };
@@ -526,7 +525,7 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
         }
         match pending.occupied() {
             Ok(None) => {
-                if let Err(err) = pending.destroy() {
+                if let Err(err) = pending.remove_if_unused() {
                     log.debug(&format!("leave cgroup of an unfinished create: {err}"));
                 }
             }
