@@ -203,12 +203,20 @@ fn run_one(hook: &Hook, state: &[u8]) -> std::result::Result<(), String> {
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(dup(&output)?))
         .stderr(Stdio::from(dup(&output)?));
-    // SAFETY: the closure runs between fork and exec and only calls setsid, which is
-    // async-signal-safe.
+    // SAFETY: the closure runs between fork and exec and only makes the setsid and
+    // close_range system calls, which are async-signal-safe.
     unsafe {
-        // Its own session: a timeout kills the hook's whole process group.
         cmd.pre_exec(|| {
+            // Its own session: a timeout kills the hook's whole process group.
             libc::setsid();
+            // No fd of the caller but stdio reaches the hook (the caller's own, the fds it
+            // passes to the container, a start socket): all close on exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }

@@ -420,3 +420,49 @@ fn a_relative_hook_path_is_refused_by_field_before_anything_is_created() {
     assert!(errors.contains("hooks.prestart[0].path"), "{errors}");
     assert_eq!(b.leftovers(), Vec::<String>::new());
 }
+
+/// `--preserve-fds` with hooks that make the init ask its caller (`createRuntime`): the init
+/// reads the passed fds only after that exchange, and the process gets them. No hook holds
+/// an fd of the caller's: not one it passes to the container, not another it has open, not
+/// the init's start socket.
+#[test]
+fn preserved_fds_reach_the_process_past_the_hooks_and_no_hook_holds_them() {
+    let b = Bundle::new("fds");
+    let out = b.out.path().display().to_string();
+    let probe = |kind: &str| {
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "r=; for n in 3 4 5 6 7 8 9 10 11 12; do [ -e /proc/self/fd/$n ] && r=\"$r $n\"; \
+                 done; echo \"{kind}:$r\" >> {out}/fds")],
+            "timeout": 10
+        })
+    };
+    b.edit(|spec| {
+        spec["process"]["args"] = json!(["sh", "-c", "cat <&3"]);
+        spec["hooks"] = json!({
+            "createRuntime": [probe("createRuntime")],
+            "createContainer": [probe("createContainer")],
+        });
+    });
+    fs::write(b.path().join("one"), "passed\n").unwrap();
+    let run = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("exec 3<one 9</etc; exec \"$@\"")
+        .arg("sh")
+        .arg(MINI)
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["run", "--preserve-fds", "1", &b.id])
+        .current_dir(b.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "mini run: {run:?}");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "passed\n");
+    let seen = fs::read_to_string(b.out.path().join("fds")).unwrap_or_default();
+    assert_eq!(
+        seen, "createRuntime:\ncreateContainer:\n",
+        "hooks held fds of the caller's"
+    );
+}

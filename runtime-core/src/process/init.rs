@@ -35,6 +35,7 @@ pub(super) fn run(
         .chain(super::detached::start_listener())
         .collect();
     let result = close_inherited_fds_except(&keep)
+        .and_then(|()| start_listener_close_on_exec())
         .and_then(|()| setup_and_exec(config, channel, plan, cgroup));
     let err = match result {
         Ok(never) => match never {},
@@ -48,6 +49,24 @@ pub(super) fn run(
 }
 
 enum Never {}
+
+/// The start socket's listener stays open in the init until `start`, but no hook it runs
+/// (`createContainer`, `startContainer`) may hold it: a hook that outlived the call could
+/// accept the `start` meant for the init.
+fn start_listener_close_on_exec() -> Result<()> {
+    let Some(fd) = super::detached::start_listener() else {
+        return Ok(());
+    };
+    // SAFETY: F_SETFD on an fd this process owns.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(Error::io(
+            "fcntl",
+            "start socket",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
 
 fn setup_and_exec(
     config: &HelperConfig,
@@ -230,17 +249,20 @@ fn setup_and_exec(
 /// `createRuntime`, then runs `createContainer` here, in the container's namespaces with the
 /// host's files still in view (before pivot_root). Returns the container's state the caller
 /// sent, for `startContainer`; `None` without such hooks.
+/// The hook kinds for which the init asks its caller for the `prestart`/`createRuntime` run
+/// and the container's state (the caller knows the init will ask by these).
+pub(super) const ASKS_FOR_HOOKS: [Stage; 4] = [
+    Stage::Prestart,
+    Stage::CreateRuntime,
+    Stage::CreateContainer,
+    Stage::StartContainer,
+];
+
 fn run_create_hooks(spec: &Spec, channel: &mut Channel) -> Result<Option<State>> {
-    let before_start = [
-        Stage::Prestart,
-        Stage::CreateRuntime,
-        Stage::CreateContainer,
-        Stage::StartContainer,
-    ];
     let Some(hooks) = spec
         .hooks()
         .as_ref()
-        .filter(|_| crate::hooks::any(spec, &before_start))
+        .filter(|_| crate::hooks::any(spec, &ASKS_FOR_HOOKS))
     else {
         return Ok(None);
     };

@@ -1,6 +1,6 @@
 //! The caller's side: exec the setup helper, learn the init's pid, wait for ready, start.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -91,11 +91,16 @@ impl Launcher {
             helper_pid,
             pid: None,
             hooks,
+            deferred_fds: Vec::new(),
         })
     }
 
     /// What the init's `RuntimeHooks` request needs: the spec's hooks and its state.
+    /// `None` when the init will not ask (no hook of the kinds it runs or asks for).
     fn init_hooks(&self, config: &HelperConfig) -> Option<InitHooks> {
+        if !crate::hooks::any(&config.spec, &super::init::ASKS_FOR_HOOKS) {
+            return None;
+        }
         let hooks = config.spec.hooks().clone()?;
         let state = crate::hooks::state(
             &config.spec,
@@ -132,6 +137,7 @@ impl Launcher {
             helper_pid,
             pid: None,
             hooks,
+            deferred_fds: Vec::new(),
         })
     }
 
@@ -312,6 +318,8 @@ pub struct PendingInit {
     helper_pid: i32,
     pid: Option<i32>,
     hooks: Option<InitHooks>,
+    /// Passed fds held back until the init's hooks exchange is over (it reads them after).
+    deferred_fds: Vec<OwnedFd>,
 }
 
 /// The hooks of a container being built, for its init's `RuntimeHooks` request.
@@ -328,6 +336,16 @@ impl PendingInit {
     /// call right after spawning. The init takes them once built, not while it resolves
     /// the spec's paths.
     pub fn pass_fds(&mut self, fds: &[BorrowedFd<'_>]) -> Result<()> {
+        if self.hooks.is_some() {
+            // The init first asks for its hooks and waits for `HooksDone`: the fds follow
+            // that answer (wait_ready), not precede it.
+            self.deferred_fds = fds
+                .iter()
+                .map(|fd| fd.try_clone_to_owned())
+                .collect::<std::io::Result<_>>()
+                .map_err(|e| Error::io("dup", "passed fd", e))?;
+            return Ok(());
+        }
         super::passed_fds::send(&mut self.channel, fds)
     }
 
@@ -356,6 +374,11 @@ impl PendingInit {
         if let Some(Message::RuntimeHooks) = msg {
             let state = self.run_runtime_hooks(pid)?;
             self.channel.send(&Message::HooksDone { state })?;
+            let deferred = std::mem::take(&mut self.deferred_fds);
+            if !deferred.is_empty() {
+                let fds: Vec<BorrowedFd<'_>> = deferred.iter().map(|fd| fd.as_fd()).collect();
+                super::passed_fds::send(&mut self.channel, &fds)?;
+            }
             msg = self.channel.recv()?;
         }
         match msg {
