@@ -446,20 +446,35 @@ fn preserved_fds_reach_the_process_past_the_hooks_and_no_hook_holds_them() {
         });
     });
     fs::write(b.path().join("one"), "passed\n").unwrap();
-    let run = Command::new("/bin/sh")
+    // create (the init waits on its start socket while the hooks run), then start.
+    let stdout = b.path().join("stdout");
+    let create = Command::new("/bin/sh")
         .arg("-c")
         .arg("exec 3<one 9</etc; exec \"$@\"")
         .arg("sh")
         .arg(MINI)
         .arg("--root")
         .arg(b.root.path())
-        .args(["run", "--preserve-fds", "1", &b.id])
+        .args(["create", "--preserve-fds", "1", &b.id])
         .current_dir(b.path())
         .stdin(Stdio::null())
-        .output()
+        .stdout(fs::File::create(&stdout).unwrap())
+        .stderr(fs::File::create(b.path().join("create.err")).unwrap())
+        .status()
         .unwrap();
-    assert!(run.status.success(), "mini run: {run:?}");
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "passed\n");
+    assert!(
+        create.success(),
+        "mini create: {:?}",
+        fs::read_to_string(b.path().join("create.err"))
+    );
+    b.ok(&["start", &b.id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fs::read_to_string(&stdout).unwrap_or_default().is_empty()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(fs::read_to_string(&stdout).unwrap(), "passed\n");
     let seen = fs::read_to_string(b.out.path().join("fds")).unwrap_or_default();
     assert_eq!(
         seen, "createRuntime:\ncreateContainer:\n",
