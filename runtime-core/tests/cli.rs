@@ -1037,16 +1037,20 @@ fn exec_user_names_come_from_the_containers_own_files() {
     std::os::unix::fs::symlink(host.path().join("group"), etc.join("group-link")).unwrap();
     b.create();
     b.ok(&["start", &b.id]);
-    let ids = "while read k r e rest; do case $k in Uid:|Gid:) echo $k $r $e;; esac; done < /proc/self/status";
+    let ids = "while read k r e rest; do case $k in Uid:|Gid:) echo $k $r $e;; Groups:) echo $k $r $e;; esac; done < /proc/self/status";
+    // By name: the primary group from /etc/passwd, staff (which lists alice) as a
+    // supplementary group.
     let out = b.ok(&["exec", "--user", "alice", &b.id, "sh", "-c", ids]);
-    assert_eq!(out, "Uid: 1234 1234\nGid: 5678 5678\n");
+    assert_eq!(out, "Uid: 1234 1234\nGid: 5678 5678\nGroups: 4321\n");
     let out = b.ok(&["exec", "--user", "alice:staff", &b.id, "sh", "-c", ids]);
-    assert_eq!(out, "Uid: 1234 1234\nGid: 4321 4321\n");
+    assert_eq!(out, "Uid: 1234 1234\nGid: 4321 4321\nGroups: 4321\n");
+    // By number: the group given, else the container process's (runc's rule); a listed
+    // uid still gets its supplementary groups.
     let out = b.ok(&["exec", "-u", "1234:7", &b.id, "sh", "-c", ids]);
-    assert_eq!(out, "Uid: 1234 1234\nGid: 7 7\n");
+    assert_eq!(out, "Uid: 1234 1234\nGid: 7 7\nGroups: 4321\n");
     // A number not listed is taken as it is.
     let out = b.ok(&["exec", "-u", "4242", &b.id, "sh", "-c", ids]);
-    assert_eq!(out, "Uid: 4242 4242\nGid: 0 0\n");
+    assert_eq!(out, "Uid: 4242 4242\nGid: 0 0\nGroups:\n");
     for (user, named) in [("bob", "bob"), ("alice:wheel", "wheel")] {
         let out = b.mini(&["exec", "--user", user, &b.id, "sh", "-c", "exit 0"]);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -732,8 +732,22 @@ fn exec_process_json(
         process["env"] = serde_json::Value::Array(env);
     }
     if let Some(user) = &o.user {
-        let (uid, gid) = crate::user::resolve(user, init_pid)?;
-        process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+        let default_gid = process["user"]["gid"].as_u64().unwrap_or(0) as u32;
+        let found = crate::user::resolve(user, init_pid, default_gid)?;
+        let mut additional: Vec<u32> = process["user"]["additionalGids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| g.as_u64())
+                    .map(|g| g as u32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        additional.extend(found.additional_gids);
+        additional.sort_unstable();
+        additional.dedup();
+        process["user"] = serde_json::json!({"uid": found.uid, "gid": found.gid,
+                                             "additionalGids": additional});
     }
     add_caps(&mut process, &o.caps);
     serde_json::to_vec(&process).map_err(|e| e.to_string())

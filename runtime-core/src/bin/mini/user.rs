@@ -14,11 +14,21 @@ use crate::Result;
 /// Files larger than this are not an `/etc/passwd` we read.
 const MAX_FILE: u64 = 4 << 20;
 
-/// The uid and gid of `user` (`USER[:GROUP]`, names or numbers) in the container whose init
-/// is `init_pid`. Without a group: the user's primary group from `/etc/passwd`, else 0. A
-/// name the container's files do not list is an error naming it; a number need not be
-/// listed.
-pub fn resolve(user: &str, init_pid: i32) -> Result<(u32, u32)> {
+/// The identity `exec --user` gives the process.
+#[derive(Debug, PartialEq)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    /// Groups of the container's `/etc/group` that list the user's name as a member (runc
+    /// adds them the same way); empty for a uid `/etc/passwd` does not list.
+    pub additional_gids: Vec<u32>,
+}
+
+/// The identity of `user` (`USER[:GROUP]`, names or numbers) in the container whose init
+/// is `init_pid`. Without a group: for a name, its primary group from `/etc/passwd`; for a
+/// number, `default_gid` (the container process's gid, as runc keeps it). A name the
+/// container's files do not list is an error naming it; a number need not be listed.
+pub fn resolve(user: &str, init_pid: i32, default_gid: u32) -> Result<ExecUser> {
     let (name, group) = match user.split_once(':') {
         Some((n, g)) => (n, Some(g)),
         None => (user, None),
@@ -27,54 +37,65 @@ pub fn resolve(user: &str, init_pid: i32) -> Result<(u32, u32)> {
         return Err(format!("--user {user:?}: not USER[:GROUP]"));
     }
     let root = format!("/proc/{init_pid}/root");
-    let passwd = read_in_root(Path::new(&root), "etc/passwd")?;
-    let entry = passwd.as_deref().and_then(|text| {
-        // name:password:uid:gid:…
-        text.lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|f| {
-                f.len() >= 4 && (f[0] == name || (name.parse::<u32>().is_ok() && f[2] == name))
-            })
-    });
-    let (uid, primary) = match (entry, name.parse::<u32>()) {
+    let root = Path::new(&root);
+    let passwd = read_in_root(root, "etc/passwd")?.unwrap_or_default();
+    let number = name.parse::<u32>().ok();
+    // name:password:uid:gid:…
+    let entry = entries(&passwd, 4)
+        .find(|f| f[0] == name)
+        .or_else(|| number.and_then(|_| entries(&passwd, 4).find(|f| f[2] == name)));
+    let (uid, primary) = match (&entry, number) {
         (Some(f), _) => (
             f[2].parse::<u32>()
                 .map_err(|_| format!("--user {name}: bad uid {:?} in /etc/passwd", f[2]))?,
             f[3].parse::<u32>().ok(),
         ),
-        (None, Ok(uid)) => (uid, None),
-        (None, Err(_)) => {
+        (None, Some(uid)) => (uid, None),
+        (None, None) => {
             return Err(format!(
                 "--user {name}: unable to find user {name}: no matching entries in the \
                  container's /etc/passwd"
             ));
         }
     };
-    let gid = match group {
-        None => primary.unwrap_or(0),
-        Some(g) => match g.parse::<u32>() {
+    let groups = read_in_root(root, "etc/group")?.unwrap_or_default();
+    let gid = match (group, number) {
+        (None, Some(_)) => default_gid,
+        (None, None) => primary.unwrap_or(default_gid),
+        (Some(g), _) => match g.parse::<u32>() {
             Ok(gid) => gid,
-            Err(_) => {
-                let groups = read_in_root(Path::new(&root), "etc/group")?;
-                groups
-                    .as_deref()
-                    .and_then(|text| {
-                        // name:password:gid:members
-                        text.lines()
-                            .map(|l| l.split(':').collect::<Vec<_>>())
-                            .find(|f| f.len() >= 3 && f[0] == g)
-                            .and_then(|f| f[2].parse::<u32>().ok())
-                    })
-                    .ok_or_else(|| {
-                        format!(
-                            "--user {user}: unable to find group {g}: no matching entries in \
-                             the container's /etc/group"
-                        )
-                    })?
-            }
+            // name:password:gid:members
+            Err(_) => entries(&groups, 3)
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse::<u32>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "--user {user}: unable to find group {g}: no matching entries in the \
+                         container's /etc/group"
+                    )
+                })?,
         },
     };
-    Ok((uid, gid))
+    let additional_gids = match &entry {
+        Some(f) => entries(&groups, 4)
+            .filter(|g| g[3].split(',').any(|member| member.trim() == f[0]))
+            .filter_map(|g| g[2].parse::<u32>().ok())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(ExecUser {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+/// The colon-separated lines of a passwd or group file with at least `fields` fields.
+fn entries(text: &str, fields: usize) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(move |f| f.len() >= fields)
 }
 
 /// The file `path` (relative) of the container root `root`, resolved by the kernel inside
