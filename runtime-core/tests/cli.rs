@@ -985,6 +985,7 @@ fn cap_set(out: &str, set: &str) -> u64 {
 fn exec_cap_adds_the_capability_as_runc_does() {
     const SYS_ADMIN: u64 = 1 << 21;
     let b = Bundle::new("execcap", Some(&["sleep", "30"]));
+    b.edit_spec(|s| s["process"]["noNewPrivileges"] = serde_json::json!(false));
     b.create();
     b.ok(&["start", &b.id]);
     let plain = b.ok(&["exec", &b.id, "sh", "-c", CAPS_SCRIPT]);
@@ -1010,6 +1011,14 @@ fn exec_cap_adds_the_capability_as_runc_does() {
         cap_set(&out, "CapEff") & !SYS_ADMIN,
         cap_set(&plain, "CapEff"),
         "{out}"
+    );
+    // --no-new-privs, on a container whose process does not set it.
+    let nnp =
+        "while read k v; do case $k in NoNewPrivs:) echo $k $v;; esac; done < /proc/self/status";
+    assert_eq!(b.ok(&["exec", &b.id, "sh", "-c", nnp]), "NoNewPrivs: 0\n");
+    assert_eq!(
+        b.ok(&["exec", "--no-new-privs", &b.id, "sh", "-c", nnp]),
+        "NoNewPrivs: 1\n"
     );
     let out = b.mini(&["exec", "--cap", "CAP_NOSUCH", &b.id, "sh", "-c", "exit 0"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -1037,7 +1046,7 @@ fn exec_user_names_come_from_the_containers_own_files() {
     std::os::unix::fs::symlink(host.path().join("group"), etc.join("group-link")).unwrap();
     b.create();
     b.ok(&["start", &b.id]);
-    let ids = "while read k r e rest; do case $k in Uid:|Gid:) echo $k $r $e;; Groups:) echo $k $r $e;; esac; done < /proc/self/status";
+    let ids = "while read k r e rest; do case $k in Uid:|Gid:) echo $k $r $e;; Groups:) echo $k $r $e $rest;; esac; done < /proc/self/status";
     // By name: the primary group from /etc/passwd, staff (which lists alice) as a
     // supplementary group.
     let out = b.ok(&["exec", "--user", "alice", &b.id, "sh", "-c", ids]);
@@ -1051,6 +1060,21 @@ fn exec_user_names_come_from_the_containers_own_files() {
     // A number not listed is taken as it is.
     let out = b.ok(&["exec", "-u", "4242", &b.id, "sh", "-c", ids]);
     assert_eq!(out, "Uid: 4242 4242\nGid: 0 0\nGroups:\n");
+    // runc's --additional-gids/-g, added to the user's own.
+    let out = b.ok(&[
+        "exec",
+        "-u",
+        "alice",
+        "-g",
+        "66",
+        "--additional-gids",
+        "55",
+        &b.id,
+        "sh",
+        "-c",
+        ids,
+    ]);
+    assert_eq!(out, "Uid: 1234 1234\nGid: 5678 5678\nGroups: 55 66 4321\n");
     for (user, named) in [("bob", "bob"), ("alice:wheel", "wheel")] {
         let out = b.mini(&["exec", "--user", user, &b.id, "sh", "-c", "exit 0"]);
         let err = String::from_utf8_lossy(&out.stderr);

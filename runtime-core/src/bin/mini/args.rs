@@ -41,6 +41,10 @@ pub struct ExecOpts {
     pub user: Option<String>,
     /// `--cap`: capabilities added to the process's sets, as runc adds them.
     pub caps: Vec<String>,
+    /// `--additional-gids/-g`: supplementary groups added to the process's.
+    pub additional_gids: Vec<u32>,
+    /// `--no-new-privs`: `noNewPrivileges` set for this process.
+    pub no_new_privs: bool,
     pub preserve_fds: u32,
 }
 
@@ -181,6 +185,8 @@ pub fn usage(command: Option<&str>) -> Option<&'static str> {
              --env, -e NAME=VALUE    an environment variable (repeatable)\n  \
              --user, -u USER[:GROUP] names or numbers, names from the container's files\n  \
              --cap CAP               add a capability (repeatable)\n  \
+             --additional-gids, -g GID  add a supplementary group (repeatable)\n  \
+             --no-new-privs          set no_new_privs for the process\n  \
              --preserve-fds N        pass fds 3 … 3+N-1 on\n"
         }
         Some("update") => {
@@ -315,6 +321,8 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("env") | Short('e') => o.env.push(p.value()?.string()?),
             Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
             Long("cap") => o.caps.push(p.value()?.string()?),
+            Long("additional-gids") | Short('g') => o.additional_gids.push(p.value()?.parse()?),
+            Long("no-new-privs") => o.no_new_privs = true,
             Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {

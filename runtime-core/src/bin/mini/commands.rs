@@ -734,23 +734,37 @@ fn exec_process_json(
     if let Some(user) = &o.user {
         let default_gid = process["user"]["gid"].as_u64().unwrap_or(0) as u32;
         let found = crate::user::resolve(user, init_pid, default_gid)?;
-        let mut additional: Vec<u32> = process["user"]["additionalGids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|g| g.as_u64())
-                    .map(|g| g as u32)
-                    .collect()
-            })
-            .unwrap_or_default();
-        additional.extend(found.additional_gids);
-        additional.sort_unstable();
-        additional.dedup();
+        let additional = process["user"]["additionalGids"].take();
         process["user"] = serde_json::json!({"uid": found.uid, "gid": found.gid,
                                              "additionalGids": additional});
+        add_gids(&mut process, &found.additional_gids);
+    }
+    add_gids(&mut process, &o.additional_gids);
+    if o.no_new_privs {
+        process["noNewPrivileges"] = serde_json::json!(true);
     }
     add_caps(&mut process, &o.caps);
     serde_json::to_vec(&process).map_err(|e| e.to_string())
+}
+
+/// Adds `gids` to the process's `user.additionalGids` (each once).
+fn add_gids(process: &mut serde_json::Value, gids: &[u32]) {
+    if gids.is_empty() {
+        return;
+    }
+    let mut all: Vec<u32> = process["user"]["additionalGids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_u64())
+                .map(|g| g as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    all.extend(gids);
+    all.sort_unstable();
+    all.dedup();
+    process["user"]["additionalGids"] = serde_json::json!(all);
 }
 
 /// `exec --cap`: as runc (since 1.1.2, CVE-2022-29162) adds each to the bounding,
