@@ -464,4 +464,19 @@ mod tests {
         assert!(parse_str(&["create", "--detach", "c1"]).is_err());
         assert!(parse_str(&["--log-format", "xml", "list"]).is_err());
     }
+
+    #[test]
+    fn help_is_asked_for_before_the_program_only() {
+        assert!(matches!(parse_str(&["-h"]).unwrap().1, Command::Help(None)));
+        let (_, c) = parse_str(&["--root", "/r", "exec", "--help"]).unwrap();
+        assert!(matches!(c, Command::Help(Some(n)) if n == "exec"));
+        // After the program, -h is the program's.
+        let (_, c) = parse_str(&["exec", "c1", "ls", "-h"]).unwrap();
+        assert!(matches!(c, Command::Exec(_, o) if o.args == ["ls", "-h"]));
+        let (_, c) = parse_str(&["exec", "--cap", "CAP_KILL", "-g", "5", "c1", "sh"]).unwrap();
+        assert!(
+            matches!(c, Command::Exec(_, o) if o.caps == ["CAP_KILL"] && o.additional_gids == [5])
+        );
+        assert!(usage(Some("nosuch")).is_none());
+    }
 }
