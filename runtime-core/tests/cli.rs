@@ -461,8 +461,6 @@ fn state_left_by_a_crashed_command_is_understood() {
 fn exec_runs_in_the_containers_namespaces_and_returns_its_status() {
     let b = Bundle::new("exec", Some(&["sleep", "30"]));
     b.create();
-    let out = b.mini(&["exec", &b.id, "sh", "-c", "exit 0"]);
-    assert_eq!(out.status.code(), Some(1), "exec before start must fail");
     b.ok(&["start", &b.id]);
     // The container's pid namespace: its init is pid 1 there.
     let out = b.mini(&[
@@ -944,4 +942,180 @@ fn console_size_is_the_ptys_window_size() {
     assert!(out.status.success(), "{out:?}");
     let master = receiver.join().expect("exec sent the pty master");
     assert_eq!(read_console(master).trim(), "25 90");
+}
+
+#[test]
+fn help_and_version_answer_as_runc_does() {
+    let b = Bundle::new("help", None);
+    for flag in ["--help", "-h"] {
+        let out = b.ok(&[flag]);
+        assert!(out.starts_with("usage: mini"), "{out}");
+        for command in ["create", "start", "exec", "delete", "features"] {
+            assert!(out.contains(command), "{flag} lacks {command}: {out}");
+        }
+    }
+    let out = b.ok(&["exec", "--help"]);
+    assert!(
+        out.starts_with("usage: mini exec") && out.contains("--cap"),
+        "{out}"
+    );
+    let out = b.ok(&["delete", "-h"]);
+    assert!(out.contains("--force"), "{out}");
+    assert!(!b.mini(&["nosuch", "--help"]).status.success());
+    for flag in ["--version", "-v"] {
+        let out = b.ok(&[flag]);
+        assert!(out.starts_with("mini version "), "{out}");
+        assert!(out.contains("\nspec: 1.2."), "{out}");
+    }
+}
+
+/// The `Cap…:` lines of /proc/self/status, from a shell with only builtins and `cat`.
+const CAPS_SCRIPT: &str =
+    "while read k v; do case $k in Cap*) echo $k $v;; esac; done < /proc/self/status";
+
+fn cap_set(out: &str, set: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{set}:")))
+        .unwrap_or_else(|| panic!("no {set} in {out}"));
+    u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+#[test]
+fn exec_cap_adds_the_capability_as_runc_does() {
+    const SYS_ADMIN: u64 = 1 << 21;
+    let b = Bundle::new("execcap", Some(&["sleep", "30"]));
+    b.edit_spec(|s| s["process"]["noNewPrivileges"] = serde_json::json!(false));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let plain = b.ok(&["exec", &b.id, "sh", "-c", CAPS_SCRIPT]);
+    assert_eq!(cap_set(&plain, "CapEff") & SYS_ADMIN, 0, "{plain}");
+    let out = b.ok(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &b.id,
+        "sh",
+        "-c",
+        CAPS_SCRIPT,
+    ]);
+    for set in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_ne!(cap_set(&out, set) & SYS_ADMIN, 0, "{set}: {out}");
+    }
+    // Not inheritable (runc's fix of CVE-2022-29162), so not ambient either.
+    for set in ["CapInh", "CapAmb"] {
+        assert_eq!(cap_set(&out, set) & SYS_ADMIN, 0, "{set}: {out}");
+    }
+    // The container's own sets are untouched.
+    assert_eq!(
+        cap_set(&out, "CapEff") & !SYS_ADMIN,
+        cap_set(&plain, "CapEff"),
+        "{out}"
+    );
+    // --no-new-privs, on a container whose process does not set it.
+    let nnp =
+        "while read k v; do case $k in NoNewPrivs:) echo $k $v;; esac; done < /proc/self/status";
+    assert_eq!(b.ok(&["exec", &b.id, "sh", "-c", nnp]), "NoNewPrivs: 0\n");
+    assert_eq!(
+        b.ok(&["exec", "--no-new-privs", &b.id, "sh", "-c", nnp]),
+        "NoNewPrivs: 1\n"
+    );
+    let out = b.mini(&["exec", "--cap", "CAP_NOSUCH", &b.id, "sh", "-c", "exit 0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("CAP_NOSUCH"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn exec_user_names_come_from_the_containers_own_files() {
+    let b = Bundle::new("execuser", Some(&["sleep", "30"]));
+    let etc = b.path().join("rootfs/etc");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(
+        etc.join("passwd"),
+        "root:x:0:0:root:/:/bin/sh\nalice:x:1234:5678::/:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(etc.join("group"), "root:x:0:\nstaff:x:4321:alice\n").unwrap();
+    // A name only the host knows, behind an absolute symlink: looked up inside the
+    // container root, it must not be found.
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("group"), "hostonly:x:999:\n").unwrap();
+    std::os::unix::fs::symlink(host.path().join("group"), etc.join("group-link")).unwrap();
+    b.create();
+    b.ok(&["start", &b.id]);
+    let ids = "while read k r e rest; do case $k in Uid:|Gid:) echo $k $r $e;; Groups:) echo $k $r $e $rest;; esac; done < /proc/self/status";
+    // By name: the primary group from /etc/passwd, staff (which lists alice) as a
+    // supplementary group.
+    let out = b.ok(&["exec", "--user", "alice", &b.id, "sh", "-c", ids]);
+    assert_eq!(out, "Uid: 1234 1234\nGid: 5678 5678\nGroups: 4321\n");
+    let out = b.ok(&["exec", "--user", "alice:staff", &b.id, "sh", "-c", ids]);
+    assert_eq!(out, "Uid: 1234 1234\nGid: 4321 4321\nGroups: 4321\n");
+    // By number: the group given, else the container process's (runc's rule); a listed
+    // uid still gets its supplementary groups.
+    let out = b.ok(&["exec", "-u", "1234:7", &b.id, "sh", "-c", ids]);
+    assert_eq!(out, "Uid: 1234 1234\nGid: 7 7\nGroups: 4321\n");
+    // A number not listed is taken as it is.
+    let out = b.ok(&["exec", "-u", "4242", &b.id, "sh", "-c", ids]);
+    assert_eq!(out, "Uid: 4242 4242\nGid: 0 0\nGroups:\n");
+    // runc's --additional-gids/-g, added to the user's own.
+    let out = b.ok(&[
+        "exec",
+        "-u",
+        "alice",
+        "-g",
+        "66",
+        "--additional-gids",
+        "55",
+        &b.id,
+        "sh",
+        "-c",
+        ids,
+    ]);
+    assert_eq!(out, "Uid: 1234 1234\nGid: 5678 5678\nGroups: 55 66 4321\n");
+    for (user, named) in [("bob", "bob"), ("alice:wheel", "wheel")] {
+        let out = b.mini(&["exec", "--user", user, &b.id, "sh", "-c", "exit 0"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(named),
+            "{user}: {out:?}"
+        );
+    }
+    fs::rename(etc.join("group-link"), etc.join("group")).unwrap();
+    let out = b.mini(&[
+        "exec",
+        "--user",
+        "alice:hostonly",
+        &b.id,
+        "sh",
+        "-c",
+        "exit 0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unable to find group hostonly"),
+        "the host's group file was read: {out:?}"
+    );
+}
+
+#[test]
+fn exec_into_a_created_container_runs_before_its_program() {
+    let b = Bundle::new("execcreated", Some(&["sleep", "30"]));
+    b.create();
+    let out = b.mini(&[
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline; echo; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // The init is still the runtime's, blocked before the user's program.
+    let cmdline = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!cmdline.starts_with("sleep"), "{cmdline}");
+    assert_eq!(b.status(), "created");
+    b.ok(&["start", &b.id]);
+    b.wait_status("running");
 }

@@ -39,6 +39,12 @@ pub struct ExecOpts {
     pub cwd: Option<String>,
     pub env: Vec<String>,
     pub user: Option<String>,
+    /// `--cap`: capabilities added to the process's sets, as runc adds them.
+    pub caps: Vec<String>,
+    /// `--additional-gids/-g`: supplementary groups added to the process's.
+    pub additional_gids: Vec<u32>,
+    /// `--no-new-privs`: `noNewPrivileges` set for this process.
+    pub no_new_privs: bool,
     pub preserve_fds: u32,
 }
 
@@ -63,6 +69,8 @@ pub enum Command {
     Features,
     Spec(Option<PathBuf>),
     Version,
+    /// `--help`/`-h`: the usage of the command named, or of `mini`.
+    Help(Option<String>),
 }
 
 const DEFAULT_ROOT: &str = "/run/mini";
@@ -94,29 +102,123 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             Some(Long("debug")) => g.debug = true,
             Some(Long("systemd-cgroup")) => g.systemd_cgroup = true,
             Some(Long("version") | Short('v')) => return Ok((g, Command::Version)),
+            Some(Long("help") | Short('h')) => return Ok((g, Command::Help(None))),
             Some(Value(v)) => break v.string()?,
             Some(arg) => return Err(arg.unexpected()),
             None => return Err("no command given (see docs/cli.md)".into()),
         }
     };
-    let command = match name.as_str() {
+    let command = match command(&mut p, &name) {
+        Err(e) if e.to_string() == HELP => Command::Help(Some(name)),
+        other => other?,
+    };
+    Ok((g, command))
+}
+
+/// What a command's flag loop returns for `--help`/`-h`: turned into [`Command::Help`].
+const HELP: &str = "\u{0}help";
+
+fn help() -> lexopt::Error {
+    HELP.into()
+}
+
+/// The usage text of `command`, or of `mini` itself; `None` for an unknown command.
+pub fn usage(command: Option<&str>) -> Option<&'static str> {
+    Some(match command {
+        None => {
+            "usage: mini [global flags] COMMAND [flags] [ID] [args]\n\n\
+             An OCI runtime (runtime-spec 1.2) with runc's command line.\n\n\
+             global flags:\n  \
+             --root DIR            state directory (default /run/mini)\n  \
+             --log FILE            log file (default stderr)\n  \
+             --log-format text|json\n  \
+             --debug               debug log lines\n  \
+             --systemd-cgroup      the systemd cgroup driver\n  \
+             --version, -v         version and spec version\n  \
+             --help, -h            this text; `mini COMMAND --help` for a command\n\n\
+             commands:\n  \
+             create   create a container (init blocked before the user's program)\n  \
+             start    run the user's program of a created container\n  \
+             run      create and start a container\n  \
+             state    the runtime-spec state of a container\n  \
+             kill     signal a container's init (or all its processes)\n  \
+             delete   delete a container\n  \
+             exec     run a further process in a container\n  \
+             ps       the processes of a container\n  \
+             list     the containers under --root\n  \
+             pause    freeze a container's processes\n  \
+             resume   thaw a paused container\n  \
+             update   change a container's resource limits\n  \
+             events   a container's stats and OOM events\n  \
+             features the runtime-spec features document\n  \
+             spec     write a default config.json\n"
+        }
+        Some("create") | Some("run") => {
+            "usage: mini create|run [flags] ID\n\n  \
+             --bundle, -b DIR        the bundle (default: current directory)\n  \
+             --pid-file FILE         write the init's pid there\n  \
+             --console-socket PATH   where the pty master goes (process.terminal)\n  \
+             --preserve-fds N        pass fds 3 … 3+N-1 on\n  \
+             --no-pivot              change the root without pivot_root\n  \
+             --no-new-keyring        keep the caller's session keyring\n  \
+             --detach, -d            (run) do not wait for the container\n"
+        }
+        Some("start") => "usage: mini start ID\n",
+        Some("state") => "usage: mini state ID\n",
+        Some("pause") => "usage: mini pause ID\n",
+        Some("resume") => "usage: mini resume ID\n",
+        Some("kill") => "usage: mini kill [--all|-a] ID [SIGNAL]\n",
+        Some("delete") => "usage: mini delete [--force|-f] ID\n",
+        Some("list") => "usage: mini list [--format|-f table|json] [--quiet|-q]\n",
+        Some("ps") => "usage: mini ps [--format|-f table|json] ID [ps arguments]\n",
+        Some("events") => "usage: mini events [--stats] [--interval DURATION] ID\n",
+        Some("features") => "usage: mini features\n",
+        Some("spec") => "usage: mini spec [--bundle|-b DIR]\n",
+        Some("exec") => {
+            "usage: mini exec [flags] ID [COMMAND [ARGS…]]\n\n  \
+             --process, -p FILE      the process as OCI JSON (other process flags ignored)\n  \
+             --detach, -d            do not wait for the process\n  \
+             --tty, -t               a terminal (needs --console-socket)\n  \
+             --console-socket PATH   where the pty master goes\n  \
+             --pid-file FILE         write the process's pid there\n  \
+             --cwd DIR               working directory\n  \
+             --env, -e NAME=VALUE    an environment variable (repeatable)\n  \
+             --user, -u USER[:GROUP] names or numbers, names from the container's files\n  \
+             --cap CAP               add a capability (repeatable)\n  \
+             --additional-gids, -g GID  add a supplementary group (repeatable)\n  \
+             --no-new-privs          set no_new_privs for the process\n  \
+             --preserve-fds N        pass fds 3 … 3+N-1 on\n"
+        }
+        Some("update") => {
+            "usage: mini update [flags] ID\n\n  \
+             --resources, -r FILE    a LinuxResources JSON document (- for stdin)\n  \
+             --memory, --memory-reservation, --memory-swap, --pids-limit, --cpu-shares,\n  \
+             --cpu-quota, --cpu-period, --cpuset-cpus, --cpuset-mems\n"
+        }
+        Some(_) => return None,
+    })
+}
+
+fn command(p: &mut lexopt::Parser, name: &str) -> Result<Command, lexopt::Error> {
+    let command = match name {
         "create" => {
-            let (id, opts, _) = create_opts(&mut p, false)?;
+            let (id, opts, _) = create_opts(p, false)?;
             Command::Create(id, opts)
         }
         "run" => {
-            let (id, opts, detach) = create_opts(&mut p, true)?;
+            let (id, opts, detach) = create_opts(p, true)?;
             Command::Run(id, opts, detach)
         }
-        "start" => Command::Start(only_id(&mut p)?),
-        "state" => Command::State(only_id(&mut p)?),
-        "pause" => Command::Pause(only_id(&mut p)?),
-        "resume" => Command::Resume(only_id(&mut p)?),
+        "start" => Command::Start(only_id(p)?),
+        "state" => Command::State(only_id(p)?),
+        "pause" => Command::Pause(only_id(p)?),
+        "resume" => Command::Resume(only_id(p)?),
         "kill" => {
             let mut all = false;
             let mut values = Vec::new();
             while let Some(arg) = p.next()? {
                 match arg {
+                    Long("help") | Short('h') => return Err(help()),
                     Long("all") | Short('a') => all = true,
                     Value(v) => values.push(v.string()?),
                     _ => return Err(arg.unexpected()),
@@ -132,6 +234,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             let mut id = None;
             while let Some(arg) = p.next()? {
                 match arg {
+                    Long("help") | Short('h') => return Err(help()),
                     Long("force") | Short('f') => force = true,
                     Value(v) if id.is_none() => id = Some(v.string()?),
                     _ => return Err(arg.unexpected()),
@@ -143,7 +246,8 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             let (mut json, mut quiet) = (false, false);
             while let Some(arg) = p.next()? {
                 match arg {
-                    Long("format") | Short('f') => json = format_json(&mut p)?,
+                    Long("help") | Short('h') => return Err(help()),
+                    Long("format") | Short('f') => json = format_json(p)?,
                     Long("quiet") | Short('q') => quiet = true,
                     _ => return Err(arg.unexpected()),
                 }
@@ -156,7 +260,8 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             let mut ps_args = Vec::new();
             while let Some(arg) = p.next()? {
                 match arg {
-                    Long("format") | Short('f') => json = format_json(&mut p)?,
+                    Long("help") | Short('h') => return Err(help()),
+                    Long("format") | Short('f') => json = format_json(p)?,
                     Value(v) if id.is_none() => id = Some(v.string()?),
                     Value(v) => ps_args.push(v.string()?),
                     _ => return Err(arg.unexpected()),
@@ -168,6 +273,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             let (mut stats, mut interval, mut id) = (false, Duration::from_secs(5), None);
             while let Some(arg) = p.next()? {
                 match arg {
+                    Long("help") | Short('h') => return Err(help()),
                     Long("stats") => stats = true,
                     Long("interval") => {
                         interval = crate::events::parse_duration(&p.value()?.string()?)?;
@@ -178,13 +284,14 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
             }
             Command::Events(id.ok_or("events: missing container id")?, stats, interval)
         }
-        "exec" => exec_opts(&mut p)?,
-        "update" => update_opts(&mut p)?,
+        "exec" => exec_opts(p)?,
+        "update" => update_opts(p)?,
         "features" => Command::Features,
         "spec" => {
             let mut bundle = None;
             while let Some(arg) = p.next()? {
                 match arg {
+                    Long("help") | Short('h') => return Err(help()),
                     Long("bundle") | Short('b') => bundle = Some(p.value()?.into()),
                     Long("rootless") => {
                         return Err("spec --rootless: rootless containers are not supported".into());
@@ -196,7 +303,7 @@ fn parse_inner(argv: Vec<OsString>) -> Result<(Global, Command), lexopt::Error> 
         }
         other => return Err(format!("unknown command {other:?}").into()),
     };
-    Ok((g, command))
+    Ok(command)
 }
 
 fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
@@ -204,6 +311,7 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut id = None;
     while let Some(arg) = p.next()? {
         match arg {
+            Long("help") | Short('h') => return Err(help()),
             Long("process") | Short('p') => o.process = Some(p.value()?.into()),
             Long("detach") | Short('d') => o.detach = true,
             Long("tty") | Short('t') => o.tty = true,
@@ -212,6 +320,9 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("cwd") => o.cwd = Some(p.value()?.string()?),
             Long("env") | Short('e') => o.env.push(p.value()?.string()?),
             Long("user") | Short('u') => o.user = Some(p.value()?.string()?),
+            Long("cap") => o.caps.push(p.value()?.string()?),
+            Long("additional-gids") | Short('g') => o.additional_gids.push(p.value()?.parse()?),
+            Long("no-new-privs") => o.no_new_privs = true,
             Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {
@@ -238,6 +349,7 @@ fn update_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut values = serde_json::json!({});
     while let Some(arg) = p.next()? {
         let (section, key) = match arg {
+            Long("help") | Short('h') => return Err(help()),
             Long("resources") | Short('r') => {
                 file = Some(p.value()?.into());
                 continue;
@@ -283,6 +395,7 @@ fn only_id(p: &mut lexopt::Parser) -> Result<String, lexopt::Error> {
     let mut id = None;
     while let Some(arg) = p.next()? {
         match arg {
+            Long("help") | Short('h') => return Err(help()),
             Value(v) if id.is_none() => id = Some(v.string()?),
             _ => return Err(arg.unexpected()),
         }
@@ -299,6 +412,7 @@ fn create_opts(
     let mut detach = false;
     while let Some(arg) = p.next()? {
         match arg {
+            Long("help") | Short('h') => return Err(help()),
             Long("bundle") | Short('b') => o.bundle = Some(p.value()?.into()),
             Long("pid-file") => o.pid_file = Some(p.value()?.into()),
             Long("console-socket") => o.console_socket = Some(p.value()?.into()),
@@ -349,5 +463,20 @@ mod tests {
         assert!(matches!(c, Command::Run(_, _, true)));
         assert!(parse_str(&["create", "--detach", "c1"]).is_err());
         assert!(parse_str(&["--log-format", "xml", "list"]).is_err());
+    }
+
+    #[test]
+    fn help_is_asked_for_before_the_program_only() {
+        assert!(matches!(parse_str(&["-h"]).unwrap().1, Command::Help(None)));
+        let (_, c) = parse_str(&["--root", "/r", "exec", "--help"]).unwrap();
+        assert!(matches!(c, Command::Help(Some(n)) if n == "exec"));
+        // After the program, -h is the program's.
+        let (_, c) = parse_str(&["exec", "c1", "ls", "-h"]).unwrap();
+        assert!(matches!(c, Command::Exec(_, o) if o.args == ["ls", "-h"]));
+        let (_, c) = parse_str(&["exec", "--cap", "CAP_KILL", "-g", "5", "c1", "sh"]).unwrap();
+        assert!(
+            matches!(c, Command::Exec(_, o) if o.caps == ["CAP_KILL"] && o.additional_gids == [5])
+        );
+        assert!(usage(Some("nosuch")).is_none());
     }
 }

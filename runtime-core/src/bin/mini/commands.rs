@@ -23,6 +23,13 @@ const OCI_VERSION: &str = "1.2.1";
 /// Runs `command`; the exit status on success (the container's, for a foreground `run`).
 pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
     match command {
+        Command::Help(command) => match crate::args::usage(command.as_deref()) {
+            Some(text) => {
+                print!("{text}");
+                Ok(0)
+            }
+            None => Err(format!("unknown command {:?}", command.unwrap_or_default())),
+        },
         Command::Version => {
             println!("mini version {}", env!("CARGO_PKG_VERSION"));
             println!("spec: {OCI_VERSION}");
@@ -626,15 +633,24 @@ fn wait_forwarding(pid: Pid, set: &SigSet) -> Result<i32> {
 fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
     let (_, record, status) = load(root, id, false)?;
     let record = match (status, record) {
-        (Status::Running, Some(r)) => r,
+        // runc execs into a created container too: its namespaces and cgroup are made.
+        (Status::Running | Status::Created, Some(r)) => r,
         (Status::Paused, _) => return Err("cannot exec in a paused container".into()),
         _ => return Err("cannot exec in a stopped container".into()),
     };
     let cgroup = record.cgroup.clone().ok_or("container not running")?;
+    // Held from here: the init whose root `--user` names are looked up in stays this one.
+    // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
+    if fd < 0 || !state::init_alive(&record) {
+        return Err("container not running".into());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
     let spec = runtime_core::spec::read(&record.bundle).map_err(|e| e.to_string())?;
     let json = match &o.process {
         Some(path) => std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?,
-        None => exec_process_json(&spec, o)?,
+        None => exec_process_json(&spec, o, record.pid)?,
     };
     let spec = runtime_core::process::exec_spec(&spec, &json).map_err(|e| e.to_string())?;
     let passed = passed_fds(o.preserve_fds as usize)?;
@@ -644,13 +660,6 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
             "cannot allocate tty if mini will detach without setting console socket".into(),
         );
     }
-    // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
-    if fd < 0 || !state::init_alive(&record) {
-        return Err("container not running".into());
-    }
-    // SAFETY: the kernel just gave us this fd; nothing else owns it.
-    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) };
     let set = if o.detach {
         SigSet::empty()
     } else {
@@ -689,8 +698,13 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
 }
 
 /// The exec's process from the command line: the container's, with the given arguments,
-/// terminal, cwd, extra env and user (`UID[:GID]`).
-fn exec_process_json(spec: &oci_spec::runtime::Spec, o: &ExecOpts) -> Result<Vec<u8>> {
+/// terminal, cwd, extra env, user (`USER[:GROUP]`, names looked up in the container of
+/// `init_pid`) and added capabilities.
+fn exec_process_json(
+    spec: &oci_spec::runtime::Spec,
+    o: &ExecOpts,
+    init_pid: i32,
+) -> Result<Vec<u8>> {
     let mut process =
         serde_json::to_value(spec.process().as_ref().ok_or("the spec has no process")?)
             .map_err(|e| e.to_string())?;
@@ -706,19 +720,66 @@ fn exec_process_json(spec: &oci_spec::runtime::Spec, o: &ExecOpts) -> Result<Vec
         process["env"] = serde_json::Value::Array(env);
     }
     if let Some(user) = &o.user {
-        let mut parts = user.splitn(2, ':');
-        let number = |s: Option<&str>| -> Result<Option<u32>> {
-            s.map(|s| {
-                s.parse()
-                    .map_err(|_| format!("--user {user}: not UID[:GID]"))
-            })
-            .transpose()
-        };
-        let uid = number(parts.next())?.unwrap_or(0);
-        let gid = number(parts.next())?.unwrap_or(0);
-        process["user"] = serde_json::json!({"uid": uid, "gid": gid});
+        let default_gid = process["user"]["gid"].as_u64().unwrap_or(0) as u32;
+        let found = crate::user::resolve(user, init_pid, default_gid)?;
+        let additional = process["user"]["additionalGids"].take();
+        process["user"] = serde_json::json!({"uid": found.uid, "gid": found.gid,
+                                             "additionalGids": additional});
+        add_gids(&mut process, &found.additional_gids);
     }
+    add_gids(&mut process, &o.additional_gids);
+    if o.no_new_privs {
+        process["noNewPrivileges"] = serde_json::json!(true);
+    }
+    add_caps(&mut process, &o.caps);
     serde_json::to_vec(&process).map_err(|e| e.to_string())
+}
+
+/// Adds `gids` to the process's `user.additionalGids` (each once).
+fn add_gids(process: &mut serde_json::Value, gids: &[u32]) {
+    if gids.is_empty() {
+        return;
+    }
+    let mut all: Vec<u32> = process["user"]["additionalGids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_u64())
+                .map(|g| g as u32)
+                .collect()
+        })
+        .unwrap_or_default();
+    all.extend(gids);
+    all.sort_unstable();
+    all.dedup();
+    process["user"]["additionalGids"] = serde_json::json!(all);
+}
+
+/// `exec --cap`: as runc (since 1.1.2, CVE-2022-29162) adds each to the bounding,
+/// effective and permitted sets, never to the inheritable one; and to the ambient set only
+/// where it is already inheritable (an ambient capability needs that).
+fn add_caps(process: &mut serde_json::Value, caps: &[String]) {
+    if caps.is_empty() {
+        return;
+    }
+    let sets = &mut process["capabilities"];
+    let inheritable: Vec<serde_json::Value> =
+        sets["inheritable"].as_array().cloned().unwrap_or_default();
+    for cap in caps {
+        let value = serde_json::json!(cap);
+        let mut names = vec!["bounding", "effective", "permitted"];
+        if inheritable.contains(&value) {
+            names.push("ambient");
+        }
+        for name in names {
+            if !sets[name].is_array() {
+                sets[name] = serde_json::json!([]);
+            }
+            if let Some(set) = sets[name].as_array_mut().filter(|s| !s.contains(&value)) {
+                set.push(value.clone());
+            }
+        }
+    }
 }
 
 /// `update`: new resource limits for a running, paused or created container, through the

@@ -9,6 +9,7 @@ mod commands;
 mod events;
 mod log;
 mod state;
+mod user;
 
 /// Errors of a command: the message runc would print.
 pub type Result<T, E = String> = std::result::Result<T, E>;
