@@ -754,6 +754,24 @@ fn runtime_cycle() {
             &m[3],
             &r[3],
         );
+        // Each mini cycle ran right before its runc cycle: the median of the pairs' ratios
+        // follows a load that changes during the run less than the ratio of the medians.
+        if m[3].len() == r[3].len() && !m[3].is_empty() {
+            let mut pairs: Vec<f64> = m[3]
+                .iter()
+                .zip(&r[3])
+                .map(|(m, r)| m.as_secs_f64() / r.as_secs_f64())
+                .collect();
+            pairs.sort_by(f64::total_cmp);
+            println!(
+                "  median of the {} paired ratios: {:.2} (quartiles {:.2}-{:.2})",
+                pairs.len(),
+                pairs[pairs.len() / 2],
+                pairs[pairs.len() / 4],
+                pairs[pairs.len() * 3 / 4]
+            );
+        }
+        println!("  load average after the runs: {}", load_average());
         for (k, step) in ["create", "start until the exit", "delete -f"]
             .iter()
             .enumerate()
@@ -766,6 +784,14 @@ fn runtime_cycle() {
         }
     }
     leftovers::remove_namespace_cgroups(&cgroup_parent);
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), as the numbers are noisy under
+/// load.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
 }
 
 /// The first line `bin arg` prints.
