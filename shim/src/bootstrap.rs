@@ -322,8 +322,16 @@ fn is_served(socket: &Path) -> bool {
 #[derive(Clone)]
 pub struct SocketFile {
     path: PathBuf,
-    inode: (u64, u64),
+    inode: FileId,
+    /// Shared by the clones: the file is removed at most once. The socket directory is on
+    /// the host's disk (ext4), which hands a freed inode number to the next file at once —
+    /// often the new shim's socket — so a second removal could match it.
+    removed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// What tells one file at a path from another: device, inode and the change time to the
+/// nanosecond (an inode number alone is reused as soon as it is freed).
+type FileId = (u64, u64, i64, i64);
 
 impl SocketFile {
     /// The file the listening socket `fd` is bound to.
@@ -331,11 +339,18 @@ impl SocketFile {
         let addr = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd).ok()?;
         let path = addr.path()?.to_path_buf();
         let inode = inode(&path)?;
-        Some(SocketFile { path, inode })
+        Some(SocketFile {
+            path,
+            inode,
+            removed: Default::default(),
+        })
     }
 
     /// Removes the file if it still is ours.
     pub fn remove(&self) {
+        if self.removed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let _lock = lock_socket_dir(self.path.parent().unwrap_or(Path::new(SOCKET_DIR)));
         if inode(&self.path) == Some(self.inode) {
             let _ = fs::remove_file(&self.path);
@@ -343,10 +358,10 @@ impl SocketFile {
     }
 }
 
-fn inode(path: &Path) -> Option<(u64, u64)> {
+fn inode(path: &Path) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::symlink_metadata(path).ok()?;
-    Some((meta.dev(), meta.ino()))
+    Some((meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()))
 }
 
 /// `<bundle>/address`: containerd 1.6 and 1.7 reconnect through it after a restart.
@@ -504,6 +519,27 @@ mod tests {
         delete.join().unwrap();
         assert!(is_served(&socket), "the new shim's socket was removed");
         drop(new);
+    }
+
+    #[test]
+    fn a_daemons_socket_is_removed_once_even_when_its_inode_number_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s").join("abc");
+        let old = listen(&socket).unwrap();
+        let file = SocketFile::of_listener(old.as_raw_fd()).unwrap();
+        // Shutdown removes it; a new shim for the same id binds the path at once.
+        file.remove();
+        let _new = listen(&socket).unwrap();
+        // ext4 gave the new file the freed inode (and the same second): the record now
+        // names the new file, as far as an inode can tell.
+        let reused = SocketFile {
+            inode: inode(&socket).unwrap(),
+            ..file.clone()
+        };
+        // The daemon's last clean-up on its way out.
+        reused.remove();
+        assert!(socket.exists(), "the new shim's socket was removed");
+        drop(old);
     }
 
     #[test]
