@@ -235,7 +235,10 @@ pub fn socket_path(address: &str, namespace: &str, grouping: &str) -> PathBuf {
 pub fn recorded_socket(bundle: &Path) -> Option<PathBuf> {
     let address = fs::read_to_string(bundle.join("address")).ok()?;
     let path = PathBuf::from(address.trim().strip_prefix("unix://")?);
-    path.starts_with(SOCKET_DIR).then_some(path)
+    // Exactly a file of the socket directory: `starts_with` alone would take
+    // `/run/containerd/s/../../x`.
+    let name = path.file_name()?.to_str()?;
+    (path.parent() == Some(Path::new(SOCKET_DIR)) && name != ".." && name != ".").then_some(path)
 }
 
 /// Read leniently on purpose: a config.json that does not parse or validate must still get
@@ -519,6 +522,25 @@ mod tests {
         delete.join().unwrap();
         assert!(is_served(&socket), "the new shim's socket was removed");
         drop(new);
+    }
+
+    #[test]
+    fn only_a_file_of_the_socket_directory_is_taken_from_the_address_file() {
+        let bundle = tempfile::tempdir().unwrap();
+        let recorded = |address: &str| {
+            fs::write(bundle.path().join("address"), address).unwrap();
+            recorded_socket(bundle.path())
+        };
+        assert_eq!(
+            recorded("unix:///run/containerd/s/abc"),
+            Some(PathBuf::from("/run/containerd/s/abc"))
+        );
+        assert_eq!(
+            recorded("unix:///run/containerd/s/../../../etc/passwd"),
+            None
+        );
+        assert_eq!(recorded("unix:///run/containerd/s/x/y"), None);
+        assert_eq!(recorded("unix:///tmp/abc"), None);
     }
 
     #[test]
