@@ -638,6 +638,27 @@ impl CgroupManager {
         };
         let manager: Self = serde_json::from_slice(&bytes)
             .map_err(|e| Error::cgroup(path, format!("decode the cgroup record: {e}")))?;
+        // Every directory strictly below its hierarchy's mount point, with no `..`: what
+        // `delete` empties and removes is a container's cgroup, never a hierarchy's root or
+        // a path that climbs out of it.
+        for d in manager.dirs() {
+            let plain = d.dir.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::RootDir | std::path::Component::Normal(_)
+                )
+            });
+            if !plain || !d.dir.starts_with(&d.mount_point) || d.dir == d.mount_point {
+                return Err(Error::cgroup(
+                    path,
+                    format!(
+                        "the record's directory {} is not a cgroup below {}",
+                        d.dir.display(),
+                        d.mount_point.display()
+                    ),
+                ));
+            }
+        }
         if let Some(unit) = &manager.systemd {
             unit.validate()?;
             let dir_matches = manager

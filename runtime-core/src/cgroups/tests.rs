@@ -1002,3 +1002,25 @@ fn device_rules_are_deny_all_the_spec_rules_then_the_defaults() {
         &[],
     ));
 }
+
+#[test]
+fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
+    let h = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("/sys/fs/cgroup")).unwrap();
+    let own = ProcessCgroups::parse("4:memory:/\n0::/\n").unwrap();
+    let manager =
+        CgroupManager::with_hierarchies(&h, &own, "c1", Some(Path::new("/pod/c1"))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("cgroup.json");
+    manager.save(&record).unwrap();
+    let loaded = CgroupManager::load(&record).unwrap().unwrap();
+    assert_eq!(loaded.unified_path(), manager.unified_path());
+    let text = std::fs::read_to_string(&record).unwrap();
+    for tampered in [
+        text.replace("/pod/c1\"", "\""),
+        text.replace("/pod/c1", "/pod/../../../etc"),
+    ] {
+        std::fs::write(&record, tampered).unwrap();
+        let err = CgroupManager::load(&record).unwrap_err().to_string();
+        assert!(err.contains("not a cgroup below"), "{err}");
+    }
+}
