@@ -88,11 +88,8 @@ fn cgroupfs_and_systemd_driver_scenarios_pass_with_systemd_as_pid_1() {
     );
 }
 
-/// Every `systemd_cgroup` scenario but the CRI pods on containerd 2.x, which do not fit the
-/// time budget (`MINI_VM_ONLY=slices_on_containerd_2` runs them).
+/// Every `systemd_cgroup` scenario: the systemd driver's, and the CRI pods on the guest's
+/// containerd 1.6 and on containerd 2.x.
 fn systemd_driver_scenarios_on_the_guests_containerd() -> TestRun {
-    let mut run = TestRun::ignored(test_binary("systemd_cgroup"), &["guest::"]);
-    run.args
-        .extend(["--skip".to_string(), "slices_on_containerd_2".to_string()]);
-    run
+    TestRun::ignored(test_binary("systemd_cgroup"), &["guest::"])
 }
