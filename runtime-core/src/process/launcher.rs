@@ -86,13 +86,7 @@ impl Launcher {
         let hooks = self.init_hooks(&config);
         let (channel, helper_pid) =
             self.exec_helper(&id, &Message::Config(Box::new(config)), stdio, None)?;
-        Ok(PendingInit {
-            channel,
-            helper_pid,
-            pid: None,
-            hooks,
-            deferred_fds: Vec::new(),
-        })
+        Ok(PendingInit::new(channel, helper_pid, hooks))
     }
 
     /// What the init's `RuntimeHooks` request needs: the spec's hooks and its state.
@@ -132,13 +126,7 @@ impl Launcher {
         let message = Message::CreateDetached(Box::new(config));
         let (channel, helper_pid) =
             self.exec_helper(&id, &message, stdio, Some(start_socket.as_raw_fd()))?;
-        Ok(PendingInit {
-            channel,
-            helper_pid,
-            pid: None,
-            hooks,
-            deferred_fds: Vec::new(),
-        })
+        Ok(PendingInit::new(channel, helper_pid, hooks))
     }
 
     /// Execs the helper to start a process in the running container whose init `init` (a
@@ -397,6 +385,16 @@ impl PendingInit {
 }
 
 impl PendingInit {
+    fn new(channel: Channel, helper_pid: i32, hooks: Option<InitHooks>) -> PendingInit {
+        PendingInit {
+            channel,
+            helper_pid,
+            pid: None,
+            hooks,
+            deferred_fds: Vec::new(),
+        }
+    }
+
     fn run_runtime_hooks(&self, pid: i32) -> Result<State> {
         let Some(init) = &self.hooks else {
             return Err(Error::Setup(
