@@ -2,6 +2,8 @@
 //! as podman and containerd's runc shim drive runc: create, start, state, kill, delete, run,
 //! and what must be left (nothing) between and after them.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -23,27 +25,13 @@ struct Bundle {
 
 impl Bundle {
     fn new(name: &str, args: Option<&[&str]>) -> Bundle {
-        assert!(
-            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
-            "the cli tests need root and /bin/busybox (busybox-static)"
+        let dir = common::temp_dir("mini-cli-");
+        let root = common::temp_dir("mini-root-");
+        common::busybox_rootfs(
+            "the cli tests",
+            &dir.path().join("rootfs"),
+            &["sh", "sleep", "echo", "cat"],
         );
-        let dir = tempfile::Builder::new()
-            .prefix("mini-cli-")
-            .tempdir()
-            .unwrap();
-        let root = tempfile::Builder::new()
-            .prefix("mini-root-")
-            .tempdir()
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        fs::create_dir_all(rootfs.join("bin")).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for tool in ["sh", "sleep", "echo", "cat"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
-        }
-        for d in ["proc", "sys", "dev", "tmp"] {
-            fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
         let b = Bundle {
             dir,
             root_dir: root.path().to_path_buf(),

@@ -5,6 +5,7 @@
 
 #[path = "conformance/bundle.rs"]
 mod bundle;
+mod common;
 #[path = "conformance/config.rs"]
 mod config;
 #[path = "conformance/hooks.rs"]

@@ -4,6 +4,8 @@
 //! failing hook before the user's process ends the container and leaves nothing; a failing
 //! `poststart` or `poststop` hook is only a warning; a hook past its timeout is killed.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -34,26 +36,18 @@ struct Bundle {
 
 impl Bundle {
     fn new(name: &str) -> Bundle {
-        assert!(
-            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
-            "the hook tests need root and /bin/busybox (busybox-static)"
-        );
-        let temp = |prefix: &str| tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
         let b = Bundle {
-            dir: temp("mini-hooks-"),
-            root: temp("mini-root-"),
-            out: temp("mini-hook-out-"),
+            dir: common::temp_dir("mini-hooks-"),
+            root: common::temp_dir("mini-root-"),
+            out: common::temp_dir("mini-hook-out-"),
             id: format!("hooks-{name}-{}", std::process::id()),
         };
-        let bin = b.rootfs().join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for tool in ["sh", "sleep", "cat", "readlink", "test", "echo"] {
-            std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
-        }
-        for d in ["proc", "sys", "dev", "tmp", "out"] {
-            fs::create_dir_all(b.rootfs().join(d)).unwrap();
-        }
+        common::busybox_rootfs(
+            "the hook tests",
+            &b.rootfs(),
+            &["sh", "sleep", "cat", "readlink", "test", "echo"],
+        );
+        fs::create_dir_all(b.rootfs().join("out")).unwrap();
         // Only the container's root has it: tells a hook's view of the files.
         fs::write(b.rootfs().join("in-the-container"), "").unwrap();
         let out = b.mini(&["spec", "--bundle", b.path().to_str().unwrap()]);

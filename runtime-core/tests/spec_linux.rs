@@ -3,6 +3,8 @@
 //! personality, timeOffsets, LSM labels and Intel RDT where the host lacks them, and the
 //! cgroup v1 memory/swap limits written in an order the kernel accepts.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -21,27 +23,13 @@ struct Bundle {
 impl Bundle {
     /// A bundle running `sh -c script`, with `edit` applied to its config.json.
     fn new(name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> Bundle {
-        assert!(
-            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
-            "these tests need root and /bin/busybox (busybox-static)"
+        let dir = common::temp_dir("mini-spec-");
+        let root = common::temp_dir("mini-root-");
+        common::busybox_rootfs(
+            "these tests",
+            &dir.path().join("rootfs"),
+            &["sh", "cat", "grep", "uname", "ls", "stat", "touch", "echo"],
         );
-        let dir = tempfile::Builder::new()
-            .prefix("mini-spec-")
-            .tempdir()
-            .unwrap();
-        let root = tempfile::Builder::new()
-            .prefix("mini-root-")
-            .tempdir()
-            .unwrap();
-        let bin = dir.path().join("rootfs/bin");
-        fs::create_dir_all(&bin).unwrap();
-        fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for tool in ["sh", "cat", "grep", "uname", "ls", "stat", "touch", "echo"] {
-            std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
-        }
-        for d in ["proc", "sys", "dev", "tmp"] {
-            fs::create_dir_all(dir.path().join("rootfs").join(d)).unwrap();
-        }
         let b = Bundle {
             dir,
             root,

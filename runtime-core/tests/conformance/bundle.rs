@@ -27,27 +27,9 @@ pub struct Bundle {
 impl Bundle {
     /// `mini spec`'s bundle with a writable root and `sh -c script` as the process.
     pub fn new(name: &str, script: &str) -> Bundle {
-        assert!(
-            nix::unistd::Uid::effective().is_root() && Path::new("/bin/busybox").exists(),
-            "the conformance tests need root and /bin/busybox (busybox-static)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("mini-conf-")
-            .tempdir()
-            .unwrap();
-        let root = tempfile::Builder::new()
-            .prefix("mini-conf-root-")
-            .tempdir()
-            .unwrap();
-        let rootfs = dir.path().join("rootfs");
-        fs::create_dir_all(rootfs.join("bin")).unwrap();
-        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        for tool in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
-        }
-        for d in ["proc", "sys", "dev", "tmp"] {
-            fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
+        let dir = crate::common::temp_dir("mini-conf-");
+        let root = crate::common::temp_dir("mini-conf-root-");
+        crate::common::busybox_rootfs("the conformance tests", &dir.path().join("rootfs"), APPLETS);
         let out = Command::new(MINI)
             .args(["spec", "--bundle"])
             .arg(dir.path())
