@@ -1001,8 +1001,17 @@ impl CgroupManager {
         }
         let mut first_error = None;
         for d in self.dirs() {
+            // One plain rmdir, no waiting: a cgroup that holds processes (someone else's:
+            // a Create is refused there) or sub-cgroups is left as it is, at once.
+            let busy = fs::read_to_string(d.dir.join("cgroup.procs"))
+                .is_ok_and(|procs| !procs.trim().is_empty());
             let removed = match sub_cgroups(&d.dir) {
-                Ok(subs) if subs.is_empty() => remove_leaf(&d.dir),
+                _ if busy => Err(Error::cgroup(&d.dir, "holds processes: left in place")),
+                Ok(subs) if subs.is_empty() => match fs::remove_dir(&d.dir) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::cgroup(&d.dir, format!("rmdir: {}", describe(&e)))),
+                },
                 Ok(_) => Err(Error::cgroup(&d.dir, "has sub-cgroups: left in place")),
                 Err(e) => Err(e),
             };

@@ -408,6 +408,28 @@ fn create_into_an_occupied_cgroup_is_an_error() {
     assert!(!second.state_dir().exists());
 }
 
+/// (With the clause above) A create refused because the cgroup holds another container's
+/// processes (no sub-cgroups this time) is refused at once, and leaves that cgroup alone.
+#[test]
+fn create_into_an_occupied_leaf_cgroup_is_refused_at_once() {
+    let path = format!("/mini-conf-busyleaf-{}", std::process::id());
+    let mut first = Bundle::new("busyleaf1", "sleep 30");
+    first.spec["linux"]["cgroupsPath"] = path.clone().into();
+    first.created();
+    let mut second = Bundle::new("busyleaf2", "true");
+    second.spec["linux"]["cgroupsPath"] = path.into();
+    let started = std::time::Instant::now();
+    let stderr = second.create_fails();
+    let took = started.elapsed();
+    assert!(stderr.contains("cgroup"), "{stderr}");
+    assert!(took.as_secs() < 5, "the refusal took {took:?}");
+    assert_eq!(
+        first.status(),
+        "created",
+        "the first container was disturbed"
+    );
+}
+
 /// runtime.md, Delete: "resources associated with the container, but not created by this
 /// container, MUST NOT be deleted" — here a failed create into a cgroup that existed before
 /// (empty, with a sub-cgroup of its owner's): the kernel refuses the spec's cpu quota, and
