@@ -672,6 +672,9 @@ async fn watch_exit(
         .subscribe()
         .wait_for(|announced| *announced)
         .await;
+    if !container.discarded.load(Ordering::SeqCst) {
+        container.oom.deliver().await;
+    }
     container
         .init
         .stop(exit, |event| {

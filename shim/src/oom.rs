@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use containerd_shim_protos::events::task::TaskOOM;
@@ -31,6 +32,8 @@ pub struct OomWatch {
 struct Counter {
     cgroup: CgroupManager,
     seen: Mutex<u64>,
+    /// Whether an OOM kill of this container was published.
+    published: AtomicBool,
     id: String,
     namespace: String,
     publisher: Publisher,
@@ -48,6 +51,7 @@ impl Counter {
             return false;
         }
         *seen = now;
+        self.published.store(true, Ordering::SeqCst);
         log::info!(
             "{}: the OOM killer ended a process (oom_kill {now})",
             self.id
@@ -77,6 +81,10 @@ impl Counter {
 const V1_SETTLE_STEPS: u32 = 50;
 const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// How long an exit waits for its container's `/tasks/oom` to reach containerd (which may be
+/// restarting: the exit must not wait for it).
+const DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl OomWatch {
     /// Starts watching the container's cgroup. A host without a memory controller, or a
     /// kernel that refuses the notification, gets a watch that only checks the count when
@@ -89,6 +97,7 @@ impl OomWatch {
     ) -> OomWatch {
         let counter = Arc::new(Counter {
             seen: Mutex::new(cgroup.oom_kills().unwrap_or(0)),
+            published: AtomicBool::new(false),
             cgroup: cgroup.clone(),
             id: id.to_string(),
             namespace: namespace.to_string(),
@@ -115,6 +124,25 @@ impl OomWatch {
     /// Publishes `/tasks/oom` now if an OOM kill has not been published yet.
     pub fn check(&self) {
         self.counter.check();
+    }
+
+    /// Before the init's exit goes on (Wait answers): publishes a kill not published yet
+    /// and, when the container had one, waits (at most [`DELIVERY_WAIT`]) until containerd
+    /// has taken it. CRI learns of the exit from Wait and of the kill from the event stream:
+    /// an exit that got there first read as reason `Error` instead of `OOMKilled` (the kubelet
+    /// keeps what it saw first). A container without an OOM kill does not wait.
+    pub async fn deliver(&self) {
+        self.counter.check();
+        if self.counter.published.load(Ordering::SeqCst) {
+            let flushed = self.counter.publisher.flush();
+            if tokio::time::timeout(DELIVERY_WAIT, flushed).await.is_err() {
+                log::warn!(
+                    "{}: /tasks/oom not taken by containerd within {:?}",
+                    self.counter.id,
+                    DELIVERY_WAIT
+                );
+            }
+        }
     }
 }
 
@@ -306,5 +334,44 @@ mod tests {
         assert_eq!(events.topics_so_far(), ["/tasks/oom"]);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(events.topics_so_far().is_empty(), "published once");
+    }
+
+    #[tokio::test]
+    async fn an_exit_after_an_oom_kill_waits_until_the_kill_is_taken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+
+        // No kill: nothing to wait for, even with nobody taking the queue.
+        tokio::time::timeout(Duration::from_millis(500), watch.deliver())
+            .await
+            .expect("an exit without an OOM kill must not wait");
+
+        write_events(&cgroup, 1);
+        let taker = {
+            let deliver = watch.deliver();
+            tokio::pin!(deliver);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), &mut deliver)
+                    .await
+                    .is_err(),
+                "the exit went on before containerd took /tasks/oom"
+            );
+            let taker = tokio::spawn(async move {
+                let mut topics = Vec::new();
+                while let Some(topic) = events.next_topic().await {
+                    topics.push(topic);
+                }
+                topics
+            });
+            tokio::time::timeout(Duration::from_secs(5), &mut deliver)
+                .await
+                .expect("delivered once the queue was taken");
+            taker
+        };
+        drop(watch);
+        let topics = tokio::time::timeout(Duration::from_secs(5), taker).await;
+        assert_eq!(topics.unwrap().unwrap(), ["/tasks/oom"]);
     }
 }
