@@ -26,8 +26,9 @@ fi
 # qemu-system-x86 + mmdebstrap: the cgroup v2 VM (tests/vm/).
 # podman (4.3, with conmon; no recommends needed): the `mini` command under podman
 # (tests/tests/interop_podman.rs). runc (/usr/sbin/runc) is also the reference of `make bench`.
+# dbus-daemon: a private bus with a systemd that never answers (the systemd driver's time limits).
 PKGS=(containerd runc busybox-static libseccomp-dev pkg-config iproute2 procps python3 ca-certificates protobuf-compiler libprotobuf-dev
-    qemu-system-x86 mmdebstrap podman)
+    qemu-system-x86 mmdebstrap podman dbus-daemon)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

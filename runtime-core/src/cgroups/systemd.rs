@@ -22,8 +22,10 @@
 //!
 //! The connection is the system bus (`/run/dbus/system_bus_socket`), opened for each start
 //! or stop and closed after: nothing stays open in the shim daemon between operations.
-//! Connecting gives up after [`CONNECT_TIMEOUT`] and each call after [`CALL_TIMEOUT`]: a
-//! hung or absent systemd is an error within seconds, not a hang of Create or `delete`.
+//! Connecting gives up after [`CONNECT_TIMEOUT`] and each call after [`CALL_TIMEOUT`], and
+//! each operation has a time limit in all ([`STOP_WITHIN`], [`IDENTIFY_WITHIN`]): a hung or
+//! absent systemd is an error within seconds, not a hang of Create, and `delete` stays
+//! within containerd's 5 s.
 //! systemd's private socket `/run/systemd/private` would spare the dbus-daemon, but systemd
 //! sends its replies there with a sender that is no bus name, which zbus 5 rejects (its
 //! reader thread panics and the call never returns).
@@ -367,44 +369,106 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a stop first waits for systemd to remove an emptied scope by itself.
 const EMPTY_SCOPE_GRACE: Duration = Duration::from_millis(500);
+/// How long a stop may take in all, the wait for an emptied scope included. With
+/// [`IDENTIFY_WITHIN`] (a kill asks first whether the scope is ours) and `delete`'s own second
+/// for the processes to go, a slow systemd keeps `delete` within containerd's 5 s.
+pub const STOP_WITHIN: Duration = Duration::from_secs(2);
+/// How long asking whether a scope still is the container's ([`is_current`]) may take.
+pub const IDENTIFY_WITHIN: Duration = Duration::from_millis(1500);
+/// How long the other operations may take in all (a start includes the wait for its job).
+const OTHERS_WITHIN: Duration = JOB_TIMEOUT;
 
-/// A connection to systemd's manager.
+/// The time one operation on systemd may take in all: connecting, each call, and waiting
+/// for a job take from it, each also bounded by its own limit.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    end: Instant,
+}
+
+impl Budget {
+    fn of(total: Duration) -> Self {
+        Budget {
+            end: Instant::now() + total,
+        }
+    }
+
+    /// How long the next step may take: `cap`, or less if less is left.
+    fn step(&self, cap: Duration) -> Duration {
+        cap.min(self.end.saturating_duration_since(Instant::now()))
+    }
+
+    fn spent(&self) -> bool {
+        Instant::now() >= self.end
+    }
+}
+
+/// A connection to systemd's manager, and the time left for the operation using it.
 struct Manager {
     conn: Connection,
+    budget: Budget,
 }
 
 impl Manager {
-    fn connect(unit: &str) -> Result<Self> {
+    fn connect(unit: &str, budget: Budget) -> Result<Self> {
         let builder = zbus::connection::Builder::system()
             .map_err(|e| dbus_error(unit, "connect to systemd on the system bus for", e))?;
-        Self::connect_with(builder, unit)
+        Self::connect_with(builder, unit, budget)
     }
 
-    /// Connects through `builder`, giving up after [`CONNECT_TIMEOUT`] (zbus itself waits
-    /// for a silent peer forever); its calls give up after [`CALL_TIMEOUT`].
-    fn connect_with(builder: zbus::connection::Builder<'_>, unit: &str) -> Result<Self> {
+    /// Connects through `builder`, giving up after [`CONNECT_TIMEOUT`] or when `budget` is
+    /// spent (zbus itself waits for a silent peer forever).
+    fn connect_with(
+        builder: zbus::connection::Builder<'_>,
+        unit: &str,
+        budget: Budget,
+    ) -> Result<Self> {
         const OP: &str = "connect to systemd on the system bus for";
-        let conn = within(
-            CONNECT_TIMEOUT,
-            builder.method_timeout(CALL_TIMEOUT).build(),
-        )
-        .ok_or_else(|| {
-            dbus_error(
-                unit,
-                OP,
-                format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-            )
-        })?
-        .map_err(|e| dbus_error(unit, OP, e))?;
-        Ok(Self { conn: conn.into() })
+        let limit = budget.step(CONNECT_TIMEOUT);
+        let conn = within(limit, builder.method_timeout(CALL_TIMEOUT).build())
+            .ok_or_else(|| {
+                dbus_error(
+                    unit,
+                    OP,
+                    format!("no answer within {} ms", limit.as_millis()),
+                )
+            })?
+            .map_err(|e| dbus_error(unit, OP, e))?;
+        Ok(Self {
+            conn: conn.into(),
+            budget,
+        })
     }
 
     fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::message::Message>
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        self.conn
-            .call_method(Some(DESTINATION), MANAGER_PATH, Some(MANAGER), method, body)
+        self.call_at(MANAGER_PATH, MANAGER, method, body)
+    }
+
+    /// Calls `method` of `interface` at `path`, giving up after [`CALL_TIMEOUT`] or when the
+    /// operation's budget is spent.
+    fn call_at<B>(
+        &self,
+        path: &str,
+        interface: &str,
+        method: &str,
+        body: &B,
+    ) -> zbus::Result<zbus::message::Message>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let limit = self.budget.step(CALL_TIMEOUT);
+        let call =
+            self.conn
+                .inner()
+                .call_method(Some(DESTINATION), path, Some(interface), method, body);
+        within(limit, call).unwrap_or_else(|| {
+            Err(zbus::Error::Failure(format!(
+                "{method}: no answer within {} ms",
+                limit.as_millis()
+            )))
+        })
     }
 
     /// The unit's property `name`, `None` once systemd no longer knows the unit.
@@ -414,13 +478,7 @@ impl Manager {
             Err(e) if is_error(&e, "NoSuchUnit") => return Ok(None),
             Err(e) => return Err(e),
         };
-        let reply = self.conn.call_method(
-            Some(DESTINATION),
-            path.as_str(),
-            Some(PROPERTIES),
-            "Get",
-            &(UNIT, name),
-        )?;
+        let reply = self.call_at(path.as_str(), PROPERTIES, "Get", &(UNIT, name))?;
         Ok(Some(reply.body().deserialize()?))
     }
 
@@ -442,15 +500,13 @@ impl Manager {
 
     /// Whether the job at `job` is still queued or running.
     fn job_pending(&self, job: &OwnedObjectPath) -> bool {
-        self.conn
-            .call_method(
-                Some(DESTINATION),
-                job.as_str(),
-                Some(PROPERTIES),
-                "Get",
-                &("org.freedesktop.systemd1.Job", "State"),
-            )
-            .is_ok()
+        self.call_at(
+            job.as_str(),
+            PROPERTIES,
+            "Get",
+            &("org.freedesktop.systemd1.Job", "State"),
+        )
+        .is_ok()
     }
 
     fn reset_failed(&self, unit: &str) {
@@ -504,7 +560,7 @@ pub fn invocation(unit: &Unit, pid: i32) -> Result<String> {
     unit.validate()?;
     let want = format!("0::{}", Path::new("/").join(&unit.cgroup).display());
     on_bus(unit, "identify", || {
-        let manager = Manager::connect(&unit.name)?;
+        let manager = Manager::connect(&unit.name, Budget::of(OTHERS_WITHIN))?;
         let id = manager
             .invocation_id(&unit.name)
             .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?
@@ -533,7 +589,7 @@ pub fn is_current(unit: &Unit) -> Result<bool> {
     };
     unit.validate()?;
     on_bus(unit, "identify", || {
-        let manager = Manager::connect(&unit.name)?;
+        let manager = Manager::connect(&unit.name, Budget::of(IDENTIFY_WITHIN))?;
         let theirs = manager
             .invocation_id(&unit.name)
             .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
@@ -566,7 +622,7 @@ pub fn set_properties(unit: &Unit, resources: &LinuxResources) -> Result<()> {
         return Ok(());
     }
     on_bus(unit, "set the properties of", || {
-        let manager = Manager::connect(&unit.name)?;
+        let manager = Manager::connect(&unit.name, Budget::of(OTHERS_WITHIN))?;
         let current = manager
             .invocation_id(&unit.name)
             .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
@@ -670,7 +726,7 @@ fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> 
         props.push((name, prop.to_value()));
     }
     let aux: Vec<(&str, Vec<(&str, Value<'static>)>)> = Vec::new();
-    let manager = Manager::connect(&unit.name)?;
+    let manager = Manager::connect(&unit.name, Budget::of(JOB_TIMEOUT))?;
     let body = (unit.name.as_str(), "replace", props, aux);
     let reply = match manager.call("StartTransientUnit", &body) {
         Err(e) if is_error(&e, "UnitExists") => {
@@ -682,7 +738,6 @@ fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> 
     let job: OwnedObjectPath = reply
         .and_then(|r| r.body().deserialize())
         .map_err(|e| dbus_error(&unit.name, "StartTransientUnit", e))?;
-    let deadline = Instant::now() + JOB_TIMEOUT;
     loop {
         let state = manager
             .active_state(&unit.name)
@@ -694,11 +749,16 @@ fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> 
             _ if !pending && state.as_deref() != Some("active") => break,
             _ => {}
         }
-        if Instant::now() >= deadline {
+        if manager.budget.spent() {
             break;
         }
         sleep(POLL);
     }
+    // The clean-up of a start that ran out of time gets time of its own.
+    let manager = Manager {
+        budget: Budget::of(CONNECT_TIMEOUT),
+        ..manager
+    };
     let state = manager.active_state(&unit.name).ok().flatten();
     manager.reset_failed(&unit.name);
     let _ = manager.call("StopUnit", &(unit.name.as_str(), "replace"));
@@ -713,7 +773,9 @@ fn start_here(unit: &Unit, dir: &Path, pid: i32, resources: &LinuxResources) -> 
 }
 
 /// Stops `unit` if it still is the scope the container got (its recorded `InvocationID`),
-/// resets it if it failed, and waits until its cgroup `dir` is gone. A unit already gone, one
+/// resets it if it failed, and waits until its cgroup `dir` is gone, all within
+/// [`STOP_WITHIN`] (a slow systemd fails the stop; it removes an emptied scope by itself
+/// later). A unit already gone, one
 /// that another start of the same name has replaced, or one whose identity was never
 /// recorded is left alone: systemd removes a scope of ours by itself once its processes are
 /// gone.
@@ -722,24 +784,25 @@ pub fn stop(unit: &Unit, dir: &Path) -> Result<()> {
         return Ok(());
     };
     unit.validate()?;
+    let budget = Budget::of(STOP_WITHIN);
     // A scope whose processes are all gone is stopped and removed by systemd itself (it
     // watches `cgroup.events`): then there is nothing to ask, which keeps `delete` (5 s
     // for all of its work) quick.
-    let deadline = Instant::now() + EMPTY_SCOPE_GRACE;
-    while dir.exists() && is_empty(dir) && Instant::now() < deadline {
+    let grace = Instant::now() + EMPTY_SCOPE_GRACE;
+    while dir.exists() && is_empty(dir) && Instant::now() < grace {
         sleep(POLL);
     }
     if !dir.exists() {
         return Ok(());
     }
     on_bus(unit, "stop", || {
-        stop_here(unit, ours, dir).map(|()| String::new())
+        let manager = Manager::connect(&unit.name, budget)?;
+        stop_here(&manager, unit, ours, dir).map(|()| String::new())
     })
     .map(drop)
 }
 
-fn stop_here(unit: &Unit, ours: &str, dir: &Path) -> Result<()> {
-    let manager = Manager::connect(&unit.name)?;
+fn stop_here(manager: &Manager, unit: &Unit, ours: &str, dir: &Path) -> Result<()> {
     let current = manager
         .invocation_id(&unit.name)
         .map_err(|e| dbus_error(&unit.name, "read InvocationID of", e))?;
@@ -752,7 +815,6 @@ fn stop_here(unit: &Unit, ours: &str, dir: &Path) -> Result<()> {
         Err(e) if is_error(&e, "NoSuchUnit") => {}
         Err(e) => return Err(dbus_error(&unit.name, "StopUnit", e)),
     }
-    let deadline = Instant::now() + JOB_TIMEOUT;
     loop {
         let state = manager.active_state(&unit.name).ok().flatten();
         if state.as_deref() == Some("failed") {
@@ -761,7 +823,7 @@ fn stop_here(unit: &Unit, ours: &str, dir: &Path) -> Result<()> {
         if !dir.exists() && matches!(state.as_deref(), None | Some("inactive")) {
             return Ok(());
         }
-        if Instant::now() >= deadline {
+        if manager.budget.spent() {
             return Err(dbus_error(
                 &unit.name,
                 "stop",
@@ -1032,7 +1094,8 @@ mod tests {
         let started = Instant::now();
         std::thread::spawn(move || {
             let builder = zbus::connection::Builder::address(address.as_str()).unwrap();
-            let _ = tx.send(Manager::connect_with(builder, "mini-c1.scope").map(drop));
+            let budget = Budget::of(Duration::from_secs(60));
+            let _ = tx.send(Manager::connect_with(builder, "mini-c1.scope", budget).map(drop));
         });
         let result = rx
             .recv_timeout(CONNECT_TIMEOUT + Duration::from_secs(8))
@@ -1042,6 +1105,112 @@ mod tests {
         assert!(msg.contains("no answer within"), "{msg}");
         assert!(msg.contains("mini-c1.scope"), "{msg}");
         drop(silent);
+    }
+
+    /// A private bus (dbus-daemon) on which a connection owns systemd's name and never
+    /// answers: a systemd that hangs after the connection is made. Dropped, the bus goes.
+    struct HungSystemd {
+        daemon: std::process::Child,
+        _owner: Connection,
+        address: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl HungSystemd {
+        fn start() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let address = format!("unix:path={}", dir.path().join("bus").display());
+            let daemon = std::process::Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--nopidfile"])
+                .arg(format!("--address={address}"))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("dbus-daemon (Debian package dbus-daemon; make deps installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let owner = loop {
+                let connected = zbus::blocking::connection::Builder::address(address.as_str())
+                    .and_then(|b| b.name(DESTINATION))
+                    .and_then(|b| b.build());
+                match connected {
+                    Ok(conn) => break conn,
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "private bus: {e}");
+                        sleep(Duration::from_millis(20));
+                    }
+                }
+            };
+            HungSystemd {
+                daemon,
+                _owner: owner,
+                address,
+                _dir: dir,
+            }
+        }
+    }
+
+    impl Drop for HungSystemd {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+    }
+
+    /// Where `stop_with_a_hung_systemd` finds the bus (run by `a_stop_ends_within_its_time_limit`).
+    const HUNG_BUS: &str = "MINI_TEST_HUNG_SYSTEMD_BUS";
+
+    /// Run by `a_stop_ends_within_its_time_limit` in a process of its own, whose system bus
+    /// is the hung systemd's: stops a scope whose cgroup still holds a process, and prints
+    /// how long the stop took.
+    #[test]
+    #[ignore = "run as a child process by a_stop_ends_within_its_time_limit"]
+    fn stop_with_a_hung_systemd() {
+        if std::env::var_os(HUNG_BUS).is_none() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        let unit = Unit {
+            invocation: Some("0123456789abcdef0123456789abcdef".into()),
+            ..scope("mini-c1.scope", "system.slice")
+        };
+        let started = Instant::now();
+        let result = stop(&unit, dir.path());
+        println!("stop took {} ms: {result:?}", started.elapsed().as_millis());
+    }
+
+    #[test]
+    fn a_stop_ends_within_its_time_limit() {
+        let bus = HungSystemd::start();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cgroups::systemd::tests::stop_with_a_hung_systemd",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HUNG_BUS, "1")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("stop took ").map(|(_, rest)| rest))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result: {stdout} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        let ms: u64 = line.split(' ').next().and_then(|n| n.parse().ok()).unwrap();
+        // The stop fails (systemd never answers) within its limit, not after a call's.
+        assert!(line.contains("Err("), "{line}");
+        assert!(line.contains("mini-c1.scope"), "{line}");
+        assert!(
+            ms < (STOP_WITHIN + Duration::from_millis(700)).as_millis() as u64,
+            "{line}"
+        );
     }
 
     /// Where the child of `the_bus_child_dies_with_its_caller` writes its pid.
