@@ -423,6 +423,48 @@ fn rro_makes_every_submount_of_a_recursive_bind_read_only() {
 }
 
 #[test]
+fn recursive_access_time_options_reach_every_submount() {
+    let vol = Volume::new();
+    // The mount options (field 6) of /mnt and /mnt/sub as the container sees them.
+    let script = "awk '$5 == \"/mnt\" || $5 == \"/mnt/sub\" { print $5, $6 }' /proc/self/mountinfo";
+    let modes = |options: &[&str]| {
+        let b = Bundle::new("atime", script, |s| {
+            add_mount(s, vol.path(), options, json!({}))
+        });
+        let out = b.run_ok(&[]);
+        let lines: Vec<(String, Vec<String>)> = out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(at, opts)| (at.to_string(), opts.split(',').map(String::from).collect()))
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        lines
+    };
+    // `noatime` on an rbind: the kernel changes only the top mount.
+    for (at, opts) in modes(&["rbind", "noatime"]) {
+        assert_eq!(
+            opts.contains(&"noatime".to_string()),
+            at == "/mnt",
+            "{at}: {opts:?}"
+        );
+    }
+    for (at, opts) in modes(&["rbind", "rnoatime", "rnodiratime"]) {
+        assert!(opts.contains(&"noatime".to_string()), "{at}: {opts:?}");
+        assert!(opts.contains(&"nodiratime".to_string()), "{at}: {opts:?}");
+    }
+    // A later mode wins; strictatime shows as neither relatime nor noatime.
+    for (at, opts) in modes(&["rbind", "rnoatime", "rstrictatime"]) {
+        assert!(
+            !opts.iter().any(|o| o == "noatime" || o == "relatime"),
+            "{at}: {opts:?}"
+        );
+    }
+    for (at, opts) in modes(&["rbind", "rnoatime", "ratime"]) {
+        assert!(opts.contains(&"relatime".to_string()), "{at}: {opts:?}");
+    }
+}
+
+#[test]
 fn an_idmapped_bind_shows_the_files_owners_through_the_mounts_mapping() {
     let vol = Volume::new();
     // Owned by root on disk (the test runs as root).

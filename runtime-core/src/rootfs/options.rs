@@ -95,6 +95,9 @@ enum Opt {
     /// A recursive mount attribute to set (`rro`) or clear (`rrw`).
     SetRecursive(u64),
     ClearRecursive(u64),
+    /// A recursive access-time mode (`rnoatime`): one of `MOUNT_ATTR_RELATIME`, `_NOATIME`,
+    /// `_STRICTATIME`, which are values of one field, not flags.
+    RecursiveAtime(u64),
     Idmap(IdmapScope),
     /// Accepted and meaningless (`defaults`).
     Nothing,
@@ -152,6 +155,16 @@ fn classify(opt: &str) -> Option<Opt> {
         "rexec" => Opt::ClearRecursive(libc::MOUNT_ATTR_NOEXEC),
         "rnosymfollow" => Opt::SetRecursive(libc::MOUNT_ATTR_NOSYMFOLLOW),
         "rsymfollow" => Opt::ClearRecursive(libc::MOUNT_ATTR_NOSYMFOLLOW),
+        "rnodiratime" => Opt::SetRecursive(libc::MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => Opt::ClearRecursive(libc::MOUNT_ATTR_NODIRATIME),
+        "rnoatime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_NOATIME),
+        "rrelatime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_RELATIME),
+        "rstrictatime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_STRICTATIME),
+        // The negations name the mode they leave: access times on (`atime` gives the
+        // kernel's default, relatime), not relatime (strict), not strict (relatime).
+        "ratime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_RELATIME),
+        "rnorelatime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => Opt::RecursiveAtime(libc::MOUNT_ATTR_RELATIME),
         "idmap" => Opt::Idmap(IdmapScope::Mount),
         "ridmap" => Opt::Idmap(IdmapScope::Recursive),
         "unbindable" => Opt::Propagation(F::MS_UNBINDABLE),
@@ -191,6 +204,12 @@ pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
                 out.attr_clear |= a;
                 out.attr_set &= !a;
             }
+            // The kernel takes a mode only with the whole field in `attr_clr`
+            // (mount_setattr(2)); the last mode given wins.
+            Some(Opt::RecursiveAtime(mode)) => {
+                out.attr_set = (out.attr_set & !libc::MOUNT_ATTR__ATIME) | mode;
+                out.attr_clear |= libc::MOUNT_ATTR__ATIME;
+            }
             Some(Opt::Idmap(scope)) => out.idmap = Some(scope),
             Some(Opt::Nothing) => {}
             None if opt.is_empty() => {}
@@ -227,6 +246,23 @@ mod tests {
         assert_eq!(o.idmap, Some(IdmapScope::Recursive));
         assert_eq!(o.data, "mode=1");
         assert_eq!(parse(&["rro"]).attr_set, libc::MOUNT_ATTR_RDONLY);
+    }
+
+    #[test]
+    fn recursive_access_time_modes_clear_the_whole_field() {
+        let o = parse(&["rnoatime"]);
+        assert_eq!(o.attr_set, libc::MOUNT_ATTR_NOATIME);
+        assert_eq!(o.attr_clear, libc::MOUNT_ATTR__ATIME);
+        // The last mode wins; the other recursive attributes stay.
+        let o = parse(&["rro", "rnoatime", "rstrictatime", "rnodiratime"]);
+        assert_eq!(
+            o.attr_set,
+            libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_STRICTATIME | libc::MOUNT_ATTR_NODIRATIME
+        );
+        assert_eq!(o.attr_clear, libc::MOUNT_ATTR__ATIME);
+        let o = parse(&["rnoatime", "rrelatime"]);
+        assert_eq!((o.attr_set, o.attr_clear), (0, libc::MOUNT_ATTR__ATIME));
+        assert!(o.data.is_empty());
     }
 
     #[test]
