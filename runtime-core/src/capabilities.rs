@@ -31,7 +31,7 @@ const MAX_CAP_INDEX: u32 = 63;
 /// Also drops capabilities newer than the `caps` crate knows if the kernel has them, so the
 /// bounding set never keeps more than the spec lists.
 pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<()> {
-    let keep = resolve("bounding", caps.bounding().as_ref());
+    let keep = resolve(caps.bounding().as_ref());
     for cap in kernel_supported() {
         if !keep.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap)
@@ -68,10 +68,10 @@ pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<()> {
 /// takes what the spec lists of it, and ambient capabilities must already be permitted and
 /// inheritable.
 pub fn apply(caps: &LinuxCapabilities) -> Result<()> {
-    let permitted = resolve("permitted", caps.permitted().as_ref());
-    let inheritable = resolve("inheritable", caps.inheritable().as_ref());
-    let effective = resolve("effective", caps.effective().as_ref());
-    let ambient = resolve("ambient", caps.ambient().as_ref());
+    let permitted = resolve(caps.permitted().as_ref());
+    let inheritable = resolve(caps.inheritable().as_ref());
+    let effective = resolve(caps.effective().as_ref());
+    let ambient = resolve(caps.ambient().as_ref());
 
     // The kernel refuses a permitted set that leaves the current effective set outside it, so
     // first narrow effective to what stays permitted.
@@ -102,9 +102,7 @@ pub fn apply(caps: &LinuxCapabilities) -> Result<()> {
 /// The ambient capabilities that can be raised: those also permitted and inheritable. The
 /// kernel refuses the others, and runc skips them (with a warning) rather than failing the
 /// container: `runc spec`'s own config lists ambient capabilities it leaves out of the
-/// inheritable set. mini skips them too. The init has no path to report a warning to the
-/// caller (its channel carries only Ready or an Error), so the skip is silent; docs/security.md
-/// says so.
+/// inheritable set. mini skips them too, with a warning from [`ungranted`].
 pub fn raisable_ambient(
     ambient: &CapsHashSet,
     permitted: &CapsHashSet,
@@ -169,19 +167,55 @@ pub fn from_json_lenient(value: &serde_json::Value) -> Result<LinuxCapabilities>
 }
 
 /// The kernel capabilities of one spec set: names the `caps` crate or this kernel does not
-/// know are skipped with a warning; an absent set is empty.
-fn resolve(set_name: &str, set: Option<&Capabilities>) -> CapsHashSet {
+/// know are skipped ([`ungranted`] warns of them before the container is made); an absent set
+/// is empty.
+fn resolve(set: Option<&Capabilities>) -> CapsHashSet {
     let supported = kernel_supported();
-    let mut out = CapsHashSet::new();
-    for cap in set.into_iter().flatten() {
-        let name = format!("CAP_{cap}");
-        match name.parse::<KernelCap>() {
-            Ok(kernel_cap) if supported.contains(&kernel_cap) => {
-                out.insert(kernel_cap);
+    set.into_iter()
+        .flatten()
+        .filter_map(|cap| format!("CAP_{cap}").parse::<KernelCap>().ok())
+        .filter(|cap| supported.contains(cap))
+        .collect()
+}
+
+/// What of `caps` cannot be granted, one warning each naming the set and the capability:
+/// names this kernel does not know, and ambient capabilities that are not also permitted and
+/// inheritable. They are skipped, as runc skips them; the runtime-spec asks for a warning
+/// ("MUST be logged as a warning by the runtime"). Checked with the spec, in the caller's
+/// process, whose log the warnings reach (the container's init has no way to report them).
+pub fn ungranted(caps: &LinuxCapabilities) -> Vec<String> {
+    let supported = kernel_supported();
+    let mut out = Vec::new();
+    for (set_name, set) in [
+        ("bounding", caps.bounding()),
+        ("effective", caps.effective()),
+        ("inheritable", caps.inheritable()),
+        ("permitted", caps.permitted()),
+        ("ambient", caps.ambient()),
+    ] {
+        for cap in set.iter().flatten() {
+            let name = format!("CAP_{cap}");
+            if !name
+                .parse::<KernelCap>()
+                .is_ok_and(|c| supported.contains(&c))
+            {
+                out.push(format!(
+                    "process.capabilities.{set_name}: {name} is not supported by this kernel, skipped"
+                ));
             }
-            _ => log::warn!(
-                "process.capabilities.{set_name}: {name} is not supported by this kernel, skipped"
-            ),
+        }
+    }
+    let ambient = resolve(caps.ambient().as_ref());
+    let raisable = raisable_ambient(
+        &ambient,
+        &resolve(caps.permitted().as_ref()),
+        &resolve(caps.inheritable().as_ref()),
+    );
+    for cap in sorted(&ambient) {
+        if !raisable.contains(&cap) {
+            out.push(format!(
+                "process.capabilities.ambient: {cap} is not also permitted and inheritable, skipped"
+            ));
         }
     }
     out
@@ -356,6 +390,23 @@ pub(crate) mod tests {
             }
             Ok(())
         });
+    }
+
+    #[test]
+    fn ambient_capabilities_that_cannot_be_raised_are_warned_of() {
+        let caps = from_json_lenient(&serde_json::json!({
+            "bounding": ["CAP_KILL", "CAP_NET_RAW"],
+            "permitted": ["CAP_KILL", "CAP_NET_RAW"],
+            "inheritable": ["CAP_NET_RAW"],
+            "ambient": ["CAP_KILL", "CAP_NET_RAW"],
+        }))
+        .unwrap();
+        assert_eq!(
+            ungranted(&caps),
+            [
+                "process.capabilities.ambient: CAP_KILL is not also permitted and inheritable, skipped"
+            ]
+        );
     }
 
     #[test]

@@ -78,6 +78,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
         Some(_) => {}
     }
     check_env(process)?;
+    for warning in process
+        .capabilities()
+        .as_ref()
+        .map(crate::capabilities::ungranted)
+        .unwrap_or_default()
+    {
+        log::warn!("{warning}");
+    }
     if let Some(adj) = process.oom_score_adj()
         && !(-1000..=1000).contains(&adj)
     {

@@ -357,6 +357,33 @@ fn unknown_ids_fail_as_runc_does() {
 }
 
 #[test]
+fn an_ambient_capability_that_cannot_be_raised_is_skipped_with_a_warning() {
+    let b = Bundle::new(
+        "ambient",
+        Some(&["sh", "-c", "grep CapAmb /proc/self/status"]),
+    );
+    // As `runc spec` writes it: ambient capabilities that are not inheritable.
+    b.edit_spec(|s| {
+        s["process"]["capabilities"]["inheritable"] = serde_json::json!([]);
+        s["process"]["capabilities"]["ambient"] = serde_json::json!(["CAP_KILL"]);
+    });
+    let log = b.path().join("mini.log");
+    let out = b.mini(&["--log", log.to_str().unwrap(), "run", &b.id]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "CapAmb:\t0000000000000000\n"
+    );
+    let log = fs::read_to_string(&log).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("level=warning")
+                && l.contains("process.capabilities.ambient: CAP_KILL")),
+        "{log}"
+    );
+}
+
+#[test]
 fn pause_resume_ps_and_list_see_the_container() {
     let b = Bundle::new("pause", Some(&["sleep", "30"]));
     b.create();

@@ -134,6 +134,14 @@ fn runc_spec_bundle_runs_unchanged(version: Version) {
         "{out}"
     );
     assert!(out.stdout.contains("hostname=runc"), "{out}");
+    // Skipped with a warning (the runtime-spec's MUST), in containerd's log.
+    let log = cd.log_tail(5000);
+    assert!(
+        log.contains(
+            "process.capabilities.ambient: CAP_KILL is not also permitted and inheritable, skipped"
+        ),
+        "{log}"
+    );
     ns.assert_nothing_left(&id);
 
     for &(name, script, edit) in RUNC_SPEC_VARIANTS {

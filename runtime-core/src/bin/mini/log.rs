@@ -65,6 +65,24 @@ impl Logger {
         self.write("warning", msg);
     }
 
+    /// Makes this log the library's too (the `log` records of runtime-core): warnings and
+    /// errors, everything with `--debug`. runc's warnings (a capability skipped, a resource
+    /// left out) reach the same log as its errors.
+    pub fn install(&self) {
+        let copy = Logger {
+            file: self.file.as_ref().and_then(|f| f.try_clone().ok()),
+            json: self.json,
+            debug: self.debug,
+        };
+        if ::log::set_logger(Box::leak(Box::new(copy))).is_ok() {
+            ::log::set_max_level(if self.debug {
+                ::log::LevelFilter::Debug
+            } else {
+                ::log::LevelFilter::Warn
+            });
+        }
+    }
+
     /// The error that ends the command: to the log and, as runc does, plainly to stderr when
     /// the log is a file.
     pub fn fatal(&self, msg: &str) {
@@ -73,6 +91,27 @@ impl Logger {
             eprintln!("{msg}");
         }
     }
+}
+
+impl ::log::Log for Logger {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        metadata.level() <= ::log::Level::Warn || self.debug
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            ::log::Level::Error => "error",
+            ::log::Level::Warn => "warning",
+            ::log::Level::Info => "info",
+            ::log::Level::Debug | ::log::Level::Trace => "debug",
+        };
+        self.write(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
 }
 
 /// `t` as RFC 3339 in UTC (`2006-01-02T15:04:05Z`, or with nanoseconds).

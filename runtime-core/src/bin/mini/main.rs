@@ -32,6 +32,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    logger.install();
     match commands::run(&global, command, &logger) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
