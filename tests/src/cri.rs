@@ -376,6 +376,33 @@ impl<'a> Cri<'a> {
         last.expect("a status")
     }
 
+    /// The lines of containerd's log that name `id`.
+    pub fn log_lines_naming(&self, id: &str) -> String {
+        self.cd.log_lines_naming(id)
+    }
+
+    /// Waits until the container has exited, then gives CRI up to `settle` to show the
+    /// exit's `reason` as `want`: CRI learns of an exit from Wait and of an OOM kill from the
+    /// event stream, two paths (the shim has handed containerd the event before Wait
+    /// answers); the kubelet reads the status a second later. Its last status.
+    #[track_caller]
+    pub fn wait_exit_reason(
+        &self,
+        id: &str,
+        want: &str,
+        timeout: Duration,
+        settle: Duration,
+    ) -> ContainerStatus {
+        let mut last = self.wait_state(id, ContainerState::ContainerExited, timeout);
+        crate::wait_until(settle, || {
+            if let Ok(status) = self.container_status(id) {
+                last = status;
+            }
+            last.reason == want
+        });
+        last
+    }
+
     pub fn stop_container(&self, id: &str, timeout_s: i64) -> Result<(), Status> {
         let req = StopContainerRequest {
             container_id: id.into(),

@@ -309,6 +309,16 @@ impl Containerd {
         self.dir.join("containerd.log")
     }
 
+    /// The lines of the daemon's log (the shim's included) that name `needle`, for failure
+    /// messages about one container.
+    pub fn log_lines_naming(&self, needle: &str) -> String {
+        let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The last `lines` lines of the daemon's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
         let log = fs::read_to_string(self.log_path()).unwrap_or_default();

@@ -613,15 +613,17 @@ mod guest {
         // busybox tail keeps the current line in memory: /dev/zero has no newline.
         let hog = limited("hog", &["tail", "/dev/zero"], 16 << 20);
         cri.start_container(&hog).expect("StartContainer hog");
-        let status = cri.wait_state(
+        let status = cri.wait_exit_reason(
             &hog,
-            ContainerState::ContainerExited,
+            "OOMKilled",
             Duration::from_secs(60),
+            Duration::from_secs(2),
         );
         assert_eq!(
             (status.exit_code, status.reason.as_str()),
             (137, "OOMKilled"),
-            "{status:?}"
+            "{status:?}\ncontainerd's log of {hog}:\n{}",
+            cri.log_lines_naming(&hog)
         );
 
         cri.stop_container(&app, 0).expect("StopContainer");
