@@ -21,6 +21,8 @@ mini_e2e::on_every_version!(
     without_device_rules_a_device_node_cannot_be_opened,
     unapplied_fields_are_refused_by_name,
     a_failed_create_leaves_a_cgroup_it_did_not_make,
+    a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make,
+    a_cgroup_with_sub_cgroups_is_refused_at_create,
 );
 
 /// The fd numbers tried: every one an init could hold at setup.
@@ -447,45 +449,124 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
     run_config(&ns, &default_spec(&ns, &rootfs, "true")).expect_success();
 }
 
-/// A spec naming a cgroup that exists already (empty, with a sub-cgroup of its owner's) and a
-/// cpu quota the kernel refuses (below 1 ms): the failed Create removes nothing of that
-/// cgroup — not the directory, not its sub-cgroup (the shim and its `delete` take it for a
-/// cgroup no init of theirs was recorded in).
-fn a_failed_create_leaves_a_cgroup_it_did_not_make(version: Version) {
-    let cd = Containerd::start(version);
-    let ns = cd.namespace(&format!("theirs-{}", version.tag()));
-    let rootfs = Rootfs::new();
-    let path = format!("/mini-e2e-theirs-{}-{}", version.tag(), std::process::id());
-    let theirs: Vec<std::path::PathBuf> = ["cpu", "memory", "pids"]
-        .iter()
-        .map(|h| {
-            std::path::Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join(&path[1..])
-        })
-        .collect();
-    for dir in &theirs {
-        fs::create_dir_all(dir.join("child")).unwrap();
+/// A cgroup made by the test in the cpu, memory and pids hierarchies (as another party
+/// would; the others are left to the runtime), with the sub-cgroups named; removed on drop.
+struct TheirCgroup {
+    path: String,
+    dirs: Vec<PathBuf>,
+    subs: Vec<&'static str>,
+}
+
+impl TheirCgroup {
+    fn new(name: &str, version: Version, subs: &[&'static str]) -> TheirCgroup {
+        let path = format!("/mini-e2e-{name}-{}-{}", version.tag(), std::process::id());
+        let dirs: Vec<PathBuf> = ["cpu", "memory", "pids"]
+            .iter()
+            .map(|h| Path::new("/sys/fs/cgroup").join(h).join(&path[1..]))
+            .collect();
+        let theirs = TheirCgroup {
+            path,
+            dirs,
+            subs: subs.to_vec(),
+        };
+        for dir in &theirs.dirs {
+            fs::create_dir_all(dir).unwrap();
+            for sub in subs {
+                fs::create_dir(dir.join(sub)).unwrap();
+            }
+        }
+        theirs
     }
-    let mut spec = default_spec(&ns, &rootfs, "true");
-    spec["linux"]["cgroupsPath"] = json!(path);
-    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+
+    /// Whether the cgroup and its sub-cgroups are all still there.
+    fn intact(&self) -> bool {
+        self.dirs
+            .iter()
+            .all(|d| d.is_dir() && self.subs.iter().all(|s| d.join(s).is_dir()))
+    }
+}
+
+impl Drop for TheirCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            for sub in &self.subs {
+                let _ = fs::remove_dir(dir.join(sub));
+            }
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// `ctr run --rm` of `spec` placed in `theirs`' cgroup; the container record is removed
+/// afterwards, and the shim's `delete` (run after the shim's disconnect) waited for.
+fn run_in(ns: &Namespace<'_>, theirs: &TheirCgroup, mut spec: Value) -> mini_e2e::CtrOutput {
+    spec["linux"]["cgroupsPath"] = json!(theirs.path);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     fs::write(&config, spec.to_string()).unwrap();
     let id = ns.new_id("theirs");
     let out = ns.run_config(&config, &id);
     let _ = ns.ctr(&["container", "delete", &id]);
-    // The shim's `delete` runs after the failed Create's disconnect.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let kept = theirs.iter().all(|d| d.join("child").is_dir());
-    for dir in &theirs {
-        let _ = fs::remove_dir(dir.join("child"));
-        let _ = fs::remove_dir(dir);
-    }
+    out
+}
+
+/// A spec naming a cgroup that exists already (empty, with a sub-cgroup of its owner's) and a
+/// cpu quota the kernel refuses (below 1 ms): the failed Create removes nothing of that
+/// cgroup — not the directory, not its sub-cgroup (it is refused for the sub-cgroup first).
+fn a_failed_create_leaves_a_cgroup_it_did_not_make(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirs-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirs", version, &["child"]);
+    let mut spec = default_spec(&ns, &rootfs, "true");
+    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let out = run_in(&ns, &theirs, spec);
+    assert!(!out.success(), "the create must fail: {out}");
+    assert!(
+        theirs.intact(),
+        "the failed Create removed a cgroup it did not make: {out}"
+    );
+}
+
+/// The same with an *empty leaf* cgroup: the shim (its failed Create, then its `delete`)
+/// cannot tell it from one it made but by the setup helper's record, and leaves it. A
+/// container placed in it leaves it at Delete too.
+fn a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirleaf-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirleaf", version, &[]);
+    let mut spec = default_spec(&ns, &rootfs, "true");
+    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let out = run_in(&ns, &theirs, spec);
     assert!(!out.success(), "the quota must be refused: {out}");
     assert!(
-        kept,
-        "the failed Create removed a cgroup it did not make: {out}"
+        theirs.intact(),
+        "the failed Create removed an empty cgroup it did not make: {out}"
+    );
+    let out = run_in(&ns, &theirs, default_spec(&ns, &rootfs, "true"));
+    out.expect_success();
+    assert!(
+        theirs.intact(),
+        "Delete removed a cgroup the container did not make: {out}"
+    );
+}
+
+/// A spec naming a cgroup with (empty) sub-cgroups is refused at Create, naming it: Delete
+/// would remove them, and kill what joined them, though they are not the container's.
+fn a_cgroup_with_sub_cgroups_is_refused_at_create(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("withsub-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("withsub", version, &["sub"]);
+    let out = run_in(&ns, &theirs, default_spec(&ns, &rootfs, "true"));
+    assert_refused_naming(
+        &out,
+        &["linux.cgroupsPath", &theirs.path[1..], "sub-cgroup"],
+    );
+    assert!(
+        theirs.intact(),
+        "the refused Create removed its sub-cgroups: {out}"
     );
 }
