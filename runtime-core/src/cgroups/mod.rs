@@ -788,6 +788,16 @@ impl CgroupManager {
         }
     }
 
+    /// The directories [`CgroupManager::create`] would make now (those missing, parents
+    /// first): recorded before it runs, so that a helper killed right after a `mkdir` leaves
+    /// nothing unrecorded.
+    pub fn missing(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .flat_map(|d| levels_below(&d.mount_point, &d.dir))
+            .filter(|level| !level.exists())
+            .collect()
+    }
+
     /// Whether the setup helper recorded that it made directories for this container.
     pub fn made_any(&self) -> bool {
         self.made.as_ref().is_some_and(|m| !m.is_empty())

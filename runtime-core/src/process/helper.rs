@@ -108,8 +108,17 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     };
     let mut made = Vec::new();
     if !systemd {
-        made = cgroup.create()?;
-        record(&made).inspect_err(|_| CgroupManager::remove_created(&made))?;
+        // Written ahead (what is missing now), then corrected if another process made one of
+        // them meanwhile: a helper killed between a mkdir and the record leaves nothing
+        // unrecorded.
+        let missing = cgroup.missing();
+        record(&missing)?;
+        made = cgroup.create().inspect_err(|_| {
+            let _ = record(&[]);
+        })?;
+        if made != missing {
+            record(&made).inspect_err(|_| undo(&made))?;
+        }
         // A cgroup that already holds processes, in any hierarchy, belongs to something else
         // (a container with the same id in another namespace, a leftover, a spec naming
         // another service's cgroup): sharing it would put our limits on those processes and
@@ -142,6 +151,10 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         }
         cgroup.apply(&resources).inspect_err(|_| undo(&made))?;
     }
+    // In the namespaces the spec joins (a user namespace among them), host paths such as the
+    // record's may name other files or be out of reach: from here on, the directories are
+    // only removed; the record keeps naming them (the caller's rmdir finds them gone).
+    let undo = |made: &[PathBuf]| CgroupManager::remove_created(made);
     plan.enter().inspect_err(|_| undo(&made))?;
 
     // The init waits on this pipe until the helper has written its id maps and reported its
