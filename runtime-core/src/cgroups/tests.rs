@@ -1003,14 +1003,21 @@ fn device_rules_are_deny_all_the_spec_rules_then_the_defaults() {
     ));
 }
 
-#[test]
-fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
+/// The hybrid fixture's hierarchies, a manager for `/pod/c1` in them, and where a test
+/// records it (in the temporary directory, kept alive by the caller).
+fn pod_c1_record() -> (Hierarchies, CgroupManager, TempDir, PathBuf) {
     let h = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("/sys/fs/cgroup")).unwrap();
     let own = ProcessCgroups::parse("4:memory:/\n0::/\n").unwrap();
     let manager =
         CgroupManager::with_hierarchies(&h, &own, "c1", Some(Path::new("/pod/c1"))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("cgroup.json");
+    (h, manager, dir, record)
+}
+
+#[test]
+fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
+    let (_, manager, _dir, record) = pod_c1_record();
     manager.save(&record).unwrap();
     let loaded = CgroupManager::load(&record).unwrap().unwrap();
     assert_eq!(loaded.unified_path(), manager.unified_path());
@@ -1027,12 +1034,7 @@ fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
 
 #[test]
 fn a_record_whose_mount_point_is_not_a_cgroup_hierarchy_of_the_host_is_refused() {
-    let h = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("/sys/fs/cgroup")).unwrap();
-    let own = ProcessCgroups::parse("4:memory:/\n0::/\n").unwrap();
-    let manager =
-        CgroupManager::with_hierarchies(&h, &own, "c1", Some(Path::new("/pod/c1"))).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("cgroup.json");
+    let (h, manager, _dir, record) = pod_c1_record();
     manager.save(&record).unwrap();
     let loaded = CgroupManager::load(&record).unwrap().unwrap();
     loaded.check_hierarchies(&h, &record).unwrap();
@@ -1084,12 +1086,7 @@ fn load_on_host_checks_the_records_mount_points_against_this_hosts_mounts() {
 
 #[test]
 fn a_record_whose_made_directory_is_not_on_the_way_to_its_cgroup_is_refused() {
-    let h = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("/sys/fs/cgroup")).unwrap();
-    let own = ProcessCgroups::parse("4:memory:/\n0::/\n").unwrap();
-    let manager =
-        CgroupManager::with_hierarchies(&h, &own, "c1", Some(Path::new("/pod/c1"))).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("cgroup.json");
+    let (_, manager, _dir, record) = pod_c1_record();
     let parent = PathBuf::from("/sys/fs/cgroup/memory/pod");
     for (made, ok) in [
         (parent.clone(), true),
