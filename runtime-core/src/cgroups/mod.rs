@@ -803,8 +803,8 @@ impl CgroupManager {
         self.made.as_ref().is_some_and(|m| !m.is_empty())
     }
 
-    /// Whether `dir`, one of the container's directories, may be removed: one we made, or
-    /// any in a record that predates the list.
+    /// Whether `dir`, one of the container's directories, may be removed: one the setup
+    /// helper made, or any when that is not known (`made` is `None`).
     fn may_remove(&self, dir: &Path) -> bool {
         self.made
             .as_ref()
