@@ -432,8 +432,8 @@ fn create_into_an_occupied_leaf_cgroup_is_refused_at_once() {
 
 /// runtime.md, Delete: "resources associated with the container, but not created by this
 /// container, MUST NOT be deleted" — here a failed create into a cgroup that existed before
-/// (empty, with a sub-cgroup of its owner's): the kernel refuses the spec's cpu quota, and
-/// the cgroup and its sub-cgroup stay.
+/// (empty, with a sub-cgroup of its owner's, and a cpu quota the kernel refuses): the create
+/// fails (refused for the sub-cgroup first), and the cgroup and its sub-cgroup stay.
 #[test]
 fn a_failed_create_leaves_a_cgroup_it_did_not_make() {
     let path = format!("/mini-conf-theirs-{}", std::process::id());
