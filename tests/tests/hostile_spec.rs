@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mini_e2e::{Containerd, Namespace, Version, runtime_under_test};
+use mini_e2e::{Containerd, Namespace, Version, leftovers, runtime_under_test, wait_until};
 use serde_json::{Value, json};
 
 mini_e2e::on_every_version!(
@@ -23,6 +23,7 @@ mini_e2e::on_every_version!(
     a_failed_create_leaves_a_cgroup_it_did_not_make,
     a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make,
     a_cgroup_with_sub_cgroups_is_refused_at_create,
+    a_killed_shims_delete_leaves_a_cgroup_it_did_not_make,
 );
 
 /// The fd numbers tried: every one an init could hold at setup.
@@ -183,7 +184,7 @@ impl Rootfs {
         }
         fs::copy("/bin/busybox", dir.path().join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "cat", "echo", "head", "mknod", "grep", "id", "ls", "true",
+            "sh", "cat", "echo", "head", "mknod", "grep", "id", "ls", "true", "sleep",
         ] {
             std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet)).unwrap();
         }
@@ -569,4 +570,71 @@ fn a_cgroup_with_sub_cgroups_is_refused_at_create(version: Version) {
         theirs.intact(),
         "the refused Create removed its sub-cgroups: {out}"
     );
+}
+
+/// A container placed in a cgroup that existed before (an empty leaf), its shim SIGKILLed:
+/// the shim's `delete` kills the container and removes the directories the setup helper made
+/// (the other hierarchies'), and leaves that cgroup, emptied.
+fn a_killed_shims_delete_leaves_a_cgroup_it_did_not_make(version: Version) {
+    use std::time::Duration;
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirkill-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirkill", version, &[]);
+    let mut spec = default_spec(&ns, &rootfs, "sleep 300");
+    spec["linux"]["cgroupsPath"] = json!(theirs.path);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    fs::write(&config, spec.to_string()).unwrap();
+    let id = ns.new_id("theirkill");
+    let runtime = runtime_under_test();
+    let config = config.to_string_lossy();
+    ns.ctr(&["run", "-d", "--runtime", &runtime, "--config", &config, &id])
+        .expect_success();
+    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    let shim = leftovers::processes()
+        .into_iter()
+        .find(|p| {
+            p.comm.starts_with("containerd-shim")
+                && leftovers::contains_token(&p.cmdline, &id)
+                && !matches!(
+                    p.cmdline.split_whitespace().last(),
+                    Some("start" | "delete")
+                )
+        })
+        .expect("the shim of the running task");
+    leftovers::kill(shim.pid);
+    // containerd sees the connection close and runs the shim's `delete`.
+    assert!(wait_until(Duration::from_secs(15), || {
+        ns.task_status(&id).is_none_or(|s| s == "STOPPED")
+    }));
+    let _ = ns.ctr(&["task", "delete", &id]);
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    let procs = |d: &PathBuf| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+    let emptied = wait_until(Duration::from_secs(10), || {
+        theirs.dirs.iter().all(|d| procs(d).trim().is_empty())
+    });
+    assert!(
+        emptied,
+        "the container's processes are left in {:?}",
+        theirs.dirs
+    );
+    assert!(
+        theirs.intact(),
+        "the killed shim's delete removed a cgroup the container did not make"
+    );
+    // What the helper made (the other hierarchies' directories) is gone.
+    let hierarchies = fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
+    let made: Vec<PathBuf> = hierarchies
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path().join(&theirs.path[1..]))
+        .filter(|d| {
+            !theirs
+                .dirs
+                .iter()
+                .any(|t| t.canonicalize().ok() == d.canonicalize().ok())
+        })
+        .collect();
+    let left: Vec<&PathBuf> = made.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "the made directories are left: {left:?}");
 }
