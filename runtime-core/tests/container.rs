@@ -77,6 +77,7 @@ impl Bundle {
             rootfs: self.dir.path().join("rootfs"),
             spec,
             cgroup: None,
+            cgroup_record: None,
             no_new_keyring: false,
             no_pivot: false,
             pass_fds: 0,

@@ -21,8 +21,9 @@ use crate::args::Args;
 pub const INIT_PID: &str = "init.pid";
 pub const INIT_START: &str = "init.start";
 /// The bundle file where Create records the container's cgroup as soon as it has chosen it:
-/// the driver, the directories, and with the systemd driver the scope and, once the init is
-/// in it, the scope's identity ([`CgroupManager::save`]).
+/// the driver, the directories, then the directories the setup helper made, and with the
+/// systemd driver the scope and, once the init is in it, the scope's identity
+/// ([`CgroupManager::save`]).
 pub const CGROUP_RECORD: &str = "cgroup.json";
 
 pub fn delete(args: &Args) -> Result<(), String> {
@@ -55,7 +56,7 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     // stopped only while it is the one Create started (kill_all and destroy check its
     // recorded identity, one D-Bus connection each at most: `delete` has 5 s): the name may
     // be someone else's by now, and then its processes keep it from being removed here.
-    let cgroup = match CgroupManager::load(&bundle.join(CGROUP_RECORD)) {
+    let cgroup = match CgroupManager::load_on_host(&bundle.join(CGROUP_RECORD)) {
         Ok(cgroup) => cgroup,
         Err(err) => {
             eprintln!("{err}: no cgroup to remove");
@@ -65,7 +66,8 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     // The cgroup is ours to empty only if our init was placed in it (its pid was recorded):
     // a Create that failed may have found it holding others' processes. Without a recorded
     // pid, what our setup left in it (an init the daemon never learnt of) dies with the
-    // daemon (parent-death signal): wait for it to go, and remove the cgroup once empty.
+    // daemon (parent-death signal): wait for it to go, and remove what the setup helper
+    // recorded it made, once empty. Either way a directory that was there before stays.
     let ours = pid > 0;
 
     // The recorded start time tells our init from a process that reused its pid; the init

@@ -96,9 +96,11 @@ impl Container {
         )
         .map_err(|e| Failure::Runtime("cgroup", e))?;
         // Recorded before anything is created, for `delete` after this daemon died: it
-        // removes this cgroup (with the driver chosen here) and no other.
+        // removes this cgroup (with the driver chosen here) and no other. The setup helper
+        // adds the directories it made: only those are ever removed.
+        let record = params.bundle.join(crate::cleanup::CGROUP_RECORD);
         cgroup
-            .save(&params.bundle.join(crate::cleanup::CGROUP_RECORD))
+            .save(&record)
             .map_err(|e| Failure::Runtime("cgroup", e))?;
 
         let private_pid_ns = spec
@@ -160,6 +162,7 @@ impl Container {
             spec: spec.clone(),
             // Resolved once, here: the helper needs the same directories we remove later.
             cgroup: Some(cgroup.clone()),
+            cgroup_record: Some(record.clone()),
             no_new_keyring: params.no_new_keyring,
             // The shim always uses pivot_root.
             no_pivot: false,
@@ -167,11 +170,12 @@ impl Container {
         };
         let created =
             InitProcess::create(config, params.stdio, opened, launcher.clone(), &monitor).await;
+        let cgroup = made_by_setup(cgroup, &record);
         let (init, exit) = match created {
             Ok(created) => created,
             Err(err) => {
-                // Only remove it: the init (which cannot have forked yet) is gone, and a cgroup
-                // that already held others' processes must keep them.
+                // Only what the helper made, if unused: the init (which cannot have forked
+                // yet) is gone, and a cgroup that was there before is not ours to remove.
                 remove_cgroup(cgroup, false).await;
                 undo_rootfs(&mounted_rootfs);
                 // A failed create continues the lifecycle at the container's destruction,
@@ -600,8 +604,26 @@ async fn identify_scope(
     .map_err(|e| Failure::Runtime("cgroup", e))
 }
 
+/// `cgroup` with the directories the setup helper made for it, as the helper recorded them
+/// in the bundle. Without that record (the helper stopped before making any) nothing of the
+/// cgroup is known to be ours to remove after a failed Create.
+fn made_by_setup(cgroup: CgroupManager, record: &Path) -> CgroupManager {
+    if cgroup.systemd_unit().is_some() {
+        return cgroup;
+    }
+    match CgroupManager::load_on_host(record) {
+        Ok(Some(recorded)) if recorded.dirs().eq(cgroup.dirs()) => recorded,
+        Ok(_) => cgroup,
+        Err(err) => {
+            log::warn!("{err}");
+            cgroup
+        }
+    }
+}
+
 /// Removes the container's cgroup, first killing what is left in it when `kill_first`;
-/// otherwise a cgroup that still holds processes (not ours) is left alone.
+/// otherwise only what the setup helper made, if unused (a cgroup that was there before,
+/// or holds processes, is left alone).
 async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
     let result = tokio::task::spawn_blocking(move || {
         if kill_first {
@@ -609,7 +631,7 @@ async fn remove_cgroup(cgroup: CgroupManager, kill_first: bool) {
             cgroup.destroy()
         } else {
             // A failed Create: the cgroup may have been there before (with others'
-            // processes or sub-cgroups); only an unused one is removed.
+            // processes or sub-cgroups); only what the helper made, unused, is removed.
             cgroup.remove_if_unused()
         }
     })

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use mini_e2e::{Containerd, Namespace, Version, runtime_under_test};
+use mini_e2e::{Containerd, Namespace, Version, leftovers, runtime_under_test, wait_until};
 use serde_json::{Value, json};
 
 mini_e2e::on_every_version!(
@@ -21,6 +21,9 @@ mini_e2e::on_every_version!(
     without_device_rules_a_device_node_cannot_be_opened,
     unapplied_fields_are_refused_by_name,
     a_failed_create_leaves_a_cgroup_it_did_not_make,
+    a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make,
+    a_cgroup_with_sub_cgroups_is_refused_at_create,
+    a_killed_shims_delete_leaves_a_cgroup_it_did_not_make,
 );
 
 /// The fd numbers tried: every one an init could hold at setup.
@@ -181,7 +184,7 @@ impl Rootfs {
         }
         fs::copy("/bin/busybox", dir.path().join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "cat", "echo", "head", "mknod", "grep", "id", "ls", "true",
+            "sh", "cat", "echo", "head", "mknod", "grep", "id", "ls", "true", "sleep",
         ] {
             std::os::unix::fs::symlink("busybox", dir.path().join("bin").join(applet)).unwrap();
         }
@@ -447,45 +450,191 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
     run_config(&ns, &default_spec(&ns, &rootfs, "true")).expect_success();
 }
 
-/// A spec naming a cgroup that exists already (empty, with a sub-cgroup of its owner's) and a
-/// cpu quota the kernel refuses (below 1 ms): the failed Create removes nothing of that
-/// cgroup — not the directory, not its sub-cgroup (the shim and its `delete` take it for a
-/// cgroup no init of theirs was recorded in).
-fn a_failed_create_leaves_a_cgroup_it_did_not_make(version: Version) {
-    let cd = Containerd::start(version);
-    let ns = cd.namespace(&format!("theirs-{}", version.tag()));
-    let rootfs = Rootfs::new();
-    let path = format!("/mini-e2e-theirs-{}-{}", version.tag(), std::process::id());
-    let theirs: Vec<std::path::PathBuf> = ["cpu", "memory", "pids"]
-        .iter()
-        .map(|h| {
-            std::path::Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join(&path[1..])
-        })
-        .collect();
-    for dir in &theirs {
-        fs::create_dir_all(dir.join("child")).unwrap();
+/// A cgroup made by the test in the cpu, memory and pids hierarchies (as another party
+/// would; the others are left to the runtime), with the sub-cgroups named; removed on drop.
+struct TheirCgroup {
+    path: String,
+    dirs: Vec<PathBuf>,
+    subs: Vec<&'static str>,
+}
+
+impl TheirCgroup {
+    fn new(name: &str, version: Version, subs: &[&'static str]) -> TheirCgroup {
+        let path = format!("/mini-e2e-{name}-{}-{}", version.tag(), std::process::id());
+        let dirs: Vec<PathBuf> = ["cpu", "memory", "pids"]
+            .iter()
+            .map(|h| Path::new("/sys/fs/cgroup").join(h).join(&path[1..]))
+            .collect();
+        let theirs = TheirCgroup {
+            path,
+            dirs,
+            subs: subs.to_vec(),
+        };
+        for dir in &theirs.dirs {
+            fs::create_dir_all(dir).unwrap();
+            for sub in subs {
+                fs::create_dir(dir.join(sub)).unwrap();
+            }
+        }
+        theirs
     }
-    let mut spec = default_spec(&ns, &rootfs, "true");
-    spec["linux"]["cgroupsPath"] = json!(path);
-    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+
+    /// Whether the cgroup and its sub-cgroups are all still there.
+    fn intact(&self) -> bool {
+        self.dirs
+            .iter()
+            .all(|d| d.is_dir() && self.subs.iter().all(|s| d.join(s).is_dir()))
+    }
+}
+
+impl Drop for TheirCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            for sub in &self.subs {
+                let _ = fs::remove_dir(dir.join(sub));
+            }
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// `ctr run --rm` of `spec` placed in `theirs`' cgroup; the container record is removed
+/// afterwards, and the shim's `delete` (run after the shim's disconnect) waited for.
+fn run_in(ns: &Namespace<'_>, theirs: &TheirCgroup, mut spec: Value) -> mini_e2e::CtrOutput {
+    spec["linux"]["cgroupsPath"] = json!(theirs.path);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     fs::write(&config, spec.to_string()).unwrap();
     let id = ns.new_id("theirs");
     let out = ns.run_config(&config, &id);
     let _ = ns.ctr(&["container", "delete", &id]);
-    // The shim's `delete` runs after the failed Create's disconnect.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let kept = theirs.iter().all(|d| d.join("child").is_dir());
-    for dir in &theirs {
-        let _ = fs::remove_dir(dir.join("child"));
-        let _ = fs::remove_dir(dir);
-    }
-    assert!(!out.success(), "the quota must be refused: {out}");
+    out
+}
+
+/// A spec naming a cgroup that exists already (empty, with a sub-cgroup of its owner's) and a
+/// cpu quota the kernel refuses (below 1 ms): the failed Create removes nothing of that
+/// cgroup — not the directory, not its sub-cgroup (it is refused for the sub-cgroup first).
+fn a_failed_create_leaves_a_cgroup_it_did_not_make(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirs-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirs", version, &["child"]);
+    let mut spec = default_spec(&ns, &rootfs, "true");
+    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let out = run_in(&ns, &theirs, spec);
+    assert!(!out.success(), "the create must fail: {out}");
     assert!(
-        kept,
+        theirs.intact(),
         "the failed Create removed a cgroup it did not make: {out}"
     );
+}
+
+/// The same with an *empty leaf* cgroup: the shim (its failed Create, then its `delete`)
+/// cannot tell it from one it made but by the setup helper's record, and leaves it. A
+/// container placed in it leaves it at Delete too.
+fn a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirleaf-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirleaf", version, &[]);
+    let mut spec = default_spec(&ns, &rootfs, "true");
+    spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let out = run_in(&ns, &theirs, spec);
+    assert!(!out.success(), "the quota must be refused: {out}");
+    assert!(
+        theirs.intact(),
+        "the failed Create removed an empty cgroup it did not make: {out}"
+    );
+    let out = run_in(&ns, &theirs, default_spec(&ns, &rootfs, "true"));
+    out.expect_success();
+    assert!(
+        theirs.intact(),
+        "Delete removed a cgroup the container did not make: {out}"
+    );
+}
+
+/// A spec naming a cgroup with (empty) sub-cgroups is refused at Create, naming it: Delete
+/// would remove them, and kill what joined them, though they are not the container's.
+fn a_cgroup_with_sub_cgroups_is_refused_at_create(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("withsub-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("withsub", version, &["sub"]);
+    let out = run_in(&ns, &theirs, default_spec(&ns, &rootfs, "true"));
+    assert_refused_naming(
+        &out,
+        &["linux.cgroupsPath", &theirs.path[1..], "sub-cgroup"],
+    );
+    assert!(
+        theirs.intact(),
+        "the refused Create removed its sub-cgroups: {out}"
+    );
+}
+
+/// A container placed in a cgroup that existed before (an empty leaf), its shim SIGKILLed:
+/// the shim's `delete` kills the container and removes the directories the setup helper made
+/// (the other hierarchies'), and leaves that cgroup, emptied.
+fn a_killed_shims_delete_leaves_a_cgroup_it_did_not_make(version: Version) {
+    use std::time::Duration;
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("theirkill-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let theirs = TheirCgroup::new("theirkill", version, &[]);
+    let mut spec = default_spec(&ns, &rootfs, "sleep 300");
+    spec["linux"]["cgroupsPath"] = json!(theirs.path);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    fs::write(&config, spec.to_string()).unwrap();
+    let id = ns.new_id("theirkill");
+    let runtime = runtime_under_test();
+    let config = config.to_string_lossy();
+    ns.ctr(&["run", "-d", "--runtime", &runtime, "--config", &config, &id])
+        .expect_success();
+    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    let shim = leftovers::processes()
+        .into_iter()
+        .find(|p| {
+            p.comm.starts_with("containerd-shim")
+                && leftovers::contains_token(&p.cmdline, &id)
+                && !matches!(
+                    p.cmdline.split_whitespace().last(),
+                    Some("start" | "delete")
+                )
+        })
+        .expect("the shim of the running task");
+    leftovers::kill(shim.pid);
+    // containerd sees the connection close and runs the shim's `delete`.
+    assert!(wait_until(Duration::from_secs(15), || {
+        ns.task_status(&id).is_none_or(|s| s == "STOPPED")
+    }));
+    let _ = ns.ctr(&["task", "delete", &id]);
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    let procs = |d: &PathBuf| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+    let emptied = wait_until(Duration::from_secs(10), || {
+        theirs.dirs.iter().all(|d| procs(d).trim().is_empty())
+    });
+    assert!(
+        emptied,
+        "the container's processes are left in {:?}",
+        theirs.dirs
+    );
+    assert!(
+        theirs.intact(),
+        "the killed shim's delete removed a cgroup the container did not make"
+    );
+    // What the helper made (the other hierarchies' directories) is gone.
+    let hierarchies = fs::read_dir("/sys/fs/cgroup").unwrap().flatten();
+    let made: Vec<PathBuf> = hierarchies
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path().join(&theirs.path[1..]))
+        .filter(|d| {
+            !theirs
+                .dirs
+                .iter()
+                .any(|t| t.canonicalize().ok() == d.canonicalize().ok())
+        })
+        .collect();
+    let left: Vec<&PathBuf> = made.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "the made directories are left: {left:?}");
 }

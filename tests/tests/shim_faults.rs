@@ -2,7 +2,8 @@
 //! client that drops its connection) and containerd SIGKILLed and restarted. The Create is held in the middle by freezing the container's
 //! cgroup before it exists (the setup processes freeze as they join it); it is thawed once
 //! the fault happened. Afterwards no process, mount, cgroup, socket or bundle of the
-//! container may remain, and its shim must have exited.
+//! container may remain, and its shim must have exited (the frozen cgroup, the test's, is
+//! left emptied: the test removes it).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,8 +24,10 @@ mini_e2e::on_every_version!(
 );
 
 /// The container's freezer cgroup, made and frozen before the container exists; thawed
-/// on drop (the daemon's drop removes the namespace's cgroups).
+/// on drop (the daemon's drop removes the namespace's cgroups). The runtime did not make it,
+/// so it leaves it (emptied): [`FrozenCgroup::remove`] does.
 struct FrozenCgroup {
+    dir: PathBuf,
     state: PathBuf,
     frozen: &'static str,
     thawed: &'static str,
@@ -43,6 +46,7 @@ impl FrozenCgroup {
         let state = dir.join(file);
         fs::write(&state, frozen).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
         FrozenCgroup {
+            dir,
             state,
             frozen,
             thawed,
@@ -51,6 +55,25 @@ impl FrozenCgroup {
 
     fn thaw(&self) {
         let _ = fs::write(&self.state, self.thawed);
+    }
+
+    /// Thaws and removes the cgroup, which must hold nothing of the container by now (no
+    /// process, no sub-cgroup: `rmdir` would fail).
+    #[track_caller]
+    fn remove(&self) {
+        self.thaw();
+        let mut last = None;
+        let removed = wait_until(Duration::from_secs(10), || {
+            let result = fs::remove_dir(&self.dir);
+            let done = result.is_ok();
+            last = result.err();
+            done
+        });
+        assert!(
+            removed,
+            "the container left something in {}: {last:?}",
+            self.dir.display()
+        );
     }
 
     /// Whether the cgroup still is frozen (a check that the test did hold the Create).
@@ -103,7 +126,7 @@ fn bundle(ns: &Namespace<'_>, id: &str) -> PathBuf {
 /// After the fault and the thaw: the shim exits by itself, the container record can be
 /// deleted, and nothing of the container remains.
 #[track_caller]
-fn assert_cleaned_up(ns: &Namespace<'_>, id: &str) {
+fn assert_cleaned_up(ns: &Namespace<'_>, id: &str, frozen: &FrozenCgroup) {
     assert!(
         wait_until(Duration::from_secs(15), || shim_of(id).is_none()),
         "the shim of {id} is still running after its Create was abandoned: {:?}",
@@ -115,6 +138,7 @@ fn assert_cleaned_up(ns: &Namespace<'_>, id: &str) {
         ns.task(id)
     );
     ns.ctr(&["container", "delete", id]).expect_success();
+    frozen.remove();
     ns.assert_nothing_left(id);
     let bundle = bundle(ns, id);
     assert!(
@@ -135,7 +159,7 @@ fn client_killed_mid_create_leaves_nothing_and_the_shim_exits(version: Version) 
     // containerd gives up the Create (its request context is cancelled) and cleans up.
     std::thread::sleep(Duration::from_secs(2));
     frozen.thaw();
-    assert_cleaned_up(&ns, &id);
+    assert_cleaned_up(&ns, &id, &frozen);
 }
 
 fn containerd_killed_mid_create_leaves_nothing_and_the_shim_exits(version: Version) {
@@ -151,7 +175,7 @@ fn containerd_killed_mid_create_leaves_nothing_and_the_shim_exits(version: Versi
     drop(ctr);
     cd.restart();
     frozen.thaw();
-    assert_cleaned_up(&ns, &id);
+    assert_cleaned_up(&ns, &id, &frozen);
 }
 
 fn ttrpc_connection_dropped_mid_create_leaves_nothing_and_the_shim_exits(version: Version) {
@@ -255,6 +279,7 @@ fn drop_connection_mid_create(version: Version, args: &[&str]) {
         "the shim of {id} still runs after its Create's client went away: {:?}",
         shim_of(&id)
     );
+    frozen.remove();
     ns.assert_nothing_left(&id);
     assert!(
         leftovers::mounts_of(&bundle, None).is_empty(),

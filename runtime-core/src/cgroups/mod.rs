@@ -466,6 +466,14 @@ pub struct CgroupManager {
     /// creates and removes that directory; limits go to its files as with cgroupfs.
     #[serde(default)]
     systemd: Option<systemd::Unit>,
+    /// The cgroupfs directories the setup helper made for this container, parents first
+    /// ([`CgroupManager::with_made`]): only these are ever removed. A directory the spec
+    /// named that existed before stays, as do parents shared with others. `None` when not
+    /// known (a manager built rather than read from the helper's record, or a record written
+    /// before this was kept): [`CgroupManager::destroy`] then removes the container's
+    /// directories, [`CgroupManager::remove_if_unused`] nothing.
+    #[serde(default)]
+    made: Option<Vec<PathBuf>>,
 }
 
 impl CgroupManager {
@@ -530,6 +538,7 @@ impl CgroupManager {
             v1,
             unified,
             systemd: None,
+            made: None,
         })
     }
 
@@ -570,6 +579,7 @@ impl CgroupManager {
                 dir: h.mount_point.join(&unit.cgroup),
             }),
             systemd: Some(unit),
+            made: None,
         })
     }
 
@@ -627,10 +637,51 @@ impl CgroupManager {
             })
     }
 
-    /// Reads a record written by [`CgroupManager::save`]; `None` when there is none. A
-    /// systemd scope in it must be a valid unit of mini's ([`systemd::Unit::validate`]) whose
-    /// directory is the record's cgroup2 directory.
-    pub fn load(path: &Path) -> Result<Option<Self>> {
+    /// Reads a record written by [`CgroupManager::save`], for acting on it: `None` when
+    /// there is none. Each of its directories must be a cgroup strictly below the mount point
+    /// of one of this host's cgroup hierarchies (`/proc/self/mountinfo`), with that
+    /// hierarchy's controllers: whoever could write the record (the bundle) cannot make
+    /// `delete` empty and remove anything else. A systemd scope in it must be a valid unit
+    /// of mini's ([`systemd::Unit::validate`]) whose directory is the record's cgroup2
+    /// directory.
+    pub fn load_on_host(path: &Path) -> Result<Option<Self>> {
+        let Some(manager) = Self::load(path)? else {
+            return Ok(None);
+        };
+        manager.check_hierarchies(&discover(Path::new(DEFAULT_ROOT))?, path)?;
+        Ok(Some(manager))
+    }
+
+    /// Fails unless each directory's mount point and controllers are those of one of
+    /// `host`'s hierarchies (`record` names the record in the error).
+    fn check_hierarchies(&self, host: &Hierarchies, record: &Path) -> Result<()> {
+        for d in self.dirs() {
+            let mounted = match d.controllers.is_empty() {
+                true => host.unified.iter().any(|h| h.mount_point == d.mount_point),
+                false => host
+                    .v1
+                    .iter()
+                    .any(|h| h.mount_point == d.mount_point && h.controllers == d.controllers),
+            };
+            if !mounted {
+                return Err(Error::cgroup(
+                    record,
+                    format!(
+                        "the record's mount point {} (controllers {:?}) is not one of this \
+                         host's cgroup hierarchies",
+                        d.mount_point.display(),
+                        d.controllers
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a record written by [`CgroupManager::save`] and checks its form (what
+    /// [`CgroupManager::load_on_host`] checks, but against the record's own mount points):
+    /// `None` when there is none.
+    fn load(path: &Path) -> Result<Option<Self>> {
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -655,6 +706,21 @@ impl CgroupManager {
                         "the record's directory {} is not a cgroup below {}",
                         d.dir.display(),
                         d.mount_point.display()
+                    ),
+                ));
+            }
+        }
+        // What it made lies on the way from a mount point to the container's directory.
+        for made in manager.made.iter().flatten() {
+            let on_the_way = manager
+                .dirs()
+                .any(|d| levels_below(&d.mount_point, &d.dir).contains(made));
+            if !on_the_way {
+                return Err(Error::cgroup(
+                    path,
+                    format!(
+                        "the record's made directory {} is not on the way to its cgroup",
+                        made.display()
                     ),
                 ));
             }
@@ -710,6 +776,52 @@ impl CgroupManager {
                 Err(e)
             }
         }
+    }
+
+    /// This manager, recording `made` (what [`CgroupManager::create`] returned) as the
+    /// directories it made: the only ones [`CgroupManager::remove_if_unused`] and
+    /// [`CgroupManager::destroy`] may remove.
+    pub fn with_made(&self, made: Vec<PathBuf>) -> Self {
+        Self {
+            made: Some(made),
+            ..self.clone()
+        }
+    }
+
+    /// The directories [`CgroupManager::create`] would make now (those missing, parents
+    /// first): recorded before it runs, so that a helper killed right after a `mkdir` leaves
+    /// nothing unrecorded.
+    pub fn missing(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .flat_map(|d| levels_below(&d.mount_point, &d.dir))
+            .filter(|level| !level.exists())
+            .collect()
+    }
+
+    /// Whether the setup helper recorded that it made directories for this container.
+    pub fn made_any(&self) -> bool {
+        self.made.as_ref().is_some_and(|m| !m.is_empty())
+    }
+
+    /// Whether `dir`, one of the container's directories, may be removed: one the setup
+    /// helper made, or any when that is not known (`made` is `None`).
+    fn may_remove(&self, dir: &Path) -> bool {
+        self.made
+            .as_ref()
+            .is_none_or(|made| made.iter().any(|m| m == dir))
+    }
+
+    /// The first sub-cgroup of the container's cgroup, in any hierarchy. At create there must
+    /// be none: Delete removes everything below the cgroup (a container with its own cgroup
+    /// namespace and a writable cgroupfs makes sub-cgroups), so what was there before would
+    /// be killed and removed with it.
+    pub fn sub_cgroup(&self) -> Result<Option<PathBuf>> {
+        for d in self.dirs() {
+            if let Some(sub) = sub_cgroups(&d.dir)?.into_iter().next() {
+                return Ok(Some(sub));
+            }
+        }
+        Ok(None)
     }
 
     /// Removes directories [`CgroupManager::create`] made, deepest first, and only while
@@ -968,10 +1080,13 @@ impl CgroupManager {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
-    /// Removes the container's cgroup directories (not shared parents); with the systemd
-    /// driver, stops the scope and waits until systemd removed its cgroup, only if it still is
-    /// the scope the container got ([`systemd::stop`]). Succeeds when they are already gone. Sub-cgroups the container made are removed first. A directory still
-    /// busy after about 2 s (processes still exiting) fails naming the directory.
+    /// Removes the container's cgroup directories (not shared parents) that the setup helper
+    /// made, and every sub-cgroup below them (the container made those: a cgroup with
+    /// sub-cgroups is refused at create); a directory the spec named that existed before is
+    /// emptied of sub-cgroups and stays. With the systemd driver, stops the scope and waits
+    /// until systemd removed its cgroup, only if it still is the scope the container got
+    /// ([`systemd::stop`]). Succeeds when they are already gone. A directory still busy after
+    /// about 2 s (processes still exiting) fails naming the directory.
     pub fn destroy(&self) -> Result<()> {
         if let (Some(unit), Some(dir)) = (&self.systemd, self.unified_path()) {
             // systemd removes the scope's cgroup (and what the container made below it); the
@@ -980,42 +1095,49 @@ impl CgroupManager {
         }
         let mut first_error = None;
         for d in self.dirs() {
-            if let Err(e) = remove_tree(&d.dir)
-                && first_error.is_none()
-            {
-                first_error = Some(e);
+            let removed = if self.may_remove(&d.dir) {
+                remove_tree(&d.dir)
+            } else {
+                sub_cgroups(&d.dir).and_then(|subs| subs.iter().try_for_each(|s| remove_tree(s)))
+            };
+            if let Err(e) = removed {
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
     /// Removes the container's cgroup after a Create that failed, or for a container whose
-    /// init was never recorded: each directory only if it is unused — no process and no
-    /// sub-cgroup (`rmdir`, never recursive). The cgroup may be one the spec named that
-    /// existed before (a parent's, another party's with its own sub-cgroups): nothing of
-    /// such a cgroup is removed. A systemd scope goes as with [`CgroupManager::destroy`]
-    /// (only the one this container started).
+    /// init was never recorded: only the directories the setup helper made (the container's
+    /// and the parents it had to make, deepest first), each only if it is unused — no process
+    /// and no sub-cgroup (`rmdir`, never recursive). A cgroup the spec named that existed
+    /// before is never removed, nor anything in it. A systemd scope goes as with
+    /// [`CgroupManager::destroy`] (only the one this container started).
     pub fn remove_if_unused(&self) -> Result<()> {
         if self.systemd.is_some() {
             return self.destroy();
         }
         let mut first_error = None;
-        for d in self.dirs() {
-            // One plain rmdir, no waiting: a cgroup that holds processes (someone else's:
-            // a Create is refused there) or sub-cgroups is left as it is, at once.
-            let busy = fs::read_to_string(d.dir.join("cgroup.procs"))
+        for dir in self.made.iter().flatten().rev() {
+            // A parent we made may hold another container's cgroup by now: left quietly.
+            let own = self.dirs().any(|d| d.dir == *dir);
+            // One plain rmdir, no waiting: a cgroup that holds processes or sub-cgroups is
+            // left as it is, at once.
+            let busy = fs::read_to_string(dir.join("cgroup.procs"))
                 .is_ok_and(|procs| !procs.trim().is_empty());
-            let removed = match sub_cgroups(&d.dir) {
-                _ if busy => Err(Error::cgroup(&d.dir, "holds processes: left in place")),
-                Ok(subs) if subs.is_empty() => match fs::remove_dir(&d.dir) {
+            let removed = match sub_cgroups(dir) {
+                _ if busy => Err(Error::cgroup(dir, "holds processes: left in place")),
+                Ok(subs) if subs.is_empty() => match fs::remove_dir(dir) {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(Error::cgroup(&d.dir, format!("rmdir: {}", describe(&e)))),
+                    Err(e) => Err(Error::cgroup(dir, format!("rmdir: {}", describe(&e)))),
                 },
-                Ok(_) => Err(Error::cgroup(&d.dir, "has sub-cgroups: left in place")),
+                Ok(_) => Err(Error::cgroup(dir, "has sub-cgroups: left in place")),
                 Err(e) => Err(e),
             };
-            if let Err(e) = removed {
+            if let Err(e) = removed
+                && own
+            {
                 first_error.get_or_insert(e);
             }
         }

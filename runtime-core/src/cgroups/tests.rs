@@ -1003,14 +1003,21 @@ fn device_rules_are_deny_all_the_spec_rules_then_the_defaults() {
     ));
 }
 
-#[test]
-fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
+/// The hybrid fixture's hierarchies, a manager for `/pod/c1` in them, and where a test
+/// records it (in the temporary directory, kept alive by the caller).
+fn pod_c1_record() -> (Hierarchies, CgroupManager, TempDir, PathBuf) {
     let h = parse_mountinfo(HYBRID_MOUNTINFO, Path::new("/sys/fs/cgroup")).unwrap();
     let own = ProcessCgroups::parse("4:memory:/\n0::/\n").unwrap();
     let manager =
         CgroupManager::with_hierarchies(&h, &own, "c1", Some(Path::new("/pod/c1"))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("cgroup.json");
+    (h, manager, dir, record)
+}
+
+#[test]
+fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
+    let (_, manager, _dir, record) = pod_c1_record();
     manager.save(&record).unwrap();
     let loaded = CgroupManager::load(&record).unwrap().unwrap();
     assert_eq!(loaded.unified_path(), manager.unified_path());
@@ -1022,5 +1029,74 @@ fn a_cgroupfs_record_naming_a_hierarchy_root_or_a_climbing_path_is_refused() {
         std::fs::write(&record, tampered).unwrap();
         let err = CgroupManager::load(&record).unwrap_err().to_string();
         assert!(err.contains("not a cgroup below"), "{err}");
+    }
+}
+
+#[test]
+fn a_record_whose_mount_point_is_not_a_cgroup_hierarchy_of_the_host_is_refused() {
+    let (h, manager, _dir, record) = pod_c1_record();
+    manager.save(&record).unwrap();
+    let loaded = CgroupManager::load(&record).unwrap().unwrap();
+    loaded.check_hierarchies(&h, &record).unwrap();
+    // A bundle writer names `/sys` as the memory hierarchy's mount point: the directory is
+    // below "its" mount point, but no cgroup hierarchy is mounted there.
+    let text = fs::read_to_string(&record).unwrap();
+    assert!(text.contains("\"/sys/fs/cgroup/memory\""), "{text}");
+    let tampered = text
+        .replace("\"/sys/fs/cgroup/memory\"", "\"/sys\"")
+        .replace("/sys/fs/cgroup/memory/pod/c1", "/sys/kernel/pod/c1");
+    fs::write(&record, tampered).unwrap();
+    let loaded = CgroupManager::load(&record).unwrap().unwrap();
+    let err = loaded
+        .check_hierarchies(&h, &record)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not one of this host's cgroup hierarchies"),
+        "{err}"
+    );
+    assert!(err.contains("/sys "), "{err}");
+}
+
+/// The same through [`CgroupManager::load_on_host`], against this host's own mounts.
+#[test]
+fn load_on_host_checks_the_records_mount_points_against_this_hosts_mounts() {
+    let manager = CgroupManager::new("c1", Some(Path::new("/mini-unit/c1"))).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("cgroup.json");
+    manager
+        .with_made(vec![manager.dirs().next().unwrap().dir.clone()])
+        .save(&record)
+        .unwrap();
+    let loaded = CgroupManager::load_on_host(&record).unwrap().unwrap();
+    assert!(loaded.made_any());
+    let first = manager.dirs().next().unwrap();
+    let text = fs::read_to_string(&record).unwrap();
+    let mount = format!("\"{}\"", first.mount_point.display());
+    assert!(text.contains(&mount), "{text}");
+    fs::write(&record, text.replace(&mount, "\"/sys\"")).unwrap();
+    let err = CgroupManager::load_on_host(&record)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not one of this host's cgroup hierarchies"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_record_whose_made_directory_is_not_on_the_way_to_its_cgroup_is_refused() {
+    let (_, manager, _dir, record) = pod_c1_record();
+    let parent = PathBuf::from("/sys/fs/cgroup/memory/pod");
+    for (made, ok) in [
+        (parent.clone(), true),
+        (parent.join("c1"), true),
+        (PathBuf::from("/sys/fs/cgroup/memory"), false),
+        (PathBuf::from("/sys/fs/cgroup/memory/other"), false),
+        (parent.join("c1/../../other"), false),
+    ] {
+        manager.with_made(vec![made.clone()]).save(&record).unwrap();
+        let loaded = CgroupManager::load(&record);
+        assert_eq!(loaded.is_ok(), ok, "{}: {loaded:?}", made.display());
     }
 }

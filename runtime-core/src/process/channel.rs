@@ -28,6 +28,12 @@ pub struct HelperConfig {
     /// remove); `None` lets the helper resolve `linux.cgroupsPath` itself.
     #[serde(default)]
     pub cgroup: Option<CgroupManager>,
+    /// Where the helper records the cgroup with the directories it made
+    /// ([`CgroupManager::with_made`]) as soon as it made them, before anything else can
+    /// fail: the caller, and a later `delete` if the caller died, remove those and no
+    /// others. `None`: not recorded (nothing the spec named is then ever removed).
+    #[serde(default)]
+    pub cgroup_record: Option<PathBuf>,
     /// Keep the caller's session keyring instead of joining a new one (runc's
     /// `--no-new-keyring`).
     #[serde(default)]

@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -94,18 +95,37 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     let systemd = cgroup.systemd_unit().is_some();
     // What this call made, removed again (empty directories only) when setup fails before
     // the init exists: a cgroup that was there before is never removed by a failed Create.
+    // Recorded for the caller (and for a `delete` after the caller died) as soon as made:
+    // they remove those and no others.
+    let record = |made: &[PathBuf]| match &config.cgroup_record {
+        Some(path) if !systemd => cgroup.with_made(made.to_vec()).save(path),
+        _ => Ok(()),
+    };
+    let undo = |made: &[PathBuf]| {
+        CgroupManager::remove_created(made);
+        let left: Vec<PathBuf> = made.iter().filter(|d| d.exists()).cloned().collect();
+        let _ = record(&left);
+    };
     let mut made = Vec::new();
     if !systemd {
-        let created = cgroup.create()?;
+        // Written ahead (what is missing now), then corrected if another process made one of
+        // them meanwhile: a helper killed between a mkdir and the record leaves nothing
+        // unrecorded.
+        let missing = cgroup.missing();
+        record(&missing)?;
+        made = cgroup.create().inspect_err(|_| {
+            let _ = record(&[]);
+        })?;
+        if made != missing {
+            record(&made).inspect_err(|_| undo(&made))?;
+        }
         // A cgroup that already holds processes, in any hierarchy, belongs to something else
         // (a container with the same id in another namespace, a leftover, a spec naming
         // another service's cgroup): sharing it would put our limits on those processes and
         // let our Kill and Delete reach them. Refuse, and remove only what this call created.
-        let occupied = cgroup
-            .occupied()
-            .inspect_err(|_| CgroupManager::remove_created(&created))?;
+        let occupied = cgroup.occupied().inspect_err(|_| undo(&made))?;
         if let Some((dir, pids)) = occupied {
-            CgroupManager::remove_created(&created);
+            undo(&made);
             return Err(Error::invalid(
                 "linux.cgroupsPath",
                 format!(
@@ -114,13 +134,28 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
                 ),
             ));
         }
-        made = created;
-        cgroup
-            .apply(&resources)
-            .inspect_err(|_| CgroupManager::remove_created(&made))?;
+        // Sub-cgroups (even empty ones) are someone else's too: Delete removes everything
+        // below the container's cgroup, with what joined it meanwhile.
+        let sub = cgroup.sub_cgroup().inspect_err(|_| undo(&made))?;
+        if let Some(sub) = sub {
+            undo(&made);
+            return Err(Error::invalid(
+                "linux.cgroupsPath",
+                format!(
+                    "the cgroup {} already has a sub-cgroup {}: a container's cgroup must \
+                     be new or empty",
+                    sub.parent().unwrap_or(&sub).display(),
+                    sub.display()
+                ),
+            ));
+        }
+        cgroup.apply(&resources).inspect_err(|_| undo(&made))?;
     }
-    plan.enter()
-        .inspect_err(|_| CgroupManager::remove_created(&made))?;
+    // In the namespaces the spec joins (a user namespace among them), host paths such as the
+    // record's may name other files or be out of reach: from here on, the directories are
+    // only removed; the record keeps naming them (the caller's rmdir finds them gone).
+    let undo = |made: &[PathBuf]| CgroupManager::remove_created(made);
+    plan.enter().inspect_err(|_| undo(&made))?;
 
     // The init waits on this pipe until the helper has written its id maps and reported its
     // pid. It is born in the container's cgroup2 directory (CLONE_INTO_CGROUP) and moves
@@ -128,17 +163,15 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     // another process costs. With the systemd driver it is born here, blocked, and systemd
     // moves it into the new scope (a scope cannot start empty); the D-Bus connection (with
     // its threads) is opened only after the clone, so the init forks from a single thread.
-    let (go_read, go_write) = pipe().inspect_err(|_| CgroupManager::remove_created(&made))?;
+    let (go_read, go_write) = pipe().inspect_err(|_| undo(&made))?;
     let flags = plan.clone_flags & !CloneFlags::CLONE_NEWCGROUP;
     let unified = if systemd {
         None
     } else {
-        cgroup
-            .open_unified()
-            .inspect_err(|_| CgroupManager::remove_created(&made))?
+        cgroup.open_unified().inspect_err(|_| undo(&made))?
     };
-    let (child, placed_in_unified) = clone_sibling(flags, unified.as_ref())
-        .inspect_err(|_| CgroupManager::remove_created(&made))?;
+    let (child, placed_in_unified) =
+        clone_sibling(flags, unified.as_ref()).inspect_err(|_| undo(&made))?;
     match child {
         None => {
             // The init dies with the caller too until it reports ready; the parent-death

@@ -432,8 +432,8 @@ fn create_into_an_occupied_leaf_cgroup_is_refused_at_once() {
 
 /// runtime.md, Delete: "resources associated with the container, but not created by this
 /// container, MUST NOT be deleted" — here a failed create into a cgroup that existed before
-/// (empty, with a sub-cgroup of its owner's): the kernel refuses the spec's cpu quota, and
-/// the cgroup and its sub-cgroup stay.
+/// (empty, with a sub-cgroup of its owner's, and a cpu quota the kernel refuses): the create
+/// fails (refused for the sub-cgroup first), and the cgroup and its sub-cgroup stay.
 #[test]
 fn a_failed_create_leaves_a_cgroup_it_did_not_make() {
     let path = format!("/mini-conf-theirs-{}", std::process::id());
@@ -453,6 +453,95 @@ fn a_failed_create_leaves_a_cgroup_it_did_not_make() {
     }
     assert!(stderr.contains("cpu"), "{stderr}");
     assert!(kept, "the failed create removed a cgroup it did not make");
+}
+
+/// A cgroup made by the test (as another party would), in every hierarchy, with the
+/// sub-cgroups named; removed on drop.
+struct TheirCgroup {
+    dirs: Vec<std::path::PathBuf>,
+    subs: Vec<&'static str>,
+}
+
+impl TheirCgroup {
+    fn new(b: &Bundle, subs: &[&'static str]) -> TheirCgroup {
+        let dirs: Vec<_> = b.cgroup().dirs().map(|d| d.dir.clone()).collect();
+        let theirs = TheirCgroup {
+            dirs,
+            subs: subs.to_vec(),
+        };
+        for dir in &theirs.dirs {
+            fs::create_dir_all(dir).unwrap();
+            for sub in subs {
+                fs::create_dir(dir.join(sub)).unwrap();
+            }
+        }
+        theirs
+    }
+
+    /// Whether the cgroup and its sub-cgroups are all still there.
+    fn intact(&self) -> bool {
+        self.dirs
+            .iter()
+            .all(|d| d.is_dir() && self.subs.iter().all(|s| d.join(s).is_dir()))
+    }
+}
+
+impl Drop for TheirCgroup {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            for sub in &self.subs {
+                let _ = fs::remove_dir(dir.join(sub));
+            }
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// (With the clause above) A failed create into an *empty leaf* cgroup that existed before
+/// leaves it: only what the runtime made goes. And a container placed in such a cgroup
+/// leaves it at delete, emptied of what the container put there.
+#[test]
+fn a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make() {
+    let mut b = Bundle::new("theirleaf", "true");
+    b.spec["linux"]["cgroupsPath"] = format!("/mini-conf-theirleaf-{}", std::process::id()).into();
+    let theirs = TheirCgroup::new(&b, &[]);
+    b.spec["linux"]["resources"]["cpu"] = json!({"quota": 500, "period": 100000});
+    let stderr = b.create_fails();
+    assert!(stderr.contains("cpu"), "{stderr}");
+    assert!(
+        theirs.intact(),
+        "the failed create removed an empty cgroup it did not make"
+    );
+    b.spec["linux"]["resources"]["cpu"] = json!({"quota": 20000, "period": 100000});
+    b.spec["process"]["args"] = json!(["sleep", "30"]);
+    b.created();
+    b.ok(&["delete", "--force", &b.id]);
+    assert!(
+        theirs.intact(),
+        "delete removed a cgroup the container did not make"
+    );
+}
+
+/// config-linux.md, Control groups: "… MUST generate an error if such a check fails" — a
+/// cgroup with sub-cgroups (empty ones) is refused at create, naming it: delete would remove
+/// them and kill what joined them, though they are not the container's.
+#[test]
+fn create_into_a_cgroup_with_sub_cgroups_is_refused_naming_it() {
+    let path = format!("/mini-conf-withsub-{}", std::process::id());
+    let mut b = Bundle::new("withsub", "sleep 30");
+    b.spec["linux"]["cgroupsPath"] = path.clone().into();
+    let theirs = TheirCgroup::new(&b, &["sub"]);
+    let stderr = b.create_fails();
+    assert!(
+        stderr.contains("linux.cgroupsPath") && stderr.contains(&path[1..]),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sub-cgroup"), "{stderr}");
+    assert!(
+        theirs.intact(),
+        "the refused create removed the sub-cgroups"
+    );
+    assert!(!b.state_dir().exists());
 }
 
 /// config-linux.md, Cgroup ownership: "Runtimes SHOULD NOT change the ownership of container

@@ -142,6 +142,7 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             rootfs,
             spec,
             cgroup: Some(cgroup.clone()),
+            cgroup_record: Some(container.dir.join(CGROUP_RECORD)),
             no_new_keyring: o.no_new_keyring,
             no_pivot: o.no_pivot,
             pass_fds: passed.len(),
@@ -156,20 +157,17 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
         let _ = waitpid(helper, None);
         let pid = match pid {
             Ok(pid) => pid,
-            Err(err) => {
-                // The helper created the cgroup, or found it holding others' processes and
-                // removed what it had made: one that holds processes is not ours to touch
-                // (destroy would remove its sub-cgroups and wait seconds on each hierarchy).
-                // The helper removed what it made; a cgroup that was there before stays.
-                let _ = cgroup.remove_if_unused();
-                return Err(err.to_string());
-            }
+            // What the helper made and recorded is removed by destroy below (if unused); a
+            // cgroup that was there before stays.
+            Err(err) => return Err(err.to_string()),
         };
         log.debug(&format!("container {id}: init is pid {pid}"));
         record.pid = pid;
         record.start_time = state::start_time(pid);
-        // With the systemd driver, the scope's identity: delete stops no other scope.
-        record.cgroup = Some(cgroup.identified(pid).map_err(|e| e.to_string())?);
+        // With the directories the helper made (only those are removed at delete) and, with
+        // the systemd driver, the scope's identity (delete stops no other scope).
+        let made = made_by_setup(&container, &cgroup, log);
+        record.cgroup = Some(made.identified(pid).map_err(|e| e.to_string())?);
         container.write(&record)?;
         let created = match pending.wait_ready() {
             Ok(mut created) => {
@@ -522,10 +520,13 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
     if let Some(pending) = record
         .filter(|r| r.cgroup.is_none())
         .and_then(|r| r.cgroup_pending.as_ref())
+        .map(|pending| made_by_setup(&c, pending, log))
+        .filter(|pending| pending.made_any() || pending.systemd_unit().is_some())
     {
-        // Made by a create that ended before recording its init: removed only if empty (its
-        // init, killed with that create, may take a moment to go); what else is in it is
-        // not ours (nor are its sub-cgroups: destroy would remove them).
+        // What the setup helper made for a create that ended before recording its init:
+        // removed only if empty (its init, killed with that create, may take a moment to
+        // go); what else is in it is not ours (nor are its sub-cgroups: destroy would remove
+        // them), nor is a cgroup that was there before.
         let deadline = Instant::now() + Duration::from_secs(1);
         while pending.occupied().is_ok_and(|o| o.is_some()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -549,6 +550,22 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
         run_late_hooks(record, Stage::Poststop, ContainerState::Stopped, log);
     }
     clean
+}
+
+/// The state file where the setup helper records the cgroup with the directories it made.
+const CGROUP_RECORD: &str = "cgroup.json";
+
+/// `cgroup` with the directories the setup helper made for it, as it recorded them in the
+/// container's state directory; `cgroup` itself (nothing known made) without that record.
+fn made_by_setup(c: &Container, cgroup: &CgroupManager, log: &Logger) -> CgroupManager {
+    match CgroupManager::load_on_host(&c.dir.join(CGROUP_RECORD)) {
+        Ok(Some(recorded)) if recorded.dirs().eq(cgroup.dirs()) => recorded,
+        Ok(_) => cgroup.clone(),
+        Err(err) => {
+            log.warn(&err.to_string());
+            cgroup.clone()
+        }
+    }
 }
 
 /// `run`: create and start; in the foreground, forward signals to the init, wait for it,

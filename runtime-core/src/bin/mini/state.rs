@@ -61,7 +61,8 @@ pub struct Record {
     pub cgroup: Option<CgroupManager>,
     /// The cgroup the setup helper is about to make, recorded before it runs: a `create`
     /// that crashed before recording `cgroup` may have left it (empty, its init killed with
-    /// the create), and `delete` removes it if it is empty, never killing anything in it.
+    /// the create), and `delete` removes what of it the helper recorded it made (the state
+    /// directory's `cgroup.json`) if it is empty, never killing anything in it.
     #[serde(default)]
     pub cgroup_pending: Option<CgroupManager>,
     /// The spec's `poststart` and `poststop` hooks and its `ociVersion`, kept at create for
