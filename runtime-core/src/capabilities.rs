@@ -221,9 +221,14 @@ pub fn ungranted(caps: &LinuxCapabilities) -> Vec<String> {
     out
 }
 
-/// Capabilities this kernel has (those `PR_CAPBSET_READ` accepts); needs no /proc.
+/// Capabilities this kernel has (those `PR_CAPBSET_READ` accepts); needs no /proc. Probed
+/// once per process (one prctl per capability; a create asked about 600 times across its
+/// processes): the kernel's list does not change, and a forked child inherits it.
 fn kernel_supported() -> CapsHashSet {
-    caps::runtime::thread_all_supported()
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED
+        .get_or_init(caps::runtime::thread_all_supported)
+        .clone()
 }
 
 /// A set's members in index order, so errors and ambient raises are deterministic.
