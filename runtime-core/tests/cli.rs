@@ -513,6 +513,54 @@ fn exec_runs_in_the_containers_namespaces_and_returns_its_status() {
 }
 
 #[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
+    let b = Bundle::new("execpaused", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    b.ok(&["pause", &b.id]);
+    let out = b.mini(&["exec", &b.id, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ignore-paused"),
+        "{out:?}"
+    );
+    // With it, the exec joins the frozen cgroup and runs once the container is resumed.
+    let mut exec = b
+        .command(&["exec", "--ignore-paused", &b.id, "echo", "after-resume"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        exec.try_wait().unwrap().is_none(),
+        "the exec ran while paused"
+    );
+    b.ok(&["resume", &b.id]);
+    let out = exec.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after-resume\n");
+}
+
+#[test]
+fn exec_labels_reach_the_process_and_are_refused_by_name_without_the_lsm() {
+    let b = Bundle::new("execlabels", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    // This host has neither AppArmor nor SELinux: each is refused naming its field.
+    for (flag, field) in [
+        ("--apparmor", "process.apparmorProfile"),
+        ("--process-label", "process.selinuxLabel"),
+    ] {
+        let out = b.mini(&["exec", flag, "some_label", &b.id, "true"]);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(field), "{flag}: {stderr}");
+    }
+}
+
+#[test]
 fn foreground_run_passes_signals_on_to_the_container() {
     let b = Bundle::new(
         "signal",

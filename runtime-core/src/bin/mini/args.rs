@@ -46,6 +46,13 @@ pub struct ExecOpts {
     /// `--no-new-privs`: `noNewPrivileges` set for this process.
     pub no_new_privs: bool,
     pub preserve_fds: u32,
+    /// `--apparmor PROFILE`: the process's `apparmorProfile`.
+    pub apparmor: Option<String>,
+    /// `--process-label LABEL`: the process's `selinuxLabel`.
+    pub process_label: Option<String>,
+    /// `--ignore-paused`: exec into a paused container too (the process stays frozen with
+    /// it until it is resumed).
+    pub ignore_paused: bool,
 }
 
 #[derive(Debug)]
@@ -187,6 +194,9 @@ pub fn usage(command: Option<&str>) -> Option<&'static str> {
              --cap CAP               add a capability (repeatable)\n  \
              --additional-gids, -g GID  add a supplementary group (repeatable)\n  \
              --no-new-privs          set no_new_privs for the process\n  \
+             --apparmor PROFILE      the process's AppArmor profile\n  \
+             --process-label LABEL   the process's SELinux label\n  \
+             --ignore-paused         exec into a paused container (frozen until resumed)\n  \
              --preserve-fds N        pass fds 3 … 3+N-1 on\n"
         }
         Some("update") => {
@@ -324,6 +334,9 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("additional-gids") | Short('g') => o.additional_gids.push(p.value()?.parse()?),
             Long("no-new-privs") => o.no_new_privs = true,
             Long("preserve-fds") => o.preserve_fds = p.value()?.parse()?,
+            Long("apparmor") => o.apparmor = Some(p.value()?.string()?),
+            Long("process-label") => o.process_label = Some(p.value()?.string()?),
+            Long("ignore-paused") => o.ignore_paused = true,
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {
                 // The rest is the program and its arguments, flags included.

@@ -652,7 +652,13 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
     let record = match (status, record) {
         // runc execs into a created container too: its namespaces and cgroup are made.
         (Status::Running | Status::Created, Some(r)) => r,
-        (Status::Paused, _) => return Err("cannot exec in a paused container".into()),
+        // As runc: only when asked; the process is frozen with the container until resume.
+        (Status::Paused, Some(r)) if o.ignore_paused => r,
+        (Status::Paused, _) => {
+            return Err(
+                "cannot exec in a paused container (use --ignore-paused to override)".into(),
+            );
+        }
         _ => return Err("cannot exec in a stopped container".into()),
     };
     let cgroup = record.cgroup.clone().ok_or("container not running")?;
@@ -747,6 +753,12 @@ fn exec_process_json(
     add_gids(&mut process, &o.additional_gids);
     if o.no_new_privs {
         process["noNewPrivileges"] = serde_json::json!(true);
+    }
+    if let Some(profile) = &o.apparmor {
+        process["apparmorProfile"] = serde_json::json!(profile);
+    }
+    if let Some(label) = &o.process_label {
+        process["selinuxLabel"] = serde_json::json!(label);
     }
     add_caps(&mut process, &o.caps);
     serde_json::to_vec(&process).map_err(|e| e.to_string())
