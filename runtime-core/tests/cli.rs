@@ -544,6 +544,50 @@ fn exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
 }
 
 #[test]
+fn exec_cgroup_joins_an_existing_sub_cgroup_of_the_containers() {
+    let b = Bundle::new("execcg", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let cgroup = CgroupManager::new(&b.id, None).unwrap();
+    let memory = cgroup.v1_path("memory").or(cgroup.unified_path()).unwrap();
+    for d in cgroup.dirs() {
+        fs::create_dir(d.dir.join("sub")).unwrap();
+        // A v1 cpuset takes no task before it has cpus and mems (the kernel's rule).
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if d.controllers.iter().any(|c| c == "cpuset") {
+                fs::write(
+                    d.dir.join("sub").join(file),
+                    fs::read(d.dir.join(file)).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let show = "cat /proc/self/cgroup";
+    // Every hierarchy: the container's cgroup namespace shows the sub-cgroup as /sub.
+    let out = b.ok(&["exec", "--cgroup", "sub", &b.id, "sh", "-c", show]);
+    assert!(out.lines().all(|l| l.ends_with("/sub")), "{out}");
+    // One controller only, as runc's `controller:path`.
+    if cgroup.v1_path("memory").is_some() {
+        let out = b.ok(&["exec", "--cgroup", "memory:sub", &b.id, "sh", "-c", show]);
+        for line in out.lines() {
+            let in_sub = line.ends_with("/sub");
+            assert_eq!(in_sub, line.contains(":memory:"), "{out}");
+        }
+    }
+    // A path that leaves the container's cgroup, or one that does not exist: refused, named.
+    for bad in ["../..", "/sub", "missing"] {
+        let out = b.mini(&["exec", "--cgroup", bad, &b.id, "true"]);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--cgroup"),
+            "{bad}: {out:?}"
+        );
+    }
+    assert!(memory.join("sub").is_dir());
+}
+
+#[test]
 fn exec_labels_reach_the_process_and_are_refused_by_name_without_the_lsm() {
     let b = Bundle::new("execlabels", Some(&["sleep", "30"]));
     b.create();

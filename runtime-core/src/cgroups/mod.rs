@@ -761,6 +761,73 @@ impl CgroupManager {
         self.v1.iter().chain(self.unified.iter())
     }
 
+    /// The cgroup an exec joins with runc's `exec --cgroup`: each of `specs` is
+    /// `[CONTROLLER[,CONTROLLER…]:]PATH`, a sub-cgroup of the container's that must exist.
+    /// A spec without controllers applies to every hierarchy a spec with them does not name
+    /// (on a unified host only that form makes sense: the cgroup2 directory has no
+    /// controllers of its own name). A hierarchy no spec applies to keeps the container's
+    /// directory. The path is relative and stays below the container's cgroup (no `..`).
+    pub fn for_exec_in(&self, specs: &[String]) -> Result<CgroupManager> {
+        const FIELD: &str = "--cgroup";
+        let mut default: Option<PathBuf> = None;
+        let mut named: Vec<(Vec<String>, PathBuf)> = Vec::new();
+        for spec in specs {
+            let (controllers, path) = match spec.split_once(':') {
+                Some((c, p)) => (c.split(',').map(str::to_string).collect::<Vec<_>>(), p),
+                None => (Vec::new(), spec.as_str()),
+            };
+            let rel = PathBuf::from(path);
+            if path.is_empty()
+                || !rel
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(Error::invalid(
+                    FIELD,
+                    format!(
+                        "{spec:?}: the sub-cgroup must be a relative path below the container's cgroup"
+                    ),
+                ));
+            }
+            if controllers.is_empty() || controllers.iter().all(String::is_empty) {
+                default = Some(rel);
+            } else {
+                named.push((controllers, rel));
+            }
+        }
+        let mut out = self.clone();
+        out.systemd = None;
+        out.made = None;
+        for d in out.v1.iter_mut().chain(out.unified.iter_mut()) {
+            let sub = named
+                .iter()
+                .find(|(controllers, _)| controllers.iter().any(|c| d.has(c)))
+                .map(|(_, p)| p)
+                .or(default.as_ref());
+            if let Some(sub) = sub {
+                let dir = d.dir.join(sub);
+                if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    return Err(Error::invalid(
+                        FIELD,
+                        format!("sub-cgroup {} does not exist", dir.display()),
+                    ));
+                }
+                d.dir = dir;
+            }
+        }
+        for (controllers, _) in &named {
+            for c in controllers {
+                if !self.v1.iter().any(|d| d.has(c)) {
+                    return Err(Error::invalid(
+                        FIELD,
+                        format!("no cgroup v1 hierarchy with the controller {c:?} on this host"),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Creates the cgroup directories (and missing parents). On v1 `cpuset`, empty
     /// `cpuset.cpus`/`cpuset.mems` along the path are copied from the parent (a task cannot
     /// join a cpuset without them). On a unified host, the controllers available at each

@@ -53,6 +53,8 @@ pub struct ExecOpts {
     /// `--ignore-paused`: exec into a paused container too (the process stays frozen with
     /// it until it is resumed).
     pub ignore_paused: bool,
+    /// `--cgroup [CONTROLLERS:]PATH` (repeatable): sub-cgroups of the container's to join.
+    pub cgroups: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -197,6 +199,7 @@ pub fn usage(command: Option<&str>) -> Option<&'static str> {
              --apparmor PROFILE      the process's AppArmor profile\n  \
              --process-label LABEL   the process's SELinux label\n  \
              --ignore-paused         exec into a paused container (frozen until resumed)\n  \
+             --cgroup [CTRL,…:]PATH  join this existing sub-cgroup (repeatable)\n  \
              --preserve-fds N        pass fds 3 … 3+N-1 on\n"
         }
         Some("update") => {
@@ -337,6 +340,7 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("apparmor") => o.apparmor = Some(p.value()?.string()?),
             Long("process-label") => o.process_label = Some(p.value()?.string()?),
             Long("ignore-paused") => o.ignore_paused = true,
+            Long("cgroup") => o.cgroups.push(p.value()?.string()?),
             Value(v) if id.is_none() => id = Some(v.string()?),
             Value(v) => {
                 // The rest is the program and its arguments, flags included.

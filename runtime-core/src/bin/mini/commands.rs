@@ -662,6 +662,11 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         _ => return Err("cannot exec in a stopped container".into()),
     };
     let cgroup = record.cgroup.clone().ok_or("container not running")?;
+    let cgroup = if o.cgroups.is_empty() {
+        cgroup
+    } else {
+        cgroup.for_exec_in(&o.cgroups).map_err(|e| e.to_string())?
+    };
     // Held from here: the init whose root `--user` names are looked up in stays this one.
     // SAFETY: pidfd_open with integer arguments; the result is a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, record.pid, 0) };
