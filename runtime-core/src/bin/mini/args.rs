@@ -59,7 +59,7 @@ pub struct ExecOpts {
 
 #[derive(Debug)]
 pub enum Command {
-    Exec(String, ExecOpts),
+    Exec(String, Box<ExecOpts>),
     /// The id, the `--resources` file (`-` for stdin), and the single-value flags as a
     /// runtime-spec `LinuxResources` JSON object.
     Update(String, Option<PathBuf>, serde_json::Value),
@@ -356,7 +356,7 @@ fn exec_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
     if o.process.is_none() && o.args.is_empty() {
         return Err("exec: no process given (--process FILE or arguments)".into());
     }
-    Ok(Command::Exec(id, o))
+    Ok(Command::Exec(id, Box::new(o)))
 }
 
 /// runc's `update` flags: `--resources/-r FILE` and the common single values.
