@@ -117,6 +117,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(seccomp) = linux.seccomp() {
         check_seccomp(seccomp)?;
     }
+    if let Some(resources) = linux.resources() {
+        crate::cgroups::check_resources(resources)?;
+    }
     check_time_offsets(linux, namespaces)?;
     if let Some(personality) = linux.personality() {
         crate::personality::value(personality)?;

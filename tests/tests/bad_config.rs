@@ -17,8 +17,8 @@
 //! `runc_spec_bundle_runs_unchanged` passes with the stock runc shim too
 //! (`MINI_E2E_RUNTIME=io.containerd.runc.v2`): what it asks of mini is what runc does.
 //!
-//! Counted on this machine: all 54 cases refused and named on containerd 1.7 and 2.x; on 1.6,
-//! 52 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
+//! Counted on this machine: all 56 cases refused and named on containerd 1.7 and 2.x; on 1.6,
+//! 54 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
 //! sees it, and those two cases are skipped there). An idmapped mount is not a case here:
 //! containerd 2.x refuses it itself, from the shim's features (`mountExtensions.idmap`
 //! disabled), before Create reaches the shim. The same cases through the stock runc shim

@@ -930,6 +930,7 @@ impl CgroupManager {
 
     /// Writes the limits in `resources`; used at create and by Update.
     pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        check_resources(resources)?;
         match self.layout {
             Layout::Legacy | Layout::Hybrid => {
                 if resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
@@ -956,6 +957,7 @@ impl CgroupManager {
     /// With the systemd driver the scope's unit properties are then set to match
     /// ([`systemd::set_properties`]).
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.check_before_update(resources)?;
         let mut wanted = LinuxResources::default();
         wanted
             .set_memory(*resources.memory())
@@ -974,6 +976,38 @@ impl CgroupManager {
             Some(unit) => systemd::set_properties(unit, &wanted),
             None => Ok(()),
         }
+    }
+
+    /// `memory.checkBeforeUpdate`: a memory limit below what the container uses now is
+    /// refused (config-linux.md: the runtime "MUST reject the new limit"); v1 kernels refuse
+    /// it themselves, v2 ones would reclaim or OOM-kill to get there.
+    fn check_before_update(&self, resources: &LinuxResources) -> Result<()> {
+        let Some(memory) = resources.memory() else {
+            return Ok(());
+        };
+        let Some(limit) = memory.limit().filter(|l| *l > 0) else {
+            return Ok(());
+        };
+        if memory.check_before_update() != Some(true) {
+            return Ok(());
+        }
+        let usage = match (self.v1_path("memory"), self.unified_path()) {
+            (Some(dir), _) => read_file(dir, "memory.usage_in_bytes"),
+            (None, Some(dir)) => read_file(dir, "memory.current"),
+            (None, None) => return Ok(()),
+        };
+        if let Some(usage) = usage.ok().and_then(|u| u.parse::<i64>().ok())
+            && limit < usage
+        {
+            return Err(Error::invalid(
+                "linux.resources.memory.limit",
+                format!(
+                    "{limit} is below the container's current memory usage {usage} \
+                     (checkBeforeUpdate)"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The current content of every limit file an update may write.
@@ -1332,6 +1366,38 @@ fn restore(saved: &[(PathBuf, String, String)]) {
             }
         }
     }
+}
+
+/// Constraints of `linux.resources` that hold whatever the host (config-linux.md): a cpu
+/// `burst` no larger than a positive `quota`, and each block-I/O `weightDevice` entry with a
+/// `weight` or a `leafWeight`. Checked with the spec and again before limits are written.
+pub fn check_resources(resources: &LinuxResources) -> Result<()> {
+    if let Some(cpu) = resources.cpu()
+        && let (Some(quota), Some(burst)) = (cpu.quota().filter(|q| *q > 0), cpu.burst())
+        && burst > quota as u64
+    {
+        return Err(Error::invalid(
+            "linux.resources.cpu.burst",
+            format!("{burst} is larger than the quota {quota}"),
+        ));
+    }
+    let devices = resources
+        .block_io()
+        .as_ref()
+        .and_then(|b| b.weight_device().as_ref());
+    for (i, d) in devices.into_iter().flatten().enumerate() {
+        if d.weight().is_none() && d.leaf_weight().is_none() {
+            return Err(Error::invalid(
+                format!("linux.resources.blockIO.weightDevice[{i}]"),
+                format!(
+                    "{}:{} has neither weight nor leafWeight",
+                    d.major(),
+                    d.minor()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A refused update's error, naming the spec field of the file the kernel refused.

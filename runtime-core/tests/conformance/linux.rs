@@ -798,3 +798,58 @@ fn relative_masked_or_readonly_paths_are_errors() {
         assert_eq!(b.leftovers(), Vec::<String>::new());
     }
 }
+
+/// config-linux.md, CPU: "`quota` … MUST be no smaller than `burst`"; "`burst` … MUST be no
+/// larger than any positive `quota`" (runtimes may refuse such a spec): refused before
+/// anything is made, naming the field.
+#[test]
+fn a_cpu_burst_larger_than_the_quota_is_an_error() {
+    let mut b = Bundle::new("burst", "true");
+    b.spec["linux"]["resources"]["cpu"] = json!({"quota": 10000, "period": 100000, "burst": 20000});
+    let stderr = b.create_fails();
+    assert!(stderr.contains("linux.resources.cpu.burst"), "{stderr}");
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+/// config-linux.md, Block IO, `weightDevice`: "You MUST specify at least one of `weight` or
+/// `leafWeight` in a given entry": an entry with neither is refused, naming it.
+#[test]
+fn a_weight_device_without_a_weight_is_an_error() {
+    let mut b = Bundle::new("weightdev", "true");
+    b.spec["linux"]["resources"]["blockIO"] = json!({"weightDevice": [{"major": 8, "minor": 0}]});
+    let stderr = b.create_fails();
+    assert!(
+        stderr.contains("linux.resources.blockIO.weightDevice[0]"),
+        "{stderr}"
+    );
+    assert_eq!(b.leftovers(), Vec::<String>::new());
+}
+
+/// config-linux.md, Memory, `checkBeforeUpdate`: "If set to true, the runtime … MUST reject
+/// the new limit" when it is below the current usage; the old limit stays.
+#[test]
+fn an_update_below_the_memory_usage_is_rejected_with_check_before_update() {
+    let b = Bundle::new("checkupdate", "sleep 30");
+    b.created();
+    b.ok(&["start", &b.id]);
+    let cgroup = b.cgroup();
+    let (dir, limit_file) = match cgroup.v1_path("memory") {
+        Some(dir) => (dir.to_path_buf(), "memory.limit_in_bytes"),
+        None => (cgroup.unified_path().unwrap().to_path_buf(), "memory.max"),
+    };
+    let before = fs::read_to_string(dir.join(limit_file)).unwrap();
+    let update = |check: bool| {
+        let doc = json!({"memory": {"limit": 4096, "checkBeforeUpdate": check}});
+        let path = b.path().join("update.json");
+        fs::write(&path, doc.to_string()).unwrap();
+        b.mini(&["update", "--resources", path.to_str().unwrap(), &b.id])
+    };
+    let out = update(true);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("linux.resources.memory.limit") && stderr.contains("checkBeforeUpdate"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(dir.join(limit_file)).unwrap(), before);
+}

@@ -397,6 +397,21 @@ pub const CASES: &[Case] = &[
     case("mount-label", &["linux.mountLabel"], |s| {
         s["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0")
     }),
+    case(
+        "cpu-burst-over-quota",
+        &["linux.resources.cpu.burst"],
+        |s| {
+            s["linux"]["resources"]["cpu"] =
+                json!({"quota": 10000, "period": 100000, "burst": 20000})
+        },
+    ),
+    case(
+        "weight-device-without-weight",
+        &["linux.resources.blockIO.weightDevice[0]"],
+        |s| {
+            s["linux"]["resources"]["blockIO"] = json!({"weightDevice": [{"major": 8, "minor": 0}]})
+        },
+    ),
 ];
 
 /// A valid variation of `runc spec`'s config: its name, the script the container runs
