@@ -24,6 +24,7 @@ pub mod process;
 pub mod procfs;
 pub mod rlimits;
 pub mod rootfs;
+pub mod sched;
 pub mod seccomp;
 pub mod spec;
 

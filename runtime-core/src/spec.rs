@@ -632,8 +632,7 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
         )?;
     }
     if let Some(process) = spec.process() {
-        refuse("process.ioPriority", process.io_priority().is_some())?;
-        refuse("process.scheduler", process.scheduler().is_some())?;
+        crate::sched::validate(process)?;
         refuse(
             "process.execCPUAffinity",
             process.exec_cpu_affinity().is_some(),
@@ -960,14 +959,6 @@ mod tests {
             (
                 "linux.netDevices",
                 serde_json::json!({"linux": {"netDevices": {"eth1": {}}}}),
-            ),
-            (
-                "process.ioPriority",
-                serde_json::json!({"process": {"ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}}}),
-            ),
-            (
-                "process.scheduler",
-                serde_json::json!({"process": {"scheduler": {"policy": "SCHED_IDLE"}}}),
             ),
             (
                 "process.execCPUAffinity",

@@ -20,6 +20,7 @@ mini_e2e::on_every_version!(
     ids_above_2147483647_are_refused,
     without_device_rules_a_device_node_cannot_be_opened,
     unapplied_fields_are_refused_by_name,
+    the_scheduler_reaches_the_process,
     a_failed_create_leaves_a_cgroup_it_did_not_make,
     a_failed_create_leaves_an_empty_leaf_cgroup_it_did_not_make,
     a_cgroup_with_sub_cgroups_is_refused_at_create,
@@ -433,13 +434,14 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
         ("linux.personality", |s| {
             s["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["FLY"]})
         }),
-        ("process.scheduler", |s| {
-            s["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"})
+        // The scheduler is applied now; a real-time policy without its priority is refused.
+        ("process.scheduler.priority", |s| {
+            s["process"]["scheduler"] = json!({"policy": "SCHED_FIFO"})
         }),
     ];
     for (field, edit) in cases {
         // containerd 1.6's spec type has no `process.scheduler`: ctr drops it before the shim.
-        if version == Version::V1_6 && field == "process.scheduler" {
+        if version == Version::V1_6 && field.starts_with("process.scheduler") {
             continue;
         }
         let mut spec = default_spec(&ns, &rootfs, "true");
@@ -448,6 +450,33 @@ fn unapplied_fields_are_refused_by_name(version: Version) {
     }
     // ctr's default spec itself passes (nothing in it is refused).
     run_config(&ns, &default_spec(&ns, &rootfs, "true")).expect_success();
+}
+
+/// `process.scheduler` reaches the container's process through the shim (fields 19, nice,
+/// and 41, policy, of /proc/self/stat). containerd 1.6's spec type has no such field (ctr
+/// drops it), so there the process keeps the defaults.
+fn the_scheduler_reaches_the_process(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("sched-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let mut spec = default_spec(&ns, &rootfs, "cat /proc/self/stat");
+    spec["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    let out = run_config(&ns, &spec);
+    out.expect_success();
+    let fields: Vec<&str> = out
+        .stdout
+        .rsplit_once(')')
+        .expect("a stat line")
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command's name the fields are numbered from 3.
+    let want = if version == Version::V1_6 {
+        ("0", "0")
+    } else {
+        ("5", "3")
+    };
+    assert_eq!((fields[19 - 3], fields[41 - 3]), want, "{out}");
 }
 
 /// A cgroup made by the test in the cpu, memory and pids hierarchies (as another party

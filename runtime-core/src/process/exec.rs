@@ -235,6 +235,7 @@ fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
+    crate::sched::apply(process)?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     // Every fd of the host is closed (run); spec paths are resolved in the container's root,

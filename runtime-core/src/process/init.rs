@@ -162,6 +162,8 @@ fn setup_and_exec(
     if let Some(limits) = process.rlimits() {
         rlimits::apply(limits)?;
     }
+    // With the privileges to grant a real-time policy or I/O class still held.
+    crate::sched::apply(process)?;
 
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();

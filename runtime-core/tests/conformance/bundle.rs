@@ -114,6 +114,18 @@ impl Bundle {
             .unwrap()
     }
 
+    /// `mini args…` with every stdio on /dev/null (a detached process would hold a pipe
+    /// open); whether it succeeded.
+    pub fn detached(&self, args: &[&str]) -> bool {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
     /// `create` that must succeed.
     pub fn created(&self) {
         assert!(self.create().success(), "mini create failed");

@@ -670,3 +670,59 @@ fn invalid_or_unsupported_values_are_errors() {
         assert_eq!(b.leftovers(), Vec::<String>::new(), "{pointer}");
     }
 }
+
+/// config.md, `scheduler`: "scheduler (object, OPTIONAL) is an object describing the
+/// scheduler properties for the process" (`policy` REQUIRED, `nice`, `priority`, …): the
+/// container's process runs with them (its child `cat` inherits them: fields 19, nice, and
+/// 41, policy, of /proc/self/stat).
+#[test]
+fn the_scheduler_policy_and_nice_value_reach_the_process() {
+    let mut b = Bundle::new("sched", "cat /proc/self/stat");
+    b.spec["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    let stat = b.stdout();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command's name the fields are numbered from 3.
+    assert_eq!((fields[19 - 3], fields[41 - 3]), ("5", "3"), "{stat}");
+    // A bad value is named.
+    let mut b = Bundle::new("sched-bad", "true");
+    b.spec["process"]["scheduler"] = json!({"policy": "SCHED_FIFO", "priority": 0});
+    let stderr = b.create_fails();
+    assert!(stderr.contains("process.scheduler.priority"), "{stderr}");
+}
+
+/// config.md, `ioPriority`: "ioPriority (object, OPTIONAL) configures the I/O priority
+/// settings for the container's processes" (`class`, `priority`): the init has it
+/// (ioprio_get from the host) once created.
+#[test]
+fn the_io_priority_reaches_the_process() {
+    let mut b = Bundle::new("ioprio", "true");
+    b.spec["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 7});
+    b.created();
+    // SAFETY: ioprio_get takes integers only (IOPRIO_WHO_PROCESS, the pid).
+    let value = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, b.pid()) };
+    assert_eq!(value, (3 << 13) | 7);
+    // An exec's own process object sets its own.
+    let process = b.path().join("process.json");
+    let json = json!({"args": ["sleep", "5"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                      "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 3}});
+    fs::write(&process, json.to_string()).unwrap();
+    let pid_file = b.path().join("exec.pid");
+    assert!(b.detached(&[
+        "exec",
+        "--detach",
+        "--process",
+        process.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]));
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    // SAFETY: as above.
+    let value = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, pid) };
+    assert_eq!(value, (2 << 13) | 3);
+}
