@@ -27,6 +27,8 @@ pub const INIT_START: &str = "init.start";
 pub const CGROUP_RECORD: &str = "cgroup.json";
 
 pub fn delete(args: &Args) -> Result<(), String> {
+    // containerd ends this process after 5 s: a slow systemd must not take all of them.
+    runtime_core::cgroups::systemd::limit_for_delete();
     let bundle = args
         .bundle_dir()
         .map_err(|e| format!("working directory: {e}"))?;
