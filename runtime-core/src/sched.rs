@@ -1,7 +1,9 @@
 //! `process.scheduler` (sched_setattr(2)) and `process.ioPriority` (ioprio_set(2)): set on
 //! the container's process (the init, or an exec) before it drops its privileges, so that a
 //! real-time policy or I/O class the spec asks for can still be granted; inherited by what
-//! it forks. Checked with the spec first, each bad value named by its field.
+//! it forks. `process.execCPUAffinity` (sched_setaffinity(2)) for an exec: `initial` before
+//! it joins the container's cgroup, `final` after (joining a cpuset resets the affinity).
+//! Checked with the spec first, each bad value named by its field.
 
 use oci_spec::runtime::{
     IOPriorityClass, LinuxIOPriority, LinuxSchedulerFlag, LinuxSchedulerPolicy, Process, Scheduler,
@@ -72,7 +74,67 @@ pub fn validate(process: &Process) -> Result<()> {
     if let Some(p) = process.io_priority() {
         io_priority_value(p)?;
     }
+    if let Some(a) = process.exec_cpu_affinity() {
+        if let Some(list) = a.initial() {
+            cpu_set(list, "process.execCPUAffinity.initial")?;
+        }
+        if let Some(list) = a.cpu_affinity_final() {
+            cpu_set(list, "process.execCPUAffinity.final")?;
+        }
+    }
     Ok(())
+}
+
+/// A CPU list (`0-3,7`) as the kernel's set; `field` names it in errors.
+fn cpu_set(list: &str, field: &str) -> Result<nix::sched::CpuSet> {
+    let bad = |why: String| Error::invalid(field, format!("{list:?}: {why}"));
+    let mut set = nix::sched::CpuSet::new();
+    for part in list.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let parse = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| bad(format!("{part:?} is not a CPU number or range")))
+        };
+        let (first, last) = (parse(first)?, parse(last)?);
+        if first > last {
+            return Err(bad(format!("{part:?} is an empty range")));
+        }
+        for cpu in first..=last {
+            set.set(cpu)
+                .map_err(|_| bad(format!("CPU {cpu} is beyond what this system can name")))?;
+        }
+    }
+    Ok(set)
+}
+
+/// Which of an exec's CPU affinities to set.
+#[derive(Clone, Copy)]
+pub enum AffinityStage {
+    /// Before the exec joins the container's cgroup.
+    Initial,
+    /// After it joined, before its program runs.
+    Final,
+}
+
+/// Sets the calling process's CPU affinity from `process.execCPUAffinity` at `stage`.
+pub fn apply_exec_affinity(process: &Process, stage: AffinityStage) -> Result<()> {
+    let Some(a) = process.exec_cpu_affinity() else {
+        return Ok(());
+    };
+    let (list, field) = match stage {
+        AffinityStage::Initial => (a.initial(), "process.execCPUAffinity.initial"),
+        AffinityStage::Final => (a.cpu_affinity_final(), "process.execCPUAffinity.final"),
+    };
+    let Some(list) = list else {
+        return Ok(());
+    };
+    let set = cpu_set(list, field)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| Error::sys("sched_setaffinity", field, e))
 }
 
 fn scheduler_attr(s: &Scheduler) -> Result<SchedAttr> {

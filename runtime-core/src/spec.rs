@@ -633,10 +633,7 @@ fn refuse_unsupported(spec: &Spec) -> Result<()> {
     }
     if let Some(process) = spec.process() {
         crate::sched::validate(process)?;
-        refuse(
-            "process.execCPUAffinity",
-            process.exec_cpu_affinity().is_some(),
-        )?;
+        // `execCPUAffinity` applies to execs only (config.md); the init ignores it.
         check_lsm_labels(process)?;
     }
     Ok(())
@@ -959,10 +956,6 @@ mod tests {
             (
                 "linux.netDevices",
                 serde_json::json!({"linux": {"netDevices": {"eth1": {}}}}),
-            ),
-            (
-                "process.execCPUAffinity",
-                serde_json::json!({"process": {"execCPUAffinity": {"initial": "0"}}}),
             ),
             ("vm", serde_json::json!({"vm": {"kernel": {"path": "/k"}}})),
             (

@@ -97,6 +97,7 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
     // Into the container's cgroups while this process still sees the host's cgroup
     // namespace and holds the host's credentials: v1 by writing 0 to `tasks` (no RCU wait),
     // cgroup2 at the fork below (CLONE_INTO_CGROUP).
+    crate::sched::apply_exec_affinity(process, crate::sched::AffinityStage::Initial)?;
     config.cgroup.join_v1_self()?;
     let unified = config.cgroup.open_unified()?;
     // Inherited by the fork; written here, through the host's procfs, where the process could
@@ -236,6 +237,7 @@ fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result
         rlimits::apply(limits)?;
     }
     crate::sched::apply(process)?;
+    crate::sched::apply_exec_affinity(process, crate::sched::AffinityStage::Final)?;
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     // Every fd of the host is closed (run); spec paths are resolved in the container's root,

@@ -726,3 +726,33 @@ fn the_io_priority_reaches_the_process() {
     let value = unsafe { libc::syscall(libc::SYS_ioprio_get, 1, pid) };
     assert_eq!(value, (2 << 13) | 3);
 }
+
+/// config.md, `execCPUAffinity`: "`final` (string, OPTIONAL) is a list of CPUs a runtime
+/// parent process to be run on after the transition to container's cgroup" (exec only):
+/// the exec'd program runs on those CPUs; a malformed list is named.
+#[test]
+fn an_execs_final_cpu_affinity_is_its_own() {
+    let b = Bundle::new("affinity", "sleep 30");
+    b.created();
+    b.ok(&["start", &b.id]);
+    let process = b.path().join("process.json");
+    let exec = |affinity: serde_json::Value| {
+        let json = json!({"args": ["grep", "Cpus_allowed_list", "/proc/self/status"],
+                          "cwd": "/", "user": {"uid": 0, "gid": 0},
+                          "execCPUAffinity": affinity});
+        fs::write(&process, json.to_string()).unwrap();
+        b.mini(&["exec", "--process", process.to_str().unwrap(), &b.id])
+    };
+    let out = exec(json!({"initial": "0", "final": "0"}));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Cpus_allowed_list:\t0\n"
+    );
+    let out = exec(json!({"final": "1-0"}));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("process.execCPUAffinity.final"),
+        "{out:?}"
+    );
+}
