@@ -2,7 +2,7 @@
 //! the container's process (the init, or an exec) before it drops its privileges, so that a
 //! real-time policy or I/O class the spec asks for can still be granted; inherited by what
 //! it forks. `process.execCPUAffinity` (sched_setaffinity(2)) for an exec: `initial` before
-//! it joins the container's cgroup, `final` after (joining a cpuset resets the affinity).
+//! it joins the container's cgroup, `final` after (a cpuset may narrow it on the way).
 //! Checked with the spec first, each bad value named by its field.
 
 use oci_spec::runtime::{

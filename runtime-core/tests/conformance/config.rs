@@ -743,7 +743,7 @@ fn an_execs_final_cpu_affinity_is_its_own() {
         fs::write(&process, json.to_string()).unwrap();
         b.mini(&["exec", "--process", process.to_str().unwrap(), &b.id])
     };
-    let out = exec(json!({"initial": "0", "final": "0"}));
+    let out = exec(json!({"initial": "1", "final": "0"}));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
