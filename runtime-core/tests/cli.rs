@@ -664,6 +664,50 @@ fn update_changes_the_limits_of_a_running_container() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pids.limit"));
     assert_eq!(fs::read_to_string(&pids_max).unwrap().trim(), "77");
+    // runc's real-time and block-I/O flags.
+    if let Some(cpu) = cgroup
+        .v1_path("cpu")
+        .filter(|d| d.join("cpu.rt_runtime_us").exists())
+    {
+        b.ok(&[
+            "update",
+            "--cpu-rt-period",
+            "1000000",
+            "--cpu-rt-runtime",
+            "1000",
+            &b.id,
+        ]);
+        assert_eq!(
+            fs::read_to_string(cpu.join("cpu.rt_runtime_us"))
+                .unwrap()
+                .trim(),
+            "1000"
+        );
+    }
+    let blkio = cgroup
+        .v1_path("blkio")
+        .unwrap_or(cgroup.unified_path().unwrap());
+    let weight = [
+        "blkio.weight",
+        "blkio.bfq.weight",
+        "io.bfq.weight",
+        "io.weight",
+    ]
+    .into_iter()
+    .map(|f| blkio.join(f))
+    .find(|f| f.exists());
+    let out = b.mini(&["update", "--blkio-weight", "321", &b.id]);
+    match weight {
+        Some(file) => {
+            assert!(out.status.success(), "{out:?}");
+            assert!(fs::read_to_string(file).unwrap().contains("321"));
+        }
+        // This host's block I/O scheduler offers no weight: the field is named.
+        None => assert!(
+            String::from_utf8_lossy(&out.stderr).contains("blockIO.weight"),
+            "{out:?}"
+        ),
+    }
 }
 
 /// The container's program cannot make a running container look created: its argv looks

@@ -206,7 +206,8 @@ pub fn usage(command: Option<&str>) -> Option<&'static str> {
             "usage: mini update [flags] ID\n\n  \
              --resources, -r FILE    a LinuxResources JSON document (- for stdin)\n  \
              --memory, --memory-reservation, --memory-swap, --pids-limit, --cpu-shares,\n  \
-             --cpu-quota, --cpu-period, --cpuset-cpus, --cpuset-mems\n"
+             --cpu-quota, --cpu-period, --cpuset-cpus, --cpuset-mems, --cpu-rt-period,\n  \
+             --cpu-rt-runtime, --blkio-weight\n"
         }
         Some(_) => return None,
     })
@@ -384,6 +385,9 @@ fn update_opts(p: &mut lexopt::Parser) -> Result<Command, lexopt::Error> {
             Long("cpu-period") => ("cpu", "period"),
             Long("cpuset-cpus") => ("cpu", "cpus"),
             Long("cpuset-mems") => ("cpu", "mems"),
+            Long("cpu-rt-period") => ("cpu", "realtimePeriod"),
+            Long("cpu-rt-runtime") => ("cpu", "realtimeRuntime"),
+            Long("blkio-weight") => ("blockIO", "weight"),
             _ => return Err(arg.unexpected()),
         };
         let raw = p.value()?.string()?;
