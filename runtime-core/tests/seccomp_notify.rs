@@ -304,7 +304,9 @@ fn a_missing_agent_fails_create_naming_listener_path_and_leaves_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "create succeeded: {out:?}");
     assert!(
-        stderr.contains("linux.seccomp.listenerPath") && stderr.contains("nobody.sock"),
+        stderr.contains("linux.seccomp.listenerPath")
+            && stderr.contains("nobody.sock")
+            && stderr.contains("connect"),
         "{stderr}"
     );
     // Orphans are reaped by pid 1 after a while: poll.
