@@ -19,7 +19,8 @@ use oci_spec::runtime::{
 
 use crate::{Error, Result};
 
-/// How long an agent may take to read the message (a stuck agent must not hang the create).
+/// How long a send may block (the message normally fits in the socket's buffer; a stuck
+/// agent must not hang the create).
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where, and with what, a container's listener goes.
