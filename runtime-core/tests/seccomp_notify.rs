@@ -6,8 +6,7 @@
 mod common;
 
 use std::fs;
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -181,32 +180,8 @@ fn agent(
     let server = UnixListener::bind(socket).unwrap();
     std::thread::spawn(move || {
         let (mut conn, _) = server.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 2]);
-        let (n, fds) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = nix::sys::socket::recvmsg::<()>(
-                conn.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .unwrap();
-            let mut fds = Vec::new();
-            for cmsg in msg.cmsgs().unwrap() {
-                if let nix::sys::socket::ControlMessageOwned::ScmRights(list) = cmsg {
-                    // SAFETY: the kernel just installed these fds for us.
-                    fds.extend(
-                        list.into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
-            }
-            (msg.bytes, fds)
-        };
-        let mut json = buf[..n].to_vec();
         // One message per connection: the runtime closes it after the state.
-        conn.read_to_end(&mut json).unwrap();
+        let (json, fds) = runtime_core::seccomp::agent::receive(&mut conn).unwrap();
         let mut state: serde_json::Value = serde_json::from_slice(&json).unwrap();
         state["test_fds_received"] = serde_json::json!(fds.len());
         got.send(state).unwrap();

@@ -7,8 +7,8 @@
 //! and its copy of the listener. This happens while the container is created, before its
 //! process can make a call that only the agent answers. A failure fails the create.
 
-use std::io::{IoSlice, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::io::{IoSlice, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -97,11 +97,45 @@ impl Agent {
     }
 }
 
+/// The agent's side of a connection (an agent written with this library, the tests): reads
+/// its one message to the end, and returns the JSON of the container process state and the
+/// fds that came with it (close-on-exec), in the order `fds` names them.
+pub fn receive(conn: &mut UnixStream) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut json = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                // SAFETY: the kernel just installed these fds for us; nothing owns them.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        let n = msg.bytes;
+        if n == 0 {
+            return Ok((json, fds));
+        }
+        json.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
 
     fn spec(seccomp: serde_json::Value) -> Spec {
@@ -140,25 +174,8 @@ mod tests {
         agent.send(4242, file.as_fd()).unwrap();
 
         let (mut conn, _) = server.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let (n, fd) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = nix::sys::socket::recvmsg::<()>(
-                conn.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .unwrap();
-            let fd = msg.cmsgs().unwrap().find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            });
-            (msg.bytes, fd)
-        };
-        let mut json = buf[..n].to_vec();
-        conn.read_to_end(&mut json).unwrap();
+        let (json, mut fds) = receive(&mut conn).unwrap();
+        assert_eq!(fds.len(), 1);
         let state: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(state["fds"], serde_json::json!(["seccompFd"]));
         assert_eq!(state["pid"], 4242);
@@ -168,8 +185,7 @@ mod tests {
         assert_eq!(state["state"]["pid"], 4242);
         assert_eq!(state["state"]["bundle"], "/bundle");
         assert_eq!(state["state"]["annotations"]["a"], "b");
-        // SAFETY: the kernel just installed this fd for us.
-        let fd = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd.expect("an fd")) });
+        let fd = std::fs::File::from(fds.remove(0));
         let (ours, theirs) = (file.metadata().unwrap(), fd.metadata().unwrap());
         assert_eq!((ours.dev(), ours.ino()), (theirs.dev(), theirs.ino()));
     }

@@ -370,7 +370,11 @@ pub const CASES: &[Case] = &[
     // The agent's socket is not there: create fails when it hands the listener over.
     case(
         "seccomp-notify-no-agent",
-        &["linux.seccomp.listenerPath", "mini-no-agent.sock"],
+        &[
+            "linux.seccomp.listenerPath",
+            "mini-no-agent.sock",
+            "connect",
+        ],
         |s| {
             seccomp(
                 s,
