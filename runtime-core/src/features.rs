@@ -251,10 +251,16 @@ fn seccomp_features() -> Result<oci_spec::runtime::Seccomp> {
     let actions: Vec<&str> = ACTIONS
         .iter()
         .copied()
-        .filter(|a| {
-            compiles(serde_json::json!({"defaultAction": a}))
-                && compiles(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [rule(a, "SCMP_CMP_EQ")]}))
+        .filter(|a| match *a {
+            // A rule's action only (never the default), and only with an agent's socket.
+            "SCMP_ACT_NOTIFY" => compiles(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": "/run/seccomp-agent.sock",
+                "syscalls": [rule(a, "SCMP_CMP_EQ")]})),
+            _ => {
+                compiles(serde_json::json!({"defaultAction": a}))
+                    && compiles(serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                        "syscalls": [rule(a, "SCMP_CMP_EQ")]}))
+            }
         })
         .collect();
     let operators: Vec<&str> = OPERATORS
@@ -303,12 +309,17 @@ mod tests {
         assert!(has(&linux["seccomp"]["operators"], "SCMP_CMP_MASKED_EQ"));
         assert!(has(&linux["seccomp"]["archs"], "SCMP_ARCH_X86_64"));
         assert!(has(&json["mountOptions"], "rbind"));
-        // What mini refuses is not announced.
-        assert!(!has(&linux["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
-        assert!(!has(
-            &linux["seccomp"]["supportedFlags"],
-            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
-        ));
+        // Seccomp user notification, with an agent at linux.seccomp.listenerPath.
+        assert!(has(&linux["seccomp"]["actions"], "SCMP_ACT_NOTIFY"));
+        // What this host's libseccomp cannot set is not announced (2.6 is the first with it).
+        let libseccomp = libseccomp::ScmpVersion::current().unwrap();
+        assert_eq!(
+            has(
+                &linux["seccomp"]["supportedFlags"],
+                "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
+            ),
+            (libseccomp.major, libseccomp.minor) >= (2, 6),
+        );
         assert!(has(
             &linux["seccomp"]["knownFlags"],
             "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"

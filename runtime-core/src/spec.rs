@@ -357,7 +357,8 @@ fn check_devices(linux: &Linux) -> Result<()> {
 }
 
 /// What `linux.seccomp` must hold beyond its types (actions, architectures and operators are
-/// checked by parsing): actions mini can load (no notify) with an `errnoRet` that fits, every
+/// checked by parsing): actions mini can load (`SCMP_ACT_NOTIFY` with a listener, see
+/// `seccomp::check_actions`) with an `errnoRet` that fits, every
 /// rule naming at least one syscall (config-linux.md), each name non-empty, and argument
 /// indexes 0..=5.
 fn check_seccomp(seccomp: &oci_spec::runtime::LinuxSeccomp) -> Result<()> {
@@ -1193,8 +1194,13 @@ mod tests {
                 "linux.seccomp.defaultAction",
             ),
             (
-                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l"}}}),
-                "linux.seccomp.listenerPath",
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}}}),
+                "linux.seccomp.listenerMetadata",
+            ),
+            (
+                json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}}}),
+                "linux.seccomp.syscalls[0].action",
             ),
         ];
         for (patch, field) in cases {
@@ -1210,6 +1216,8 @@ mod tests {
             json!({"ociVersion": "1.2.0"}),
             json!({"ociVersion": "2.0.0"}),
             json!({"ociVersion": "1.1.0-rc.1+build.5"}),
+            // Ignored without a notifying rule (config-linux.md).
+            json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l"}}}),
             json!({"process": {"user": {"uid": 0, "gid": 0, "umask": 18}}}),
             json!({"process": {"env": ["EMPTY=", "A=b=c"]}}),
             json!({"linux": {"resources": {"memory": {}, "cpu": {}, "pids": null, "devices": []}}}),

@@ -17,8 +17,8 @@
 //! `runc_spec_bundle_runs_unchanged` passes with the stock runc shim too
 //! (`MINI_E2E_RUNTIME=io.containerd.runc.v2`): what it asks of mini is what runc does.
 //!
-//! Counted on this machine: all 56 cases refused and named on containerd 1.7 and 2.x; on 1.6,
-//! 54 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
+//! Counted on this machine: all 57 cases refused and named on containerd 1.7 and 2.x; on 1.6,
+//! 55 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
 //! sees it, and those two cases are skipped there). An idmapped mount is not a case here:
 //! containerd 2.x refuses it itself, from the shim's features (`mountExtensions.idmap`
 //! disabled), before Create reaches the shim. The same cases through the stock runc shim
@@ -40,6 +40,7 @@ mini_e2e::on_every_version!(
     malformed_configs_fail_naming_the_field_and_leave_nothing,
     runc_spec_bundle_runs_unchanged,
     config_linux_fields_reach_the_container,
+    a_seccomp_agent_gets_the_listener_at_create_and_answers_mkdir,
 );
 
 /// `ctr run --rm --config` of `spec` as container `id`.
@@ -218,5 +219,79 @@ fn config_linux_fields_reach_the_container(version: Version) {
     if version != Version::V1_6 {
         assert!(out.stdout.contains("offsets=boottime 864000 0"), "{out}");
     }
+    ns.assert_nothing_left(&id);
+}
+
+/// `SCMP_ACT_NOTIFY` through the shim: the agent listening at `linux.seccomp.listenerPath` (a
+/// thread here) gets the container process state with the filter's listener during Create,
+/// and its answer (EDQUOT) is what the container's `mkdir` sees.
+fn a_seccomp_agent_gets_the_listener_at_create_and_answers_mkdir(version: Version) {
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("notify-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let sockets = mini_e2e::tmp_dir("mini-agent-");
+    let socket = sockets.path().join("agent.sock");
+    let server = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let agent = std::thread::spawn(move || -> Value {
+        let (mut conn, _) = server.accept().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let (n, listener) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = nix::sys::socket::recvmsg::<()>(
+                conn.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .unwrap();
+            let fd = msg.cmsgs().unwrap().find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            });
+            // SAFETY: the kernel just installed this fd for us.
+            (msg.bytes, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+        };
+        let mut json = buf[..n].to_vec();
+        conn.read_to_end(&mut json).unwrap();
+        let state: Value = serde_json::from_slice(&json).unwrap();
+        let listener = listener.expect("the listener came with the state");
+        let fd = listener.as_raw_fd();
+        let req = libseccomp::ScmpNotifReq::receive(fd).unwrap();
+        libseccomp::ScmpNotifResp::new_error(
+            req.id,
+            -libc::EDQUOT,
+            libseccomp::ScmpNotifRespFlags::empty(),
+        )
+        .respond(fd)
+        .unwrap();
+        state
+    });
+
+    let mut spec = runc_spec(&rootfs, "mkdir /made 2>&1; echo status=$?");
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": socket,
+        "listenerMetadata": "e2e-agent",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let id = ns.new_id("notify");
+    let out = run(&ns, &spec, &id);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("status=1"), "{out}");
+    assert!(
+        out.stdout.contains("quota"),
+        "mkdir did not see EDQUOT: {out}"
+    );
+    let state = agent.join().expect("the agent got the state and answered");
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "e2e-agent", "{state}");
+    assert_eq!(state["state"]["id"], id.as_str(), "{state}");
+    assert_eq!(state["state"]["status"], "creating", "{state}");
+    assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{state}");
+    assert_eq!(state["pid"], state["state"]["pid"], "{state}");
     ns.assert_nothing_left(&id);
 }

@@ -59,6 +59,10 @@ pub enum Message {
     Exec(Box<super::exec::ExecConfig>),
     /// helper → caller: the container init's pid.
     Pid { pid: i32 },
+    /// init → caller, before `Ready`: the listener of the loaded seccomp filter (SCM_RIGHTS),
+    /// for the caller to hand to the agent at `linux.seccomp.listenerPath`; the init has
+    /// closed its copy.
+    SeccompListener,
     /// init → caller: built; blocked before exec. With `process.terminal` it carries the
     /// pty master (SCM_RIGHTS): see [`Channel::take_fd`].
     Ready,

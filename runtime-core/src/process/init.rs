@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -187,7 +187,14 @@ fn setup_and_exec(
     check_inside_root(&root, &program, "process.args[0]")?;
     drop(root);
 
-    let late_filter = drop_privileges(process, linux)?;
+    let Privileges {
+        late_filter,
+        listener,
+    } = drop_privileges(process, linux)?;
+    // The agent gets the listener during create, before anything may wait for its answer.
+    if let Some(listener) = listener {
+        channel.send_with_fd(&Message::SeccompListener, listener.as_raw_fd())?;
+    }
 
     // Built: from here the caller knows our pid, and the thread that spawned the helper may
     // end while we wait for Start (tokio ends idle blocking threads): that must not kill us.
@@ -232,6 +239,7 @@ fn setup_and_exec(
     close_fds_on_exec(first_closed)?;
     reset_signals()?;
     if let Some(filter) = late_filter {
+        // Never a notifying filter (drop_privileges loaded that): no listener to hand over.
         filter.load()?;
     }
     let program_c = cstring(program.as_os_str().as_bytes(), "process.args[0]")?;
@@ -280,25 +288,41 @@ fn run_create_hooks(spec: &Spec, channel: &mut Channel) -> Result<Option<State>>
     Ok(Some(state))
 }
 
+/// What [`drop_privileges`] leaves to do.
+pub(super) struct Privileges {
+    /// The filter still to load right before exec (with no_new_privs, as late as possible).
+    pub late_filter: Option<seccomp::Filter>,
+    /// The listener of a filter with `SCMP_ACT_NOTIFY` rules, loaded already: the caller
+    /// hands it to the seccomp agent. Close-on-exec; close it once sent.
+    pub listener: Option<OwnedFd>,
+}
+
 /// The process's seccomp filter (the container's profile), user and capabilities, and
-/// no_new_privs. Returns the filter still to load right before exec (with no_new_privs, as
-/// late as possible); without no_new_privs it is loaded here, while CAP_SYS_ADMIN is held,
-/// as runc does.
+/// no_new_privs. Without no_new_privs the filter is loaded here, while CAP_SYS_ADMIN is held,
+/// as runc does; with it, the filter is left to load right before exec, unless it notifies:
+/// its listener must reach the agent before the process can wait for it, so it is loaded
+/// here too, after no_new_privs.
 pub(super) fn drop_privileges(
     process: &Process,
     linux: &oci_spec::runtime::Linux,
-) -> Result<Option<seccomp::Filter>> {
+) -> Result<Privileges> {
     let filter = match linux.seccomp() {
         Some(profile) => Some(seccomp::compile(profile)?),
         None => None,
     };
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    let mut late_filter = None;
+    let mut privileges = Privileges {
+        late_filter: None,
+        listener: None,
+    };
+    let mut filter_after_nnp = None;
     if let Some(filter) = filter {
-        if no_new_privs {
-            late_filter = Some(filter);
+        if !no_new_privs {
+            privileges.listener = filter.load()?;
+        } else if filter.notifies() {
+            filter_after_nnp = Some(filter);
         } else {
-            filter.load()?;
+            privileges.late_filter = Some(filter);
         }
     }
     set_identity(process)?;
@@ -316,7 +340,10 @@ pub(super) fn drop_privileges(
             ));
         }
     }
-    Ok(late_filter)
+    if let Some(filter) = filter_after_nnp {
+        privileges.listener = filter.load()?;
+    }
+    Ok(privileges)
 }
 
 /// The process's AppArmor profile and SELinux label, for the kernel to put on at the exec

@@ -14,6 +14,7 @@ use super::channel::{Channel, HelperConfig, Message};
 use super::exec::ExecConfig;
 use crate::exe_guard::ExeView;
 use crate::hooks::Stage;
+use crate::seccomp::agent::Agent;
 use crate::{Error, Result};
 
 /// How long setup may take before the caller gives up (a hung mount, a stuck hook).
@@ -84,9 +85,10 @@ impl Launcher {
     pub fn spawn(&self, config: HelperConfig, stdio: InitStdio) -> Result<PendingInit> {
         let id = config.id.clone();
         let hooks = self.init_hooks(&config);
+        let agent = seccomp_agent(&config);
         let (channel, helper_pid) =
             self.exec_helper(&id, &Message::Config(Box::new(config)), stdio, None)?;
-        Ok(PendingInit::new(channel, helper_pid, hooks))
+        Ok(PendingInit::new(channel, helper_pid, hooks, agent))
     }
 
     /// What the init's `RuntimeHooks` request needs: the spec's hooks and its state.
@@ -123,10 +125,11 @@ impl Launcher {
     ) -> Result<PendingInit> {
         let id = config.id.clone();
         let hooks = self.init_hooks(&config);
+        let agent = seccomp_agent(&config);
         let message = Message::CreateDetached(Box::new(config));
         let (channel, helper_pid) =
             self.exec_helper(&id, &message, stdio, Some(start_socket.as_raw_fd()))?;
-        Ok(PendingInit::new(channel, helper_pid, hooks))
+        Ok(PendingInit::new(channel, helper_pid, hooks, agent))
     }
 
     /// Execs the helper to start a process in the running container whose init `init` (a
@@ -208,6 +211,16 @@ impl HookRunner {
             ))),
         }
     }
+}
+
+/// The seccomp agent the init's listener goes to, when its profile notifies.
+fn seccomp_agent(config: &HelperConfig) -> Option<Agent> {
+    Agent::of(
+        &config.spec,
+        &config.id,
+        &config.bundle,
+        ContainerState::Creating,
+    )
 }
 
 /// /dev/null as fds 0-2, for a helper that needs no stdio.
@@ -308,6 +321,8 @@ pub struct PendingInit {
     hooks: Option<InitHooks>,
     /// Passed fds held back until the init's hooks exchange is over (it reads them after).
     deferred_fds: Vec<OwnedFd>,
+    /// Where the listener of the init's seccomp filter goes (`SCMP_ACT_NOTIFY`).
+    agent: Option<Agent>,
 }
 
 /// The hooks of a container being built, for its init's `RuntimeHooks` request.
@@ -355,7 +370,9 @@ impl PendingInit {
     /// Waits until the init has built the container and blocks before exec. On the way,
     /// when the init has built its mounts, runs the spec's `prestart` then `createRuntime`
     /// hooks in the caller's namespaces (runtime.md's lifecycle, steps 3 and 4); a failing
-    /// one is the error (the init then ends as the caller drops or kills it).
+    /// one is the error (the init then ends as the caller drops or kills it). With a
+    /// notifying seccomp profile, hands the filter's listener to the agent at
+    /// `linux.seccomp.listenerPath` before the init is ready; failing that is the error.
     pub fn wait_ready(mut self) -> Result<CreatedInit> {
         let pid = self.wait_pid()?;
         let mut msg = self.channel.recv()?;
@@ -367,6 +384,10 @@ impl PendingInit {
                 let fds: Vec<BorrowedFd<'_>> = deferred.iter().map(|fd| fd.as_fd()).collect();
                 super::passed_fds::send(&mut self.channel, &fds)?;
             }
+            msg = self.channel.recv()?;
+        }
+        if let Some(Message::SeccompListener) = msg {
+            self.hand_listener_to_agent(pid)?;
             msg = self.channel.recv()?;
         }
         match msg {
@@ -385,13 +406,33 @@ impl PendingInit {
 }
 
 impl PendingInit {
-    fn new(channel: Channel, helper_pid: i32, hooks: Option<InitHooks>) -> PendingInit {
+    fn new(
+        channel: Channel,
+        helper_pid: i32,
+        hooks: Option<InitHooks>,
+        agent: Option<Agent>,
+    ) -> PendingInit {
         PendingInit {
             channel,
             helper_pid,
             pid: None,
             hooks,
             deferred_fds: Vec::new(),
+            agent,
+        }
+    }
+
+    /// The listener that came with `SeccompListener`, to the agent; our copy is closed after.
+    fn hand_listener_to_agent(&mut self, pid: i32) -> Result<()> {
+        let listener = self.channel.take_fd();
+        match (&self.agent, listener) {
+            (Some(agent), Some(listener)) => agent.send(pid, listener.as_fd()),
+            (None, _) => Err(Error::Setup(
+                "container init sent a seccomp listener the spec has no listenerPath for".into(),
+            )),
+            (_, None) => Err(Error::Setup(
+                "container init sent no fd with its seccomp listener message".into(),
+            )),
         }
     }
 

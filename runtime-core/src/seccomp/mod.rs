@@ -4,6 +4,14 @@
 //! field, while loading last means the runtime's own setup calls are never filtered. Names
 //! libseccomp does not know are skipped (profiles list syscalls newer than the library), as
 //! runc does.
+//!
+//! `SCMP_ACT_NOTIFY` (seccomp user notification): the filter is loaded with a listener, whose
+//! fd the container's setup hands to the runtime, which passes it to the agent listening at
+//! `linux.seccomp.listenerPath` ([`agent`]) while the container is created.
+
+pub mod agent;
+
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -18,6 +26,22 @@ use crate::{Error, Result};
 /// A compiled filter, ready to load.
 pub struct Filter {
     ctx: ScmpFilterContext,
+    /// Some rule answers `SCMP_ACT_NOTIFY`: loading it makes a listener.
+    notifies: bool,
+}
+
+/// Syscalls the setup uses to hand the listener to the runtime after the filter is loaded:
+/// a rule notifying one of them would wait for an agent that never gets the listener (runc
+/// refuses `write` for the same reason).
+const HAND_OVER_SYSCALLS: &[&str] = &["write", "sendmsg"];
+
+/// Whether some rule of the profile answers `SCMP_ACT_NOTIFY`.
+pub fn uses_notify(seccomp: &LinuxSeccomp) -> bool {
+    seccomp
+        .syscalls()
+        .iter()
+        .flatten()
+        .any(|rule| rule.action() == LinuxSeccompAction::ScmpActNotify)
 }
 
 /// Parses a `linux.seccomp` object from JSON (a profile file, a test fixture).
@@ -26,19 +50,13 @@ pub fn parse(json: &str) -> Result<LinuxSeccomp> {
 }
 
 /// Checks what [`compile`] would refuse in the profile's actions without building a filter,
-/// so that spec validation refuses it before anything is created: a notify listener or
-/// action (not supported), an `errnoRet` that does not fit 16 bits, and an `errnoRet` or
-/// `defaultErrnoRet` given with an action that returns no errno.
+/// so that spec validation refuses it before anything is created: `SCMP_ACT_NOTIFY` without
+/// `listenerPath`, as the default action or for a syscall the hand-over of the listener
+/// uses, `listenerMetadata` without `listenerPath`, an `errnoRet` that does not fit 16 bits,
+/// and an `errnoRet` or `defaultErrnoRet` given with an action that returns no errno. A
+/// `listenerPath` without a notifying rule is ignored (config-linux.md), as runc does.
 pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
-    if let Some(path) = seccomp.listener_path() {
-        return Err(Error::invalid(
-            "linux.seccomp.listenerPath",
-            format!(
-                "{}: seccomp user notification (SCMP_ACT_NOTIFY) is not supported",
-                path.display()
-            ),
-        ));
-    }
+    check_notify(seccomp)?;
     action(
         "linux.seccomp.defaultAction",
         seccomp.default_action(),
@@ -47,6 +65,53 @@ pub fn check_actions(seccomp: &LinuxSeccomp) -> Result<()> {
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
         let field = format!("linux.seccomp.syscalls[{i}].action");
         action(&field, rule.action(), rule.errno_ret())?;
+    }
+    Ok(())
+}
+
+/// What `SCMP_ACT_NOTIFY` and the listener fields need (see [`check_actions`]).
+fn check_notify(seccomp: &LinuxSeccomp) -> Result<()> {
+    let listener = seccomp
+        .listener_path()
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty());
+    if listener.is_none() && seccomp.listener_metadata().is_some() {
+        return Err(Error::invalid(
+            "linux.seccomp.listenerMetadata",
+            "set without linux.seccomp.listenerPath (config-linux.md: it MUST NOT be)",
+        ));
+    }
+    if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(Error::invalid(
+            "linux.seccomp.defaultAction",
+            "SCMP_ACT_NOTIFY cannot be the default action: the runtime's hand-over of the \
+             listener would wait for an agent that does not have it yet",
+        ));
+    }
+    for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        if rule.action() != LinuxSeccompAction::ScmpActNotify {
+            continue;
+        }
+        if listener.is_none() {
+            return Err(Error::invalid(
+                format!("linux.seccomp.syscalls[{i}].action"),
+                "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the agent's socket)",
+            ));
+        }
+        if let Some(n) = rule
+            .names()
+            .iter()
+            .position(|n| HAND_OVER_SYSCALLS.contains(&n.as_str()))
+        {
+            return Err(Error::invalid(
+                format!("linux.seccomp.syscalls[{i}].names[{n}]"),
+                format!(
+                    "SCMP_ACT_NOTIFY cannot be used for {}: the runtime's setup uses it to hand \
+                     the listener over once the filter is loaded",
+                    rule.names()[n]
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -75,7 +140,22 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
         add_rule(&mut ctx, default_action, i, rule)?;
     }
-    Ok(Filter { ctx })
+    let notifies = uses_notify(seccomp);
+    if notifies {
+        // Listeners need libseccomp API level 6 (libseccomp 2.5 and a kernel with
+        // SECCOMP_FILTER_FLAG_NEW_LISTENER and TSYNC_ESRCH, Linux 5.7).
+        let level = libseccomp::get_api();
+        if level < 6 {
+            return Err(Error::invalid(
+                "linux.seccomp.syscalls",
+                format!(
+                    "SCMP_ACT_NOTIFY needs libseccomp API level 6 (libseccomp 2.5, Linux 5.7); \
+                     this host has level {level}"
+                ),
+            ));
+        }
+    }
+    Ok(Filter { ctx, notifies })
 }
 
 impl std::fmt::Debug for Filter {
@@ -85,19 +165,44 @@ impl std::fmt::Debug for Filter {
 }
 
 impl Filter {
-    /// Installs the filter on the calling thread (and, with TSYNC, all threads).
-    pub fn load(self) -> Result<()> {
-        self.ctx.load().map_err(|e| {
-            let errno = e
-                .sysrawrc()
+    /// Whether loading makes a listener (some rule answers `SCMP_ACT_NOTIFY`).
+    pub fn notifies(&self) -> bool {
+        self.notifies
+    }
+
+    /// Installs the filter on the calling thread (and, with TSYNC, all threads). With a
+    /// notifying rule, returns the listener: the fd the agent receives notifications on
+    /// (close-on-exec; the container's process must not hold it).
+    pub fn load(self) -> Result<Option<OwnedFd>> {
+        let errno_of = |e: &libseccomp::error::SeccompError| {
+            e.sysrawrc()
                 .map(|rc| nix::errno::Errno::from_raw(rc.abs()))
-                .unwrap_or(nix::errno::Errno::EINVAL);
+                .unwrap_or(nix::errno::Errno::EINVAL)
+        };
+        self.ctx.load().map_err(|e| {
             Error::sys(
                 "seccomp",
                 format!("SECCOMP_SET_MODE_FILTER (linux.seccomp): {e}"),
-                errno,
+                errno_of(&e),
             )
-        })
+        })?;
+        if !self.notifies {
+            return Ok(None);
+        }
+        let fd = self.ctx.get_notify_fd().map_err(|e| {
+            Error::sys(
+                "seccomp_notify_fd",
+                format!("the listener of linux.seccomp: {e}"),
+                errno_of(&e),
+            )
+        })?;
+        // SAFETY: the kernel made this fd for this process at the load (the filter's
+        // listener); libseccomp only remembers its number and never closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // The kernel makes it close-on-exec; say so here too, whatever the library did.
+        nix::fcntl::fcntl(&fd, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| Error::sys("fcntl", "FD_CLOEXEC on the seccomp listener", e))?;
+        Ok(Some(fd))
     }
 }
 
@@ -137,12 +242,7 @@ fn action(field: &str, act: LinuxSeccompAction, errno_ret: Option<u32>) -> Resul
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(ret("errnoRet (trace value)")?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::invalid(
-                field,
-                "SCMP_ACT_NOTIFY (seccomp user notification) is not supported",
-            ));
-        }
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -191,12 +291,8 @@ fn set_flag(ctx: &mut ScmpFilterContext, flag: LinuxSeccompFilterFlag) -> Result
         LinuxSeccompFilterFlag::SeccompFilterFlagLog => ctx.set_ctl_log(true),
         LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ctx.set_ctl_ssb(true),
         LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ctx.set_ctl_tsync(true),
-        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-            return Err(Error::invalid(
-                "linux.seccomp.flags",
-                format!("{flag} only applies to SCMP_ACT_NOTIFY, which is not supported"),
-            ));
-        }
+        // Needs libseccomp 2.6 (API level 7); older ones answer with an error naming it.
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => ctx.set_ctl_waitkill(true),
     };
     result
         .map(|_| ())

@@ -170,29 +170,100 @@ fn rule_repeating_the_default_action_is_skipped() {
     compile(&seccomp).expect("rule equal to the default is skipped");
 }
 
-#[test]
-fn notify_action_is_rejected_naming_it() {
-    let seccomp = profile(serde_json::json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
-    }));
-    let err = compile(&seccomp).expect_err("NOTIFY rejected").to_string();
-    assert!(
-        err.contains("SCMP_ACT_NOTIFY") && err.contains("linux.seccomp.syscalls[0].action"),
-        "{err}"
-    );
+/// The error of compiling `json`, which must name every one of `words`.
+fn refused_naming(json: serde_json::Value, words: &[&str]) {
+    let err = compile(&profile(json)).expect_err("refused").to_string();
+    for word in words {
+        assert!(err.contains(word), "{word} not in: {err}");
+    }
+}
 
+#[test]
+fn notify_needs_a_listener_path_and_is_refused_where_it_would_hang_the_setup() {
+    refused_naming(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+        }),
+        &["linux.seccomp.syscalls[0].action", "listenerPath"],
+    );
+    refused_naming(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_NOTIFY",
+            "listenerPath": "/run/agent.sock",
+        }),
+        &["linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY"],
+    );
+    refused_naming(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}],
+        }),
+        &["linux.seccomp.syscalls[0].names[1]", "sendmsg"],
+    );
+    refused_naming(
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerMetadata": "m",
+        }),
+        &["linux.seccomp.listenerMetadata", "listenerPath"],
+    );
+}
+
+#[test]
+fn a_listener_path_without_a_notifying_rule_is_ignored() {
+    let filter = compile(&profile(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/agent.sock",
+        "listenerMetadata": "m",
+    })))
+    .expect("compiles");
+    assert!(!filter.notifies());
+}
+
+#[test]
+fn a_notified_mkdir_fails_with_the_errno_the_listener_answers() {
     let seccomp = profile(serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": "/run/agent.sock",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
     }));
-    let err = compile(&seccomp)
-        .expect_err("listenerPath rejected")
-        .to_string();
-    assert!(
-        err.contains("linux.seccomp.listenerPath") && err.contains("not supported"),
-        "{err}"
-    );
+    let dir = std::env::temp_dir().join(format!("mini-seccomp-notify-{}", std::process::id()));
+    in_child(move || {
+        let filter = compile(&seccomp).map_err(|e| e.to_string())?;
+        let listener = filter
+            .load()
+            .map_err(|e| e.to_string())?
+            .ok_or("no listener")?;
+        // SAFETY: F_GETFD on an fd we own.
+        let flags =
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&listener), libc::F_GETFD) };
+        if flags & libc::FD_CLOEXEC == 0 {
+            return Err("the listener is not close-on-exec".to_string());
+        }
+        let agent = std::thread::spawn(move || {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            let req = libseccomp::ScmpNotifReq::receive(fd).map_err(|e| e.to_string())?;
+            libseccomp::ScmpNotifResp::new_error(
+                req.id,
+                -libc::EDQUOT,
+                libseccomp::ScmpNotifRespFlags::empty(),
+            )
+            .respond(fd)
+            .map_err(|e| e.to_string())
+        });
+        let made = std::fs::create_dir(&dir);
+        agent.join().map_err(|_| "agent panicked".to_string())??;
+        match made {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err("mkdir succeeded under the filter".to_string())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EDQUOT) => getpid_works(),
+            Err(e) => Err(format!("mkdir failed with {e}, want EDQUOT")),
+        }
+    });
 }
 
 #[test]

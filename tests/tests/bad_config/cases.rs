@@ -354,13 +354,33 @@ pub const CASES: &[Case] = &[
         },
     ),
     case(
-        "seccomp-notify",
-        &["linux.seccomp.syscalls[0].action", "SCMP_ACT_NOTIFY"],
+        "seccomp-notify-no-listener",
+        &[
+            "linux.seccomp.syscalls[0].action",
+            "SCMP_ACT_NOTIFY",
+            "listenerPath",
+        ],
         |s| {
             seccomp(
                 s,
                 json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]),
             )
+        },
+    ),
+    // The agent's socket is not there: create fails when it hands the listener over.
+    case(
+        "seccomp-notify-no-agent",
+        &[
+            "linux.seccomp.listenerPath",
+            "mini-no-agent.sock",
+            "connect",
+        ],
+        |s| {
+            seccomp(
+                s,
+                json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]),
+            );
+            s["linux"]["seccomp"]["listenerPath"] = json!("/nonexistent/mini-no-agent.sock");
         },
     ),
     case(
