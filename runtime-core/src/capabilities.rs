@@ -223,12 +223,25 @@ pub fn ungranted(caps: &LinuxCapabilities) -> Vec<String> {
 
 /// Capabilities this kernel has (those `PR_CAPBSET_READ` accepts); needs no /proc. Probed
 /// once per process (one prctl per capability; a create asked about 600 times across its
-/// processes): the kernel's list does not change, and a forked child inherits it.
+/// processes): the kernel's list does not change, and a forked child inherits it. Kept as a
+/// bit mask in an atomic, never behind a lock: a child forked while another thread probes
+/// (the setup paths fork) must not inherit a lock held by a thread it does not have.
 fn kernel_supported() -> CapsHashSet {
-    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
-    SUPPORTED
-        .get_or_init(caps::runtime::thread_all_supported)
-        .clone()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// Bit 63: the mask is known (capability numbers stay far below it).
+    const KNOWN: u64 = 1 << 63;
+    static SUPPORTED: AtomicU64 = AtomicU64::new(0);
+    let mut mask = SUPPORTED.load(Ordering::Relaxed);
+    if mask & KNOWN == 0 {
+        mask = caps::runtime::thread_all_supported()
+            .iter()
+            .fold(KNOWN, |m, c| m | 1 << c.index());
+        SUPPORTED.store(mask, Ordering::Relaxed);
+    }
+    caps::all()
+        .into_iter()
+        .filter(|c| mask & (1 << c.index()) != 0)
+        .collect()
 }
 
 /// A set's members in index order, so errors and ambient raises are deterministic.
