@@ -651,13 +651,13 @@ fn invalid_or_unsupported_values_are_errors() {
         ("/process/user/uid", json!(-1), "uid"),
         (
             "/process/scheduler",
-            json!({"policy": "SCHED_BATCH"}),
-            "scheduler",
+            json!({"policy": "SCHED_BATCH", "nice": 40}),
+            "process.scheduler.nice",
         ),
         (
             "/process/ioPriority",
-            json!({"class": "IOPRIO_CLASS_IDLE", "priority": 4}),
-            "ioPriority",
+            json!({"class": "IOPRIO_CLASS_IDLE", "priority": 8}),
+            "process.ioPriority.priority",
         ),
         ("/mounts/0/options", json!("ro"), "mounts"),
     ];
