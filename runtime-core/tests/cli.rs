@@ -605,6 +605,16 @@ fn exec_labels_reach_the_process_and_are_refused_by_name_without_the_lsm() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
+fn an_exec_gets_the_containers_personality() {
+    let b = Bundle::new("execpers", Some(&["sleep", "30"]));
+    b.edit_spec(|s| s["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"}));
+    b.create();
+    b.ok(&["start", &b.id]);
+    assert_eq!(b.ok(&["exec", &b.id, "busybox", "uname", "-m"]), "i686\n");
+}
+
+#[test]
 fn foreground_run_passes_signals_on_to_the_container() {
     let b = Bundle::new(
         "signal",

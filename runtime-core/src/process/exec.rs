@@ -258,6 +258,10 @@ fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result
     }
     crate::sched::apply(process)?;
     crate::sched::apply_exec_affinity(process, crate::sched::AffinityStage::Final)?;
+    // The container's execution domain, as its init has it (runc sets it for execs too).
+    if let Some(personality) = linux.personality() {
+        crate::personality::apply(personality)?;
+    }
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     // Every fd of the host is closed (run); spec paths are resolved in the container's root,
