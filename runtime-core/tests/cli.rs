@@ -1294,13 +1294,24 @@ impl Drop for Nested {
     }
 }
 
+/// Removes the container's cgroup on drop: a `delete` that failed has removed its state
+/// already, so the bundle's own `delete --force` no longer finds it.
+struct RemoveCgroup(CgroupManager);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let _ = self.0.kill_all(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.destroy();
+    }
+}
+
 #[test]
 fn ps_and_delete_force_reach_sub_cgroups_nested_past_path_max() {
     let b = Bundle::new("deepcg", Some(&["sleep", "30"]));
     b.create();
     b.ok(&["start", &b.id]);
-    let cgroup = CgroupManager::new(&b.id, None).unwrap();
-    let Some(memory) = cgroup.v1_path("memory") else {
+    let cgroup = RemoveCgroup(CgroupManager::new(&b.id, None).unwrap());
+    let Some(memory) = cgroup.0.v1_path("memory") else {
         return; // v1 hierarchies only: cgroup2 limits the depth (cgroup.max.depth)
     };
     // 24 levels of 200-byte names: a host path of about 4900 bytes. The process at the
@@ -1335,16 +1346,16 @@ fn delete_force_kills_a_process_in_a_sub_freezer_the_container_froze_itself() {
     b.create();
     b.ok(&["start", &b.id]);
     let init = b.state()["pid"].as_i64().unwrap() as i32;
-    let cgroup = CgroupManager::new(&b.id, None).unwrap();
-    let Some(freezer) = cgroup.v1_path("freezer") else {
+    let cgroup = RemoveCgroup(CgroupManager::new(&b.id, None).unwrap());
+    let Some(freezer) = cgroup.0.v1_path("freezer") else {
         return; // the v1 freezer only: cgroup2's cgroup.kill reaches frozen processes
     };
     /// Thaws and removes the sub-freezer whatever the test did.
     struct Sub(PathBuf);
     impl Drop for Sub {
         fn drop(&mut self) {
+            // Its processes then die of their pending SIGKILL, and it goes with the rest.
             let _ = fs::write(self.0.join("freezer.state"), "THAWED");
-            let _ = fs::remove_dir(&self.0);
         }
     }
     let sub = Sub(freezer.join("sub"));
