@@ -1202,3 +1202,33 @@ fn remove_tree_removes_sub_cgroups_nested_past_path_max_deepest_first() {
     remove_tree(&top, false, std::time::Instant::now()).unwrap();
     assert!(!top.exists());
 }
+
+#[test]
+fn a_walk_goes_on_when_a_closed_ancestor_was_moved_meanwhile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("top");
+    fs::create_dir(&top).unwrap();
+    drop(nest(&top, "d", 3 * tree::OPEN_WINDOW));
+    let mut moved = false;
+    tree::walk(&top, tree::Order::Post, |visit| {
+        let tree::Visit::Leave { parent, name } = visit else {
+            return Ok(());
+        };
+        if !moved {
+            // Only a plain directory tree allows this (cgroupfs renames within a parent):
+            // `..` of the moved directory no longer leads to the parent the walk saw.
+            fs::rename(top.join("d/d"), top.join("moved")).unwrap();
+            moved = true;
+        }
+        tree::rmdir_at(parent, name).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    // Everything was emptied through the fds; the moved directory stays where it went.
+    let left: Vec<_> = fs::read_dir(&top)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["moved"]);
+    assert_eq!(fs::read_dir(top.join("moved")).unwrap().count(), 0);
+}

@@ -193,22 +193,25 @@ fn reopen_parent(stack: &mut [Frame], child: &Frame) -> std::result::Result<(), 
         parent.fd = Some(fd);
         return Ok(());
     }
-    // From the nearest open ancestor down by name.
+    // From the nearest open ancestor down by name, holding one fd at a time on the way.
     let open = stack
         .iter()
         .rposition(|f| f.fd.is_some())
         .expect("the top stays open");
-    for i in open + 1..stack.len() {
-        let (above, below) = stack.split_at_mut(i);
-        let dir = above[i - 1].fd.as_ref().expect("opened on the way");
-        let frame = &mut below[0];
-        let fd = open_dir(dir.as_fd(), &frame.name)
-            .map_err(|e| format!("reopen its parent: {}", e.desc()))?;
+    let mut dir: Option<OwnedFd> = None;
+    for frame in &stack[open + 1..] {
+        let from = match &dir {
+            Some(fd) => fd.as_fd(),
+            None => stack[open].fd.as_ref().expect("open").as_fd(),
+        };
+        let fd =
+            open_dir(from, &frame.name).map_err(|e| format!("reopen its parent: {}", e.desc()))?;
         if identity(fd.as_fd()).ok() != Some(frame.id) {
             return Err("reopen its parent: the cgroup tree changed during the walk".into());
         }
-        frame.fd = Some(fd);
+        dir = Some(fd);
     }
+    stack.last_mut().expect("the top stays on the stack").fd = dir;
     Ok(())
 }
 
