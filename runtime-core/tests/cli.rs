@@ -1323,7 +1323,7 @@ fn ps_and_delete_force_reach_sub_cgroups_nested_past_path_max() {
 
     let out = b.mini(&["delete", "--force", &b.id]);
     assert!(out.status.success(), "{out:?}");
-    let mut child = nested.process.take().unwrap();
+    let child = nested.process.as_mut().unwrap();
     // Gone from the cgroup as it exits: its status may come a moment later.
     let deadline = Instant::now() + Duration::from_secs(2);
     let status = loop {
