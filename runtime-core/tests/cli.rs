@@ -1280,3 +1280,164 @@ fn exec_into_a_created_container_runs_before_its_program() {
     b.ok(&["start", &b.id]);
     b.wait_status("running");
 }
+
+/// Directories nested `levels` deep in `top` through directory fds, as a container in its
+/// own cgroup namespace with a writable cgroupfs can make them (their host paths may pass
+/// `PATH_MAX`); removed on drop deepest first, through the fds, after killing the process
+/// given to them.
+struct Nested {
+    fds: Vec<std::os::fd::OwnedFd>,
+    name: String,
+    process: Option<std::process::Child>,
+}
+
+impl Nested {
+    fn new(top: &Path, name: &str, levels: usize) -> Nested {
+        use nix::fcntl::{OFlag, open, openat};
+        use nix::sys::stat::{Mode, mkdirat};
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let mut fds = vec![open(top, flags, Mode::empty()).unwrap()];
+        for _ in 0..levels {
+            let parent = fds.last().unwrap();
+            mkdirat(parent, name, Mode::from_bits_truncate(0o755)).unwrap();
+            fds.push(openat(parent, name, flags, Mode::empty()).unwrap());
+        }
+        Nested {
+            fds,
+            name: name.to_string(),
+            process: None,
+        }
+    }
+
+    /// Starts `sleep` and moves it into the deepest directory.
+    fn put_sleeper(&mut self) -> u32 {
+        use nix::fcntl::{OFlag, openat};
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        self.process = Some(child);
+        let procs = openat(
+            self.fds.last().unwrap(),
+            "cgroup.procs",
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        use std::io::Write;
+        fs::File::from(procs)
+            .write_all(pid.to_string().as_bytes())
+            .unwrap();
+        pid
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The first fd is the top, which stays.
+        while self.fds.len() > 1 {
+            drop(self.fds.pop());
+            let _ = nix::unistd::unlinkat(
+                self.fds.last().unwrap(),
+                self.name.as_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            );
+        }
+    }
+}
+
+/// Removes the container's cgroup on drop: a `delete` that failed has removed its state
+/// already, so the bundle's own `delete --force` no longer finds it.
+struct RemoveCgroup(CgroupManager);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let _ = self.0.kill_all(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.destroy();
+    }
+}
+
+#[test]
+fn ps_and_delete_force_reach_sub_cgroups_nested_past_path_max() {
+    let b = Bundle::new("deepcg", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let cgroup = RemoveCgroup(CgroupManager::new(&b.id, None).unwrap());
+    let Some(memory) = cgroup.0.v1_path("memory") else {
+        return; // v1 hierarchies only: cgroup2 limits the depth (cgroup.max.depth)
+    };
+    // 24 levels of 200-byte names: a host path of about 4900 bytes. The process at the
+    // bottom is in the v1 memory hierarchy only, where no cgroup.kill reaches it.
+    let mut nested = Nested::new(memory, &"n".repeat(200), 24);
+    let sleeper = nested.put_sleeper();
+    let pids: Vec<u32> = serde_json::from_str(&b.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert!(pids.contains(&sleeper), "{pids:?}");
+
+    let out = b.mini(&["delete", "--force", &b.id]);
+    assert!(out.status.success(), "{out:?}");
+    let child = nested.process.as_mut().unwrap();
+    // Gone from the cgroup as it exits: its status may come a moment later.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        match child.try_wait().unwrap() {
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            status => break status,
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.and_then(|s| s.signal()), Some(9), "{status:?}");
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+    // The same path takes a new container.
+    b.create();
+    b.ok(&["delete", "--force", &b.id]);
+}
+
+#[test]
+fn delete_force_kills_a_process_in_a_sub_freezer_the_container_froze_itself() {
+    let b = Bundle::new("subfrz", Some(&["sleep", "30"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let init = b.state()["pid"].as_i64().unwrap() as i32;
+    let cgroup = RemoveCgroup(CgroupManager::new(&b.id, None).unwrap());
+    let Some(freezer) = cgroup.0.v1_path("freezer") else {
+        return; // the v1 freezer only: cgroup2's cgroup.kill reaches frozen processes
+    };
+    /// Thaws and removes the sub-freezer whatever the test did.
+    struct Sub(PathBuf);
+    impl Drop for Sub {
+        fn drop(&mut self) {
+            // Its processes then die of their pending SIGKILL, and it goes with the rest.
+            let _ = fs::write(self.0.join("freezer.state"), "THAWED");
+        }
+    }
+    let sub = Sub(freezer.join("sub"));
+    fs::create_dir(&sub.0).unwrap();
+    fs::write(sub.0.join("cgroup.procs"), init.to_string()).unwrap();
+    fs::write(sub.0.join("freezer.state"), "FROZEN").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_to_string(sub.0.join("freezer.state"))
+        .unwrap()
+        .trim()
+        != "FROZEN"
+    {
+        assert!(Instant::now() < deadline, "the sub-freezer never froze");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let started = Instant::now();
+    let out = b.mini(&["delete", "--force", &b.id]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert!(took < Duration::from_secs(2), "delete -f took {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(init) {
+        assert!(
+            Instant::now() < deadline,
+            "the frozen init survived delete -f"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+}

@@ -667,3 +667,137 @@ fn a_killed_shims_delete_leaves_a_cgroup_it_did_not_make(version: Version) {
     let left: Vec<&PathBuf> = made.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "the made directories are left: {left:?}");
 }
+
+mini_e2e::on_every_version!(delete_kills_and_removes_sub_cgroups_nested_past_path_max);
+
+/// Directories nested in a cgroup through directory fds, as a container with a writable
+/// cgroupfs in its own cgroup namespace can make them (their host paths pass `PATH_MAX`), with
+/// a `sleep` of the test's at the bottom; on drop the sleep is killed, the directories are
+/// removed deepest first through the fds, and then the container's cgroup in every hierarchy.
+struct Nested {
+    fds: Vec<std::os::fd::OwnedFd>,
+    name: String,
+    sleeper: Option<std::process::Child>,
+    cgroup: String,
+}
+
+impl Nested {
+    fn new(cgroup: &str, hierarchy: &str, levels: usize) -> Nested {
+        use nix::fcntl::{OFlag, open, openat};
+        use nix::sys::stat::{Mode, mkdirat};
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let top = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(&cgroup[1..]);
+        let mut nested = Nested {
+            fds: vec![open(&top, flags, Mode::empty()).unwrap()],
+            name: "n".repeat(200),
+            sleeper: None,
+            cgroup: cgroup.to_string(),
+        };
+        for _ in 0..levels {
+            let parent = nested.fds.last().unwrap();
+            mkdirat(
+                parent,
+                nested.name.as_str(),
+                Mode::from_bits_truncate(0o755),
+            )
+            .unwrap();
+            let fd = openat(parent, nested.name.as_str(), flags, Mode::empty()).unwrap();
+            nested.fds.push(fd);
+        }
+        let sleeper = std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap();
+        let procs = openat(
+            nested.fds.last().unwrap(),
+            "cgroup.procs",
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let pid = sleeper.id().to_string();
+        nested.sleeper = Some(sleeper);
+        std::io::Write::write_all(&mut fs::File::from(procs), pid.as_bytes()).unwrap();
+        nested
+    }
+
+    /// The container's cgroup directories still present, in any hierarchy.
+    fn cgroup_left(&self) -> Vec<PathBuf> {
+        fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join(&self.cgroup[1..]))
+            .filter(|d| d.exists())
+            .collect()
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        if let Some(mut sleeper) = self.sleeper.take() {
+            let _ = sleeper.kill();
+            let _ = sleeper.wait();
+        }
+        while self.fds.len() > 1 {
+            drop(self.fds.pop());
+            let _ = nix::unistd::unlinkat(
+                self.fds.last().unwrap(),
+                self.name.as_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            );
+        }
+        self.fds.clear();
+        for dir in self.cgroup_left() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// A container's cgroup with sub-cgroups nested 24 levels of 200-byte names deep (a host path
+/// of about 4900 bytes) in the v1 memory hierarchy, a process at the bottom that only the
+/// memory hierarchy holds (no `cgroup.kill` reaches it): Delete kills it and removes the
+/// whole tree in every hierarchy (before the fix: "File name too long", all left).
+fn delete_kills_and_removes_sub_cgroups_nested_past_path_max(version: Version) {
+    use std::time::Duration;
+    if !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        return; // v1 hierarchies only: cgroup2 bounds the depth (cgroup.max.depth)
+    }
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("deep-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let path = format!("/mini-e2e-deep-{}-{}", version.tag(), std::process::id());
+    let mut spec = default_spec(&ns, &rootfs, "sleep 300");
+    spec["linux"]["cgroupsPath"] = json!(path);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    fs::write(&config, spec.to_string()).unwrap();
+    let id = ns.new_id("deep");
+    let runtime = runtime_under_test();
+    let config = config.to_string_lossy();
+    ns.ctr(&["run", "-d", "--runtime", &runtime, "--config", &config, &id])
+        .expect_success();
+    assert!(ns.wait_status(&id, "RUNNING", Duration::from_secs(10)));
+    let mut nested = Nested::new(&path, "memory", 24);
+
+    ns.ctr(&["task", "kill", "-s", "SIGKILL", &id])
+        .expect_success();
+    assert!(ns.wait_status(&id, "STOPPED", Duration::from_secs(10)));
+    ns.ctr(&["task", "delete", &id]).expect_success();
+    ns.ctr(&["container", "delete", &id]).expect_success();
+    let sleeper = nested.sleeper.as_mut().unwrap();
+    let mut status = None;
+    assert!(wait_until(Duration::from_secs(5), || {
+        status = sleeper.try_wait().unwrap();
+        status.is_some()
+    }));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.and_then(|s| s.signal()), Some(9), "{status:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || nested.cgroup_left().is_empty()),
+        "the container's cgroup is left: {:?}",
+        nested.cgroup_left()
+    );
+    ns.assert_nothing_left(&id);
+}

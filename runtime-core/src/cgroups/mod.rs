@@ -10,6 +10,7 @@
 pub mod devices_bpf;
 pub mod stats;
 pub mod systemd;
+mod tree;
 pub mod v1;
 pub mod v2;
 
@@ -1095,13 +1096,23 @@ impl CgroupManager {
     /// Empty when the cgroup is gone. Every hierarchy counts: a process placed in only one of
     /// them (say the cgroup2 directory of a hybrid host) still makes the cgroup someone's.
     pub fn pids(&self) -> Result<Vec<i32>> {
+        let (pids, error) = self.pids_found();
+        error.map_or(Ok(pids), Err)
+    }
+
+    /// The pids [`CgroupManager::pids`] finds, and the first cgroup it could not read: every
+    /// hierarchy and sub-cgroup is read whatever failed before.
+    fn pids_found(&self) -> (Vec<i32>, Option<Error>) {
         let mut pids = Vec::new();
+        let mut first_error = None;
         for d in self.dirs() {
-            collect_pids(&d.dir, &mut pids)?;
+            if let Err(e) = collect_pids(&d.dir, &mut pids) {
+                first_error.get_or_insert(e);
+            }
         }
         pids.sort_unstable();
         pids.dedup();
-        Ok(pids)
+        (pids, first_error)
     }
 
     /// The first directory of the cgroup (or a sub-cgroup of it), in any hierarchy, that
@@ -1117,60 +1128,78 @@ impl CgroupManager {
         Ok(None)
     }
 
-    /// Sends `signal` to every process in the cgroup. SIGKILL uses `cgroup.kill` where the
-    /// cgroup2 directory has it; otherwise each listed pid is signalled, and for SIGKILL again
-    /// until the cgroup is empty (up to about 2 s, then an error naming the survivors).
+    /// Sends `signal` to every process in the cgroup and its sub-cgroups, in every hierarchy.
+    /// SIGKILL goes first through `cgroup.kill` where the cgroup2 directory has it; each
+    /// process listed in any hierarchy is then signalled, and for SIGKILL again until the
+    /// cgroup is empty (up to about 2 s, then an error naming the survivors).
     ///
-    /// Processes frozen by the v1 freezer cannot act on SIGKILL, so after a SIGKILL a frozen
-    /// v1 freezer is thawed (as runc does); cgroup2's `cgroup.kill` handles frozen tasks itself.
+    /// Processes frozen by the v1 freezer cannot act on SIGKILL, so after a SIGKILL the
+    /// container's v1 freezer cgroup and every sub-cgroup frozen by itself are thawed (runc
+    /// thaws the top one); cgroup2's `cgroup.kill` handles frozen tasks itself. A step that
+    /// fails does not stop the others: what can be killed is, and the first error is
+    /// returned if processes are left.
     ///
     /// With the systemd driver only a scope that [`CgroupManager::is_ours`] is signalled.
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
         if !self.is_ours()? {
             return Ok(());
         }
+        let mut first_error = None;
         if signal == Signal::SIGKILL
             && let Some(dir) = self.unified_path()
             && dir.join("cgroup.kill").exists()
+            && let Err(e) = write_file(dir, "cgroup.kill", "1")
         {
-            write_file(dir, "cgroup.kill", "1")?;
-            return self.thaw_v1_after_kill();
+            first_error = Some(e);
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
         loop {
-            let pids = self.pids()?;
-            if pids.is_empty() {
-                return Ok(());
-            }
+            let (pids, listed) = self.pids_found();
             for &pid in &pids {
                 match kill(Pid::from_raw(pid), signal) {
                     Ok(()) | Err(Errno::ESRCH) => {}
                     Err(e) => {
-                        return Err(Error::sys("kill", format!("pid {pid} {signal}"), e));
+                        first_error.get_or_insert(Error::sys(
+                            "kill",
+                            format!("pid {pid} {signal}"),
+                            e,
+                        ));
                     }
                 }
             }
             if signal != Signal::SIGKILL {
+                return listed.or(first_error).map_or(Ok(()), Err);
+            }
+            if let Err(e) = self.thaw_v1_after_kill() {
+                first_error.get_or_insert(e);
+            }
+            if pids.is_empty() && listed.is_none() {
                 return Ok(());
             }
-            self.thaw_v1_after_kill()?;
             if Instant::now() >= deadline {
-                return Err(Error::cgroup(
-                    self.pids_dir_for_errors(),
-                    format!("processes {pids:?} still present after SIGKILL"),
-                ));
+                // Nothing listed means some cgroup could not be read: that error says it.
+                let why = listed.or(first_error);
+                return Err(match why {
+                    Some(e) if pids.is_empty() => e,
+                    why => Error::cgroup(
+                        self.pids_dir_for_errors(),
+                        format!(
+                            "processes {pids:?} still present after SIGKILL{}",
+                            why.map(|e| format!(" ({e})")).unwrap_or_default()
+                        ),
+                    ),
+                });
             }
             sleep(SETTLE_STEP);
         }
     }
 
-    /// Thaws a frozen v1 freezer so that killed processes can run to their exit.
+    /// Thaws the container's v1 freezer cgroup and its sub-cgroups ([`thaw_tree`]) so that
+    /// killed processes can run to their exit.
     fn thaw_v1_after_kill(&self) -> Result<()> {
         match self.v1_path("freezer") {
-            Some(dir) if read_file(dir, "freezer.state").is_ok_and(|s| s != "THAWED") => {
-                write_file(dir, "freezer.state", "THAWED")
-            }
-            _ => Ok(()),
+            Some(dir) => thaw_tree(dir),
+            None => Ok(()),
         }
     }
 
@@ -1195,12 +1224,10 @@ impl CgroupManager {
             return systemd::stop(unit, dir);
         }
         let mut first_error = None;
+        // One wait for all hierarchies: a process stuck in one holds up each of them alike.
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
         for d in self.dirs() {
-            let removed = if self.may_remove(&d.dir) {
-                remove_tree(&d.dir)
-            } else {
-                sub_cgroups(&d.dir).and_then(|subs| subs.iter().try_for_each(|s| remove_tree(s)))
-            };
+            let removed = remove_tree(&d.dir, !self.may_remove(&d.dir), deadline);
             if let Err(e) = removed {
                 first_error.get_or_insert(e);
             }
@@ -1460,29 +1487,44 @@ fn levels_below(mount: &Path, dir: &Path) -> Vec<PathBuf> {
     levels
 }
 
-/// Reads `cgroup.procs` of `dir` and of every cgroup below it.
+/// Reads `cgroup.procs` of `dir` and of every cgroup below it (through directory fds: a
+/// container can nest its sub-cgroups past `PATH_MAX`). The pids found are kept even when
+/// some cgroup could not be read; the first such error is returned.
 fn collect_pids(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
-    let text = match fs::read_to_string(dir.join("cgroup.procs")) {
-        Ok(text) => text,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Error::cgroup(
-                dir,
-                format!("read cgroup.procs: {}", describe(&e)),
-            ));
+    tree::walk(dir, tree::Order::Pre, |visit| {
+        let tree::Visit::Enter { dir } = visit else {
+            return Ok(());
+        };
+        let text = tree::read_at(dir, c"cgroup.procs")?.unwrap_or_default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let pid = line
+                .trim()
+                .parse()
+                .map_err(|_| format!("cgroup.procs: bad pid {line:?}"))?;
+            pids.push(pid);
         }
-    };
-    for line in text.lines() {
-        let pid = line
-            .trim()
-            .parse()
-            .map_err(|_| Error::cgroup(dir, format!("cgroup.procs: bad pid {line:?}")))?;
-        pids.push(pid);
-    }
-    for child in sub_cgroups(dir)? {
-        collect_pids(&child, pids)?;
-    }
-    Ok(())
+        Ok(())
+    })
+}
+
+/// Thaws the v1 freezer cgroup `dir` and every sub-cgroup of it frozen by itself (its own
+/// `freezer.self_freezing`; one frozen only because an ancestor is thaws with it): thawing a
+/// parent leaves a child the container froze itself frozen.
+fn thaw_tree(dir: &Path) -> Result<()> {
+    tree::walk(dir, tree::Order::Pre, |visit| {
+        let tree::Visit::Enter { dir } = visit else {
+            return Ok(());
+        };
+        let frozen = match tree::read_at(dir, c"freezer.self_freezing")? {
+            Some(own) => own.trim() == "1",
+            // Kernels before 3.13 show only the effective state.
+            None => tree::read_at(dir, c"freezer.state")?.is_some_and(|s| s.trim() != "THAWED"),
+        };
+        match frozen {
+            true => tree::write_at(dir, c"freezer.state", "THAWED"),
+            false => Ok(()),
+        }
+    })
 }
 
 /// The sub-cgroup directories of `dir` (none when `dir` is gone).
@@ -1502,18 +1544,33 @@ fn sub_cgroups(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Removes `dir` and the cgroups below it, deepest first, retrying EBUSY for a while:
+/// Removes every cgroup below `dir`, deepest first, and then `dir` itself unless `keep_top`;
+/// through directory fds, as [`collect_pids`]. `rmdir` is retried on EBUSY until `deadline`:
 /// processes that were just killed leave their cgroup only once they have exited.
-fn remove_tree(dir: &Path) -> Result<()> {
-    for child in sub_cgroups(dir)? {
-        remove_tree(&child)?;
+fn remove_tree(dir: &Path, keep_top: bool, deadline: Instant) -> Result<()> {
+    let below = tree::walk(dir, tree::Order::Post, |visit| {
+        let tree::Visit::Leave { parent, name } = visit else {
+            return Ok(());
+        };
+        loop {
+            match tree::rmdir_at(parent, name) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EBUSY) if Instant::now() < deadline => sleep(SETTLE_STEP),
+                Err(e) => return Err(format!("rmdir: {}", e.desc())),
+            }
+        }
+    });
+    if keep_top {
+        return below;
     }
-    remove_leaf(dir)
+    // The top's rmdir still runs: its error says what is left when the walk could not.
+    let top = remove_leaf(dir, deadline);
+    below.and(top)
 }
 
-/// `rmdir` of a cgroup without sub-cgroups, retrying EBUSY while its last processes exit.
-fn remove_leaf(dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
+/// `rmdir` of a cgroup without sub-cgroups, retrying EBUSY until `deadline` while its last
+/// processes exit.
+fn remove_leaf(dir: &Path, deadline: Instant) -> Result<()> {
     loop {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),

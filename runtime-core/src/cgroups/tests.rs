@@ -1100,3 +1100,135 @@ fn a_record_whose_made_directory_is_not_on_the_way_to_its_cgroup_is_refused() {
         assert_eq!(loaded.is_ok(), ok, "{}: {loaded:?}", made.display());
     }
 }
+
+// ---- trees deeper than PATH_MAX, walked through directory fds ----
+
+/// Makes `levels` nested directories named `name` in `top` through directory fds, as a
+/// container in its own cgroup namespace can (their host paths may pass `PATH_MAX`); the fd
+/// of each level, top-most first.
+fn nest(top: &Path, name: &str, levels: usize) -> Vec<std::os::fd::OwnedFd> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let mut fds = vec![open(top, flags, Mode::empty()).unwrap()];
+    for _ in 0..levels {
+        let parent = fds.last().unwrap();
+        mkdirat(parent, name, Mode::from_bits_truncate(0o755)).unwrap();
+        let fd = openat(parent, name, flags, Mode::empty()).unwrap();
+        fds.push(fd);
+    }
+    fds.remove(0);
+    fds
+}
+
+/// Writes `text` to a new file `name` in directory `dir`.
+fn create_at(dir: &std::os::fd::OwnedFd, name: &str, text: &str) {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC;
+    let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o644)).unwrap();
+    std::io::Write::write_all(&mut fs::File::from(fd), text.as_bytes()).unwrap();
+}
+
+#[test]
+fn pids_are_found_in_sub_cgroups_nested_past_path_max() {
+    let f = Fixture::v1();
+    let m = f.manager("/c1");
+    let dir = m.v1_path("pids").unwrap();
+    // 30 levels of 200-byte names: a 6000-byte path, and more levels than a walk keeps open.
+    let levels = nest(dir, &"d".repeat(200), 30);
+    let mut want = Vec::new();
+    for (i, level) in levels.iter().enumerate() {
+        let pid = 1000 + i as i32;
+        create_at(level, "cgroup.procs", &format!("{pid}\n"));
+        // A sibling taken after the deep chain: its parent's fd was closed meanwhile.
+        nix::sys::stat::mkdirat(level, "z", nix::sys::stat::Mode::from_bits_truncate(0o755))
+            .unwrap();
+        let side = nix::fcntl::openat(
+            level,
+            "z",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        create_at(&side, "cgroup.procs", &format!("{}\n", 5000 + i));
+        want.extend([pid, 5000 + i as i32]);
+    }
+    want.sort_unstable();
+    assert_eq!(m.pids().unwrap(), want);
+    let (first, pids) = m.occupied().unwrap().unwrap();
+    assert_eq!((first.as_path(), pids.len()), (dir, want.len()));
+}
+
+#[test]
+fn a_walk_keeps_a_bounded_number_of_directories_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("top");
+    fs::create_dir(&top).unwrap();
+    drop(nest(&top, "d", 3 * tree::OPEN_WINDOW));
+    // Open fds that lead into this tree (other tests run alongside in this process).
+    let open_here = || {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.starts_with(&top)))
+            .count()
+    };
+    let (mut most, mut visited) = (0, 0);
+    tree::walk(&top, tree::Order::Pre, |_| {
+        most = most.max(open_here());
+        visited += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(visited, 3 * tree::OPEN_WINDOW + 1);
+    assert!(
+        (tree::OPEN_WINDOW..=tree::OPEN_WINDOW + 2).contains(&most),
+        "{most} fds open at once"
+    );
+}
+
+#[test]
+fn remove_tree_removes_sub_cgroups_nested_past_path_max_deepest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("top");
+    fs::create_dir(&top).unwrap();
+    drop(nest(&top, &"d".repeat(200), 30));
+    fs::create_dir(top.join("side")).unwrap();
+    // keep_top: what the spec named and existed before stays, emptied.
+    remove_tree(&top, true, std::time::Instant::now()).unwrap();
+    assert_eq!(fs::read_dir(&top).unwrap().count(), 0);
+    drop(nest(&top, &"d".repeat(200), 30));
+    remove_tree(&top, false, std::time::Instant::now()).unwrap();
+    assert!(!top.exists());
+}
+
+#[test]
+fn a_walk_goes_on_when_a_closed_ancestor_was_moved_meanwhile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let top = tmp.path().join("top");
+    fs::create_dir(&top).unwrap();
+    drop(nest(&top, "d", 3 * tree::OPEN_WINDOW));
+    let mut moved = false;
+    tree::walk(&top, tree::Order::Post, |visit| {
+        let tree::Visit::Leave { parent, name } = visit else {
+            return Ok(());
+        };
+        if !moved {
+            // Only a plain directory tree allows this (cgroupfs renames within a parent):
+            // `..` of the moved directory no longer leads to the parent the walk saw.
+            fs::rename(top.join("d/d"), top.join("moved")).unwrap();
+            moved = true;
+        }
+        tree::rmdir_at(parent, name).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    // Everything was emptied through the fds; the moved directory stays where it went.
+    let left: Vec<_> = fs::read_dir(&top)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["moved"]);
+    assert_eq!(fs::read_dir(top.join("moved")).unwrap().count(), 0);
+}

@@ -2,6 +2,7 @@
 //! own `/mini-unit-<pid>-<n>` parent in every hierarchy, removed by a guard even on failure.
 
 use std::fs;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -292,4 +293,102 @@ fn cgroup2_freeze_reports_frozen_in_cgroup_events() {
     let _ = waitpid(child, None);
     guard.child = None;
     m.destroy().unwrap();
+}
+
+/// Directories made with `nest`, removed on drop deepest first through their fds (their
+/// paths may pass `PATH_MAX`), after killing and reaping the child placed in them.
+struct Nested(Vec<std::os::fd::OwnedFd>, String, Option<Pid>);
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        if let Some(child) = self.2.take() {
+            let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+        }
+        while let Some(fd) = self.0.pop() {
+            drop(fd);
+            if let Some(parent) = self.0.last() {
+                let _ = nix::unistd::unlinkat(
+                    parent,
+                    self.1.as_str(),
+                    nix::unistd::UnlinkatFlags::RemoveDir,
+                );
+            }
+        }
+    }
+}
+
+/// Waits up to 5 s for `child` to end; its status then.
+fn wait_briefly(child: Pid) -> Option<WaitStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            status => return status.ok(),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_process_in_sub_cgroups_nested_past_path_max_is_listed_killed_and_removed() {
+    if !is_root() {
+        return;
+    }
+    let guard = Guard::new();
+    let m = CgroupManager::new("c", Some(&guard.path())).unwrap();
+    m.create().unwrap();
+    let memory = m.v1_path("memory").unwrap();
+    // 24 levels of 200-byte names: a host path of about 4900 bytes.
+    let name = "n".repeat(200);
+    let mut nested = Nested(super::nest(memory, &name, 24), name, None);
+    // Only in the v1 memory hierarchy: cgroup.kill of the cgroup2 directory cannot reach it.
+    let child = sleeping_child();
+    nested.2 = Some(child);
+    let bottom = nested.0.last().unwrap();
+    super::tree::write_at(bottom.as_fd(), c"cgroup.procs", &child.to_string()).unwrap();
+
+    assert_eq!(m.pids().unwrap(), [child.as_raw()]);
+    m.kill_all(Signal::SIGKILL).unwrap();
+    assert_eq!(
+        wait_briefly(child),
+        Some(WaitStatus::Signaled(child, Signal::SIGKILL, false))
+    );
+    nested.2 = None;
+    m.destroy().unwrap();
+    assert!(!memory.exists());
+    drop(nested);
+}
+
+#[test]
+fn sigkill_reaches_a_process_in_a_sub_freezer_frozen_by_itself() {
+    if !is_root() {
+        return;
+    }
+    let (mut guard, m, child) = created_with_sleeping_child();
+    let freezer = m.v1_path("freezer").unwrap();
+    let sub = freezer.join("sub");
+    fs::create_dir(&sub).unwrap();
+    /// Thaws the sub-freezer before the guard kills the child.
+    struct Thaw(PathBuf);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = fs::write(self.0.join("freezer.state"), "THAWED");
+        }
+    }
+    let _thaw = Thaw(sub.clone());
+    fs::write(sub.join("cgroup.procs"), child.to_string()).unwrap();
+    v1::set_frozen(&sub, true).unwrap();
+    // Frozen by itself: the parent is thawed and stays so.
+    assert_eq!(read(freezer, "freezer.state"), "THAWED");
+    assert_eq!(read(&sub, "freezer.self_freezing"), "1");
+
+    m.kill_all(Signal::SIGKILL).unwrap();
+    assert_eq!(
+        wait_briefly(child),
+        Some(WaitStatus::Signaled(child, Signal::SIGKILL, false))
+    );
+    guard.child = None;
+    m.destroy().unwrap();
+    assert!(!freezer.exists());
 }
