@@ -270,7 +270,12 @@ impl Container {
         }
         // Checked again (by the init) after the await above: a reaped pid may belong to
         // someone else now.
-        let sent = self.init.process.kill(signal);
+        let mut sent = self.init.process.kill(signal);
+        if all && matches!(sent, Err(Failure::State(_))) {
+            // The cgroup's kill reached the init too, and it has finished already (a SIGKILL
+            // of the cgroup waits for its processes to go): the request did what it asked.
+            sent = Ok(());
+        }
         if sig == libc::SIGKILL {
             // A frozen process acts on SIGKILL only once thawed (runc: signal, then thaw).
             self.thaw_after_kill().await;
