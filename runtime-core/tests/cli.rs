@@ -605,6 +605,24 @@ fn exec_labels_reach_the_process_and_are_refused_by_name_without_the_lsm() {
 }
 
 #[test]
+fn kill_all_with_sigkill_ends_every_process_and_succeeds() {
+    let b = Bundle::new("killall", Some(&["sh", "-c", "sleep 300 & sleep 301"]));
+    b.create();
+    b.ok(&["start", &b.id]);
+    let cgroup = CgroupManager::new(&b.id, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cgroup.pids().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "{:?}", cgroup.pids());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The cgroup's SIGKILL waits for its processes: the init is gone (reaped) before its
+    // own signal would go, and that is what was asked.
+    b.ok(&["kill", "--all", &b.id, "KILL"]);
+    assert!(cgroup.pids().unwrap().is_empty());
+    assert_eq!(b.status(), "stopped");
+}
+
+#[test]
 #[cfg(target_arch = "x86_64")]
 fn an_exec_gets_the_containers_personality() {
     let b = Bundle::new("execpers", Some(&["sleep", "30"]));

@@ -414,9 +414,17 @@ fn kill(root: &Root, id: &str, signal: &str, all: bool) -> Result<()> {
     };
     if all && let Some(cgroup) = &record.cgroup {
         match Signal::try_from(sig) {
-            Ok(Signal::SIGKILL) => cgroup
-                .kill_all(Signal::SIGKILL)
-                .map_err(|e| e.to_string())?,
+            Ok(Signal::SIGKILL) => {
+                cgroup
+                    .kill_all(Signal::SIGKILL)
+                    .map_err(|e| e.to_string())?;
+                // The cgroup's SIGKILL waits for its processes to go: the init may be gone
+                // (reaped by its parent) by now, which is what was asked.
+                return match signal_init(&record, sig) {
+                    Err(_) if !state::init_alive(&record) => Ok(()),
+                    other => other,
+                };
+            }
             _ => {
                 for pid in cgroup.pids().map_err(|e| e.to_string())? {
                     // SAFETY: kill with integer arguments.
