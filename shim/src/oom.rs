@@ -80,6 +80,13 @@ impl Counter {
 /// runs only after an OOM, never while the container is idle).
 const V1_SETTLE_STEPS: u32 = 50;
 const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10);
+/// v2 wakes the watch on any change of `memory.events`: the first is `max` (the cgroup at its
+/// limit), the kill comes just after, and the kernel holds back a file's next notification
+/// for up to 20 ms. By then the victim may be gone, and with the systemd driver systemd
+/// removes the emptied scope, `memory.events` with it (the exit's own check then finds
+/// nothing): after a wake the count is looked at again for a moment, as on v1.
+const V2_SETTLE_STEPS: u32 = 100;
+const V2_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How long an exit waits for its container's `/tasks/oom` to reach containerd (which may be
 /// restarting: the exit must not wait for it).
@@ -104,8 +111,8 @@ impl OomWatch {
             publisher,
         });
         let settle = match cgroup.layout() {
-            Layout::Legacy | Layout::Hybrid => V1_SETTLE_STEPS,
-            Layout::Unified => 0,
+            Layout::Legacy | Layout::Hybrid => (V1_SETTLE_STEPS, V1_SETTLE_STEP),
+            Layout::Unified => (V2_SETTLE_STEPS, V2_SETTLE_STEP),
         };
         let task = match wake_up_source(cgroup) {
             Ok(Some(fd)) => {
@@ -224,7 +231,11 @@ fn drain(fd: &OwnedFd) -> std::io::Result<()> {
     }
 }
 
-async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
+async fn watch(
+    fd: OwnedFd,
+    counter: Arc<Counter>,
+    (settle_steps, settle_step): (u32, std::time::Duration),
+) {
     // SAFETY: `fd` is an OwnedFd that the AsyncFd owns from here on: it stays open and the
     // same for the AsyncFd's whole life.
     let fd = match unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) } {
@@ -249,7 +260,7 @@ async fn watch(fd: OwnedFd, counter: Arc<Counter>, settle_steps: u32) {
         ready.clear_ready();
         let mut steps = 0;
         while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
-            tokio::time::sleep(V1_SETTLE_STEP).await;
+            tokio::time::sleep(settle_step).await;
             steps += 1;
         }
         // v1 signals the eventfd once more when the cgroup goes: then nothing is left to watch.
@@ -320,6 +331,31 @@ mod tests {
         watch.check();
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(events.topics_so_far().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_kill_counted_after_the_wake_up_is_published_without_another_notification() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let (publisher, mut events) = Publisher::captured();
+        let _watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        let dir = cgroup.unified_path().unwrap().to_path_buf();
+        // The wake-up: the cgroup at its limit (`max`), no kill yet.
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 9\noom 0\noom_kill 0\n",
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The kill is counted, but the kernel's next notification never comes (held back,
+        // and the cgroup soon gone): a new file renamed over the watched one.
+        // (A second link keeps the watched inode alive: its removal would wake the watch.)
+        std::fs::hard_link(dir.join("memory.events"), dir.join("memory.events.old")).unwrap();
+        let next = dir.join("memory.events.new");
+        std::fs::write(&next, "low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n").unwrap();
+        std::fs::rename(&next, dir.join("memory.events")).unwrap();
+        let topic = tokio::time::timeout(Duration::from_secs(2), events.next_topic()).await;
+        assert_eq!(topic.ok().flatten().as_deref(), Some("/tasks/oom"));
     }
 
     #[tokio::test]
