@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{alive, processes_naming};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -167,29 +169,6 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         let _ = self.mini(&["delete", "--force", &self.id]);
     }
-}
-
-/// The pids of live (non-zombie) processes whose command line names `id`.
-fn processes_naming(id: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            !zombie && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes())
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
 }
 
 #[test]

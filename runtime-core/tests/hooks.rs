@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::{alive, processes_naming};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -204,24 +206,6 @@ fn ns(pid: &str, kind: &str) -> String {
         .unwrap()
         .display()
         .to_string()
-}
-
-fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
-}
-
-/// Live processes (not zombies) whose command line has `word` as an argument.
-fn processes_naming(word: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            alive(*pid) && cmdline.split(|b| *b == 0).any(|a| a == word.as_bytes())
-        })
-        .collect()
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::processes_naming;
+
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -140,24 +142,6 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         let _ = self.mini(&["delete", "--force", &self.id]);
     }
-}
-
-/// The pids of live (non-zombie) processes whose command line names `id` (the setup helper).
-fn processes_naming(id: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            !zombie && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes())
-        })
-        .collect()
 }
 
 /// A profile that sends mkdir to the agent at `socket`.

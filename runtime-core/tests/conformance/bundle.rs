@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use runtime_core::cgroups::CgroupManager;
 
+pub use crate::common::alive;
+use crate::common::processes_naming;
+
 const MINI: &str = env!("CARGO_BIN_EXE_mini");
 
 /// The busybox applets the tests call inside containers.
@@ -272,25 +275,6 @@ impl Drop for Bundle {
     fn drop(&mut self) {
         let _ = self.mini(&["delete", "--force", &self.id]);
     }
-}
-
-/// The pids of live (non-zombie) processes whose command line names `id`.
-fn processes_naming(id: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            alive(*pid) && cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes())
-        })
-        .collect()
-}
-
-/// Whether `pid` runs and is not a zombie.
-pub fn alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
 }
 
 /// The value of `key:` in a `/proc/PID/status` text.
