@@ -106,6 +106,20 @@ pub struct Channel {
     received_fds: Vec<OwnedFd>,
 }
 
+/// Sends `data` on `stream` with `fds` attached to its first byte (SCM_RIGHTS), then the
+/// rest of it: the setup channel, the seccomp agent and the console socket all pass fds so.
+pub fn send_with_fds(stream: &UnixStream, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let sent = sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[IoSlice::new(data)],
+        &[ControlMessage::ScmRights(fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    (&*stream).write_all(&data[sent..])
+}
+
 impl Channel {
     pub fn new(stream: UnixStream) -> Self {
         Self {
@@ -141,19 +155,8 @@ impl Channel {
 
     /// Sends `msg` with `fds` (at most [`MAX_FDS`]) attached to its first byte.
     pub fn send_with_fds(&mut self, msg: &Message, fds: &[RawFd]) -> Result<()> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
         let frame = frame(msg)?;
-        let sent = sendmsg::<()>(
-            self.stream.as_raw_fd(),
-            &[IoSlice::new(&frame)],
-            &[ControlMessage::ScmRights(fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map_err(|e| Error::sys("sendmsg", "setup channel", e))?;
-        self.stream
-            .write_all(&frame[sent..])
-            .map_err(|e| Error::io("write", "setup channel", e))
+        send_with_fds(&self.stream, &frame, fds).map_err(|e| Error::io("send", "setup channel", e))
     }
 
     /// Reads the length prefix with recvmsg, so that an fd sent with the message is kept.

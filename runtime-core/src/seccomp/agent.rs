@@ -7,7 +7,7 @@
 //! and its copy of the listener. This happens while the container is created, before its
 //! process can make a call that only the agent answers. A failure fails the create.
 
-use std::io::{IoSlice, IoSliceMut, Write};
+use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -74,24 +74,13 @@ impl Agent {
         let json = serde_json::to_vec(&message)
             .map_err(|e| failed("encode the container process state", &e))?;
 
-        let mut stream = UnixStream::connect(&self.socket)
+        let stream = UnixStream::connect(&self.socket)
             .map_err(|e| failed("connect to the seccomp agent", &e))?;
         stream
             .set_write_timeout(Some(SEND_TIMEOUT))
             .map_err(|e| failed("set a timeout", &e))?;
-        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-        let fds = [listener.as_raw_fd()];
-        let sent = sendmsg::<()>(
-            stream.as_raw_fd(),
-            &[IoSlice::new(&json)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .map_err(|e| failed("send the listener", &e))?;
-        stream
-            .write_all(&json[sent..])
-            .map_err(|e| failed("send the container process state", &e))?;
+        crate::process::channel::send_with_fds(&stream, &json, &[listener.as_raw_fd()])
+            .map_err(|e| failed("send the container process state with the listener", &e))?;
         // One message per connection: closing it tells the agent the state is complete.
         Ok(())
     }

@@ -242,20 +242,11 @@ fn passed_fds(count: usize) -> Result<Vec<std::os::fd::BorrowedFd<'static>>> {
 /// Hands the master of the container's pty to whoever listens on `socket` (podman's conmon,
 /// containerd's shim), as runc does: one message, the pty's name as data, the fd attached.
 fn send_console(socket: &Path, master: OwnedFd) -> Result<()> {
-    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::os::fd::AsRawFd;
     let stream = std::os::unix::net::UnixStream::connect(socket)
         .map_err(|e| format!("connect to console socket {}: {e}", socket.display()))?;
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[std::io::IoSlice::new(b"/dev/ptmx")],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))?;
-    Ok(())
+    runtime_core::process::channel::send_with_fds(&stream, b"/dev/ptmx", &[master.as_raw_fd()])
+        .map_err(|e| format!("send the terminal to {}: {e}", socket.display()))
 }
 
 /// The container's stdio is the command's own (runc's pass-through mode).
