@@ -96,12 +96,15 @@ impl Container {
         )
         .map_err(|e| Failure::Runtime("cgroup", e))?;
         // Recorded before anything is created, for `delete` after this daemon died: it
-        // removes this cgroup (with the driver chosen here) and no other. The setup helper
-        // adds the directories it made: only those are ever removed.
+        // removes this cgroup (with the driver chosen here) and no other. With cgroupfs the
+        // setup helper writes it, with the directories it made (only those are ever
+        // removed), before its first `mkdir`; a systemd scope is recorded here.
         let record = params.bundle.join(crate::cleanup::CGROUP_RECORD);
-        cgroup
-            .save(&record)
-            .map_err(|e| Failure::Runtime("cgroup", e))?;
+        if cgroup.systemd_unit().is_some() {
+            cgroup
+                .save(&record)
+                .map_err(|e| Failure::Runtime("cgroup", e))?;
+        }
 
         let private_pid_ns = spec
             .linux()
@@ -616,14 +619,10 @@ fn made_by_setup(cgroup: CgroupManager, record: &Path) -> CgroupManager {
     if cgroup.systemd_unit().is_some() {
         return cgroup;
     }
-    match CgroupManager::load_on_host(record) {
-        Ok(Some(recorded)) if recorded.dirs().eq(cgroup.dirs()) => recorded,
-        Ok(_) => cgroup,
-        Err(err) => {
-            log::warn!("{err}");
-            cgroup
-        }
-    }
+    cgroup.with_recorded_made(record).unwrap_or_else(|err| {
+        log::warn!("{err}");
+        cgroup
+    })
 }
 
 /// Removes the container's cgroup, first killing what is left in it when `kill_first`;

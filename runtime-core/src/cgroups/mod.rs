@@ -866,6 +866,21 @@ impl CgroupManager {
             .collect()
     }
 
+    /// This manager with the directories the setup helper recorded it made in `record` (its
+    /// cgroup record, [`CgroupManager::with_made`]), when the record names this manager's
+    /// directories; this manager unchanged (nothing known made) without such a record. The
+    /// directories are this manager's own, found on this host: only the record's form and
+    /// its made list (each on the way to them) are checked, no mount table is read.
+    pub fn with_recorded_made(&self, record: &Path) -> Result<Self> {
+        Ok(match Self::load(record)? {
+            Some(recorded) if recorded.dirs().eq(self.dirs()) => match recorded.made {
+                Some(made) => self.with_made(made),
+                None => self.clone(),
+            },
+            _ => self.clone(),
+        })
+    }
+
     /// Whether the setup helper recorded that it made directories for this container.
     pub fn made_any(&self) -> bool {
         self.made.as_ref().is_some_and(|m| !m.is_empty())

@@ -123,7 +123,13 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         // (a container with the same id in another namespace, a leftover, a spec naming
         // another service's cgroup): sharing it would put our limits on those processes and
         // let our Kill and Delete reach them. Refuse, and remove only what this call created.
-        let occupied = cgroup.occupied().inspect_err(|_| undo(&made))?;
+        // Directories this call just made hold nothing yet (the usual case: CRI and ctr
+        // name a new cgroup): the checks read only a cgroup that was there before.
+        let fresh = cgroup.dirs().all(|d| made.contains(&d.dir));
+        let occupied = match fresh {
+            true => None,
+            false => cgroup.occupied().inspect_err(|_| undo(&made))?,
+        };
         if let Some((dir, pids)) = occupied {
             undo(&made);
             return Err(Error::invalid(
@@ -136,7 +142,10 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         }
         // Sub-cgroups (even empty ones) are someone else's too: Delete removes everything
         // below the container's cgroup, with what joined it meanwhile.
-        let sub = cgroup.sub_cgroup().inspect_err(|_| undo(&made))?;
+        let sub = match fresh {
+            true => None,
+            false => cgroup.sub_cgroup().inspect_err(|_| undo(&made))?,
+        };
         if let Some(sub) = sub {
             undo(&made);
             return Err(Error::invalid(

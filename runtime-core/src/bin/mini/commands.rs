@@ -557,14 +557,12 @@ const CGROUP_RECORD: &str = "cgroup.json";
 /// `cgroup` with the directories the setup helper made for it, as it recorded them in the
 /// container's state directory; `cgroup` itself (nothing known made) without that record.
 fn made_by_setup(c: &Container, cgroup: &CgroupManager, log: &Logger) -> CgroupManager {
-    match CgroupManager::load_on_host(&c.dir.join(CGROUP_RECORD)) {
-        Ok(Some(recorded)) if recorded.dirs().eq(cgroup.dirs()) => recorded,
-        Ok(_) => cgroup.clone(),
-        Err(err) => {
+    cgroup
+        .with_recorded_made(&c.dir.join(CGROUP_RECORD))
+        .unwrap_or_else(|err| {
             log.warn(&err.to_string());
             cgroup.clone()
-        }
-    }
+        })
 }
 
 /// `run`: create and start; in the foreground, forward signals to the init, wait for it,
