@@ -281,3 +281,55 @@ fn a_missing_agent_fails_create_naming_listener_path_and_leaves_nothing() {
     let state = b.mini(&["state", &b.id]);
     assert!(!state.status.success(), "the container is still known");
 }
+
+#[test]
+fn an_agent_that_never_accepts_fails_create_within_the_send_timeout() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    let sockets = common::temp_dir("mini-agent-");
+    let socket_path = sockets.path().join("full.sock");
+    // Listening, never accepting, its backlog already full: a connect blocks.
+    let server = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let addr = UnixAddr::new(&socket_path).unwrap();
+    bind(server.as_raw_fd(), &addr).unwrap();
+    listen(&server, Backlog::new(0).unwrap()).unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..2 {
+        let client = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .unwrap();
+        let _ = connect(client.as_raw_fd(), &addr);
+        waiting.push(client);
+    }
+    let b = Bundle::new("fullagent", "true", notify_mkdir(&socket_path), false);
+    let started = Instant::now();
+    let out = b.create();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "create succeeded: {out:?}");
+    assert!(
+        stderr.contains("linux.seccomp.listenerPath") && stderr.contains("connect"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.leftovers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.leftovers(), Vec::<PathBuf>::new());
+    drop(waiting);
+}

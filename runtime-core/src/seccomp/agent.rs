@@ -74,16 +74,35 @@ impl Agent {
         let json = serde_json::to_vec(&message)
             .map_err(|e| failed("encode the container process state", &e))?;
 
-        let stream = UnixStream::connect(&self.socket)
+        let stream = connect_within(&self.socket, SEND_TIMEOUT)
             .map_err(|e| failed("connect to the seccomp agent", &e))?;
-        stream
-            .set_write_timeout(Some(SEND_TIMEOUT))
-            .map_err(|e| failed("set a timeout", &e))?;
         crate::process::channel::send_with_fds(&stream, &json, &[listener.as_raw_fd()])
             .map_err(|e| failed("send the container process state with the listener", &e))?;
         // One message per connection: closing it tells the agent the state is complete.
         Ok(())
     }
+}
+
+/// Connects to the `AF_UNIX` stream socket at `path`, giving up after `timeout` (an agent
+/// whose backlog is full would otherwise block the connect, and the create, for ever: Linux
+/// bounds a blocking `AF_UNIX` connect by `SO_SNDTIMEO`); writes on it time out too.
+fn connect_within(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, UnixAddr, connect, setsockopt, socket, sockopt,
+    };
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let limit = nix::sys::time::TimeVal::new(
+        timeout.as_secs() as libc::time_t,
+        timeout.subsec_micros() as libc::suseconds_t,
+    );
+    setsockopt(&fd, sockopt::SendTimeout, &limit)?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(UnixStream::from(fd))
 }
 
 /// The agent's side of a connection (an agent written with this library, the tests): reads

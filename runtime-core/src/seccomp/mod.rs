@@ -137,10 +137,13 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
     for flag in seccomp.flags().iter().flatten() {
         set_flag(&mut ctx, *flag)?;
     }
+    // Whether a notifying rule made it into the filter: one whose syscalls libseccomp does
+    // not know (a profile for a newer kernel) adds nothing, and such a filter has no listener.
+    let mut notifies = false;
     for (i, rule) in seccomp.syscalls().iter().flatten().enumerate() {
-        add_rule(&mut ctx, default_action, i, rule)?;
+        let added = add_rule(&mut ctx, default_action, i, rule)?;
+        notifies |= added && rule.action() == LinuxSeccompAction::ScmpActNotify;
     }
-    let notifies = uses_notify(seccomp);
     if notifies {
         // Listeners need libseccomp API level 6 (libseccomp 2.5 and a kernel with
         // SECCOMP_FILTER_FLAG_NEW_LISTENER and TSYNC_ESRCH, Linux 5.7).
@@ -304,12 +307,12 @@ fn add_rule(
     default_action: ScmpAction,
     index: usize,
     rule: &LinuxSyscall,
-) -> Result<()> {
+) -> Result<bool> {
     let field = format!("linux.seccomp.syscalls[{index}]");
     let act = action(&format!("{field}.action"), rule.action(), rule.errno_ret())?;
     if act == default_action {
         // libseccomp refuses a rule that repeats the default action; it changes nothing.
-        return Ok(());
+        return Ok(false);
     }
     let args = rule.args().as_deref().unwrap_or_default();
     let conditions = args
@@ -323,11 +326,13 @@ fn add_rule(
     let repeats_an_argument =
         (1..args.len()).any(|i| args[..i].iter().any(|a| a.index() == args[i].index()));
 
+    let mut any = false;
     for name in rule.names() {
         let Ok(syscall) = ScmpSyscall::from_name(name) else {
             log::debug!("{field}: syscall {name} unknown to libseccomp, skipped");
             continue;
         };
+        any = true;
         let added = if repeats_an_argument {
             conditions.iter().try_for_each(|c| {
                 ctx.add_rule_conditional(act, syscall, std::slice::from_ref(c))
@@ -339,7 +344,7 @@ fn add_rule(
         };
         added.map_err(|e| Error::invalid(field.clone(), format!("syscall {name}: {e}")))?;
     }
-    Ok(())
+    Ok(any)
 }
 
 fn condition(field: &str, arg: &LinuxSeccompArg) -> Result<ScmpArgCompare> {
