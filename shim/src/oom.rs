@@ -34,6 +34,9 @@ struct Counter {
     seen: Mutex<u64>,
     /// Whether an OOM kill of this container was published.
     published: AtomicBool,
+    /// v2: the `oom` count (the cgroup at its limit with nothing left to reclaim) at the last
+    /// wake-up; a kill follows only such an event.
+    ooms: Mutex<u64>,
     id: String,
     namespace: String,
     publisher: Publisher,
@@ -65,6 +68,24 @@ impl Counter {
             },
         );
         true
+    }
+
+    /// v2: whether `memory.events` counted an OOM since the last look (a wake-up for `max` or
+    /// `high` alone, as a container at its limit makes every few ms, is no reason to look
+    /// again).
+    fn ooms_rose(&self) -> bool {
+        let Some((dir, file)) = self.cgroup.oom_counter() else {
+            return false;
+        };
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            return false;
+        };
+        let now = runtime_core::cgroups::stats::parse_key_values(&text)
+            .get("oom")
+            .copied()
+            .unwrap_or(0);
+        let mut seen = self.ooms.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *seen, now) < now
     }
 
     /// Whether the container's cgroup is gone (nothing left to watch).
@@ -105,6 +126,7 @@ impl OomWatch {
         let counter = Arc::new(Counter {
             seen: Mutex::new(cgroup.oom_kills().unwrap_or(0)),
             published: AtomicBool::new(false),
+            ooms: Mutex::new(0),
             cgroup: cgroup.clone(),
             id: id.to_string(),
             namespace: namespace.to_string(),
@@ -259,6 +281,11 @@ async fn watch(
         }
         ready.clear_ready();
         let mut steps = 0;
+        // v2 wakes for every change of `memory.events`: look again only after an OOM.
+        let settle_steps = match counter.cgroup.layout() {
+            Layout::Unified if !counter.ooms_rose() => 0,
+            _ => settle_steps,
+        };
         while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
             tokio::time::sleep(settle_step).await;
             steps += 1;
@@ -340,10 +367,10 @@ mod tests {
         let (publisher, mut events) = Publisher::captured();
         let _watch = OomWatch::start("c1", &cgroup, publisher, "ns");
         let dir = cgroup.unified_path().unwrap().to_path_buf();
-        // The wake-up: the cgroup at its limit (`max`), no kill yet.
+        // The wake-up: the cgroup at its limit, an OOM counted (`oom`), the kill not yet.
         std::fs::write(
             dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 9\noom 0\noom_kill 0\n",
+            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 0\n",
         )
         .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
