@@ -699,7 +699,10 @@ async fn watch_exit(
         .wait_for(|announced| *announced)
         .await;
     if !container.discarded.load(Ordering::SeqCst) {
-        container.oom.deliver().await;
+        container
+            .oom
+            .deliver(exit.status == 128 + libc::SIGKILL as u32)
+            .await;
     }
     container
         .init

@@ -34,9 +34,8 @@ struct Counter {
     seen: Mutex<u64>,
     /// Whether an OOM kill of this container was published.
     published: AtomicBool,
-    /// v2: the `oom` count (the cgroup at its limit with nothing left to reclaim) at the last
-    /// wake-up; a kill follows only such an event.
-    ooms: Mutex<u64>,
+    /// v2: what `memory.events` said of the cgroup at its limit at the last look.
+    limit: Mutex<LimitSeen>,
     id: String,
     namespace: String,
     publisher: Publisher,
@@ -54,11 +53,18 @@ impl Counter {
             return false;
         }
         *seen = now;
+        drop(seen);
+        self.publish(&format!("oom_kill {now}"));
+        true
+    }
+
+    fn publish(&self, counted: &str) {
         self.published.store(true, Ordering::SeqCst);
-        log::info!(
-            "{}: the OOM killer ended a process (oom_kill {now})",
-            self.id
-        );
+        self.limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .parent_kills = None;
+        log::info!("{}: the OOM killer ended a process ({counted})", self.id);
         self.publisher.publish(
             &self.namespace,
             "/tasks/oom",
@@ -67,25 +73,60 @@ impl Counter {
                 ..Default::default()
             },
         );
-        true
     }
 
-    /// v2: whether `memory.events` counted an OOM since the last look (a wake-up for `max` or
-    /// `high` alone, as a container at its limit makes every few ms, is no reason to look
-    /// again).
-    fn ooms_rose(&self) -> bool {
-        let Some((dir, file)) = self.cgroup.oom_counter() else {
+    /// v2: whether the cgroup hit its limit since the last look (`max` or `oom` rose: the
+    /// OOM killer's count, if it comes, follows within moments). A wake-up for `high` alone
+    /// (reclaim, no kill to come) is no reason to look again. The first such hit since the
+    /// last kill also notes the parent's count, for [`Counter::check_gone`].
+    fn limit_hit(&self) -> bool {
+        let Some(events) = self
+            .cgroup
+            .oom_counter()
+            .and_then(|(d, f)| read_events(d, f))
+        else {
             return false;
         };
-        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+        let count = |key: &str| events.get(key).copied().unwrap_or(0);
+        let mut seen = self.limit.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = count("max") > seen.max || count("oom") > seen.oom;
+        seen.max = count("max");
+        seen.oom = count("oom");
+        if hit && seen.parent_kills.is_none() {
+            seen.parent_kills = self.parent_kills();
+        }
+        hit
+    }
+
+    /// The `oom_kill` count of the parent cgroup (v2 counts a kill in every ancestor too).
+    fn parent_kills(&self) -> Option<u64> {
+        let (dir, file) = self.cgroup.oom_counter()?;
+        read_events(dir.parent()?, file)?.get("oom_kill").copied()
+    }
+
+    /// For an init the kernel's SIGKILL ended after its cgroup hit its limit, with the
+    /// cgroup already gone before its count was read (the systemd driver: systemd removes
+    /// an emptied scope at once, and the kernel may hold the file's last notification back):
+    /// publishes the kill if the parent cgroup counted one since the hit. Whether it did.
+    fn check_gone(&self) -> bool {
+        if self.cgroup.layout() != Layout::Unified || !self.cgroup_gone() {
+            return false;
+        }
+        let Some(before) = self
+            .limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .parent_kills
+        else {
             return false;
         };
-        let now = runtime_core::cgroups::stats::parse_key_values(&text)
-            .get("oom")
-            .copied()
-            .unwrap_or(0);
-        let mut seen = self.ooms.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *seen, now) < now
+        match self.parent_kills() {
+            Some(now) if now > before => {
+                self.publish(&format!("the cgroup is gone; its parent's oom_kill {now}"));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether the container's cgroup is gone (nothing left to watch).
@@ -94,6 +135,33 @@ impl Counter {
             .oom_counter()
             .is_none_or(|(dir, _)| !dir.exists())
     }
+}
+
+/// v2: `memory.events` at the last look, as far as a kill to come goes.
+#[derive(Default)]
+struct LimitSeen {
+    max: u64,
+    oom: u64,
+    /// The parent cgroup's `oom_kill` at the first limit hit since the last published kill.
+    parent_kills: Option<u64>,
+}
+
+impl LimitSeen {
+    fn now(cgroup: &CgroupManager) -> LimitSeen {
+        let events = cgroup.oom_counter().and_then(|(d, f)| read_events(d, f));
+        let count = |key: &str| events.as_ref().and_then(|e| e.get(key).copied());
+        LimitSeen {
+            max: count("max").unwrap_or(0),
+            oom: count("oom").unwrap_or(0),
+            parent_kills: None,
+        }
+    }
+}
+
+/// The key-value lines of a cgroup's `file` in `dir`; `None` if it cannot be read (gone).
+fn read_events(dir: &Path, file: &str) -> Option<std::collections::BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    Some(runtime_core::cgroups::stats::parse_key_values(&text))
 }
 
 /// v1 signals the eventfd when the cgroup hits its limit, before the OOM killer has chosen
@@ -105,7 +173,10 @@ const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10)
 /// limit), the kill comes just after, and the kernel holds back a file's next notification
 /// for up to 20 ms. By then the victim may be gone, and with the systemd driver systemd
 /// removes the emptied scope, `memory.events` with it (the exit's own check then finds
-/// nothing): after a wake the count is looked at again for a moment, as on v1.
+/// nothing): after a wake for a limit hit (`max` or `oom` rose) the count is looked at again
+/// for a moment, as on v1. A container sitting at its limit keeps this going (a read of
+/// `memory.events` each 2 ms, a few µs of CPU); one below it sleeps. Should the scope still
+/// go first, the exit's check looks at the parent's count ([`Counter::check_gone`]).
 const V2_SETTLE_STEPS: u32 = 100;
 const V2_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -126,7 +197,7 @@ impl OomWatch {
         let counter = Arc::new(Counter {
             seen: Mutex::new(cgroup.oom_kills().unwrap_or(0)),
             published: AtomicBool::new(false),
-            ooms: Mutex::new(0),
+            limit: Mutex::new(LimitSeen::now(cgroup)),
             cgroup: cgroup.clone(),
             id: id.to_string(),
             namespace: namespace.to_string(),
@@ -160,8 +231,13 @@ impl OomWatch {
     /// has taken it. CRI learns of the exit from Wait and of the kill from the event stream:
     /// an exit that got there first read as reason `Error` instead of `OOMKilled` (the kubelet
     /// keeps what it saw first). A container without an OOM kill does not wait.
-    pub async fn deliver(&self) {
-        self.counter.check();
+    ///
+    /// `sigkill`: the init died of SIGKILL, as the OOM killer's victims do; only then may a
+    /// kill counted by the parent cgroup after this one's went be taken for its own.
+    pub async fn deliver(&self, sigkill: bool) {
+        if !self.counter.check() && sigkill {
+            self.counter.check_gone();
+        }
         if self.counter.published.load(Ordering::SeqCst) {
             let flushed = self.counter.publisher.flush();
             if tokio::time::timeout(DELIVERY_WAIT, flushed).await.is_err() {
@@ -281,9 +357,9 @@ async fn watch(
         }
         ready.clear_ready();
         let mut steps = 0;
-        // v2 wakes for every change of `memory.events`: look again only after an OOM.
+        // v2 wakes for every change of `memory.events`: look again only after a limit hit.
         let settle_steps = match counter.cgroup.layout() {
-            Layout::Unified if !counter.ooms_rose() => 0,
+            Layout::Unified if !counter.limit_hit() => 0,
             _ => settle_steps,
         };
         while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
@@ -367,10 +443,10 @@ mod tests {
         let (publisher, mut events) = Publisher::captured();
         let _watch = OomWatch::start("c1", &cgroup, publisher, "ns");
         let dir = cgroup.unified_path().unwrap().to_path_buf();
-        // The wake-up: the cgroup at its limit, an OOM counted (`oom`), the kill not yet.
+        // The wake-up: the cgroup at its limit (`max`), no OOM counted yet.
         std::fs::write(
             dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 0\n",
+            "low 0\nhigh 0\nmax 9\noom 0\noom_kill 0\n",
         )
         .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -383,6 +459,63 @@ mod tests {
         std::fs::rename(&next, dir.join("memory.events")).unwrap();
         let topic = tokio::time::timeout(Duration::from_secs(2), events.next_topic()).await;
         assert_eq!(topic.ok().flatten().as_deref(), Some("/tasks/oom"));
+    }
+
+    #[tokio::test]
+    async fn a_sigkilled_init_whose_cgroup_went_first_counts_the_parents_kill_after_its_limit_hit()
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        // The parent cgroup (the fixture's mount), which counts its children's kills too; a
+        // sibling's kill before this container's limit hit is not this container's.
+        let parent_events = |oom_kill: u64| {
+            let text = format!("low 0\nhigh 0\nmax 5\noom 5\noom_kill {oom_kill}\n");
+            std::fs::write(tmp.path().join("memory.events"), text).unwrap();
+        };
+        parent_events(3);
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        let dir = cgroup.unified_path().unwrap().to_path_buf();
+        // The limit hit wakes the watch; the kill is counted, the scope removed before the
+        // file's next notification, and the count with it.
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 0\n",
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        parent_events(4);
+        std::fs::remove_dir_all(&dir).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(events.topics_so_far().is_empty());
+
+        // An init that did not die of SIGKILL was not the OOM killer's.
+        tokio::time::timeout(Duration::from_millis(500), watch.deliver(false))
+            .await
+            .expect("no kill to deliver");
+        assert!(events.topics_so_far().is_empty());
+
+        let deliver = tokio::spawn(async move { watch.deliver(true).await });
+        let topic = tokio::time::timeout(Duration::from_secs(2), events.next_topic()).await;
+        assert_eq!(topic.ok().flatten().as_deref(), Some("/tasks/oom"));
+        deliver.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_gone_cgroup_without_a_limit_hit_takes_no_kill_from_its_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cgroup = unified_fixture(tmp.path());
+        let parent = tmp.path().join("memory.events");
+        std::fs::write(&parent, "max 5\noom 5\noom_kill 3\n").unwrap();
+        let (publisher, mut events) = Publisher::captured();
+        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+        // A sibling's kill, and this container killed from outside, its cgroup gone.
+        std::fs::write(&parent, "max 6\noom 6\noom_kill 4\n").unwrap();
+        std::fs::remove_dir_all(cgroup.unified_path().unwrap()).unwrap();
+        tokio::time::timeout(Duration::from_millis(500), watch.deliver(true))
+            .await
+            .expect("no kill to deliver");
+        assert!(events.topics_so_far().is_empty());
     }
 
     #[tokio::test]
@@ -407,13 +540,13 @@ mod tests {
         let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
 
         // No kill: nothing to wait for, even with nobody taking the queue.
-        tokio::time::timeout(Duration::from_millis(500), watch.deliver())
+        tokio::time::timeout(Duration::from_millis(500), watch.deliver(false))
             .await
             .expect("an exit without an OOM kill must not wait");
 
         write_events(&cgroup, 1);
         let taker = {
-            let deliver = watch.deliver();
+            let deliver = watch.deliver(false);
             tokio::pin!(deliver);
             assert!(
                 tokio::time::timeout(Duration::from_millis(300), &mut deliver)
