@@ -18,8 +18,10 @@ mini_e2e::on_every_version!(
 );
 
 /// A logger that records what it was given, copies fd 3 and fd 4 to files and, when both
-/// reach EOF, writes `done`.
+/// reach EOF, writes `done`. Delete sends SIGTERM right after it closes the pipes (as
+/// containerd's shims do): like a real logger, this one finishes its copy first.
 const LOGGER: &str = r#"#!/bin/sh
+trap '' TERM
 dir=$(/usr/bin/dirname "$0")
 {
     echo "args=$*"
