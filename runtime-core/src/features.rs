@@ -52,15 +52,10 @@ pub fn features() -> Result<Features> {
         )
         .mount_extensions(
             MountExtensionsBuilder::default()
-                // Idmapped bind mounts work in containers without a user namespace only
-                // (rootfs/mounts.rs `idmapped_bind`); with one, where CRI and podman use
-                // them, they are refused. Not announced until those work too.
-                .idmap(
-                    IDMapBuilder::default()
-                        .enabled(false)
-                        .build()
-                        .map_err(bad)?,
-                )
+                // Idmapped bind mounts, with and without a user namespace (the setup helper
+                // makes them on the host's side: rootfs/mounts.rs `prepare_idmapped_binds`).
+                // containerd 2.x refuses an idmapped mount itself when this is off.
+                .idmap(IDMapBuilder::default().enabled(true).build().map_err(bad)?)
                 .build()
                 .map_err(bad)?,
         )
@@ -341,6 +336,6 @@ mod tests {
             ])
         );
         assert_eq!(linux["cgroup"]["systemd"], true);
-        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], true);
     }
 }

@@ -28,7 +28,9 @@ impl Bundle {
         common::busybox_rootfs(
             "these tests",
             &dir.path().join("rootfs"),
-            &["sh", "cat", "grep", "uname", "ls", "stat", "touch", "echo"],
+            &[
+                "sh", "cat", "grep", "uname", "ls", "stat", "touch", "echo", "mount", "umount",
+            ],
         );
         let b = Bundle {
             dir,
@@ -462,6 +464,84 @@ fn recursive_access_time_options_reach_every_submount() {
     for (at, opts) in modes(&["rbind", "rnoatime", "ratime"]) {
         assert!(opts.contains(&"relatime".to_string()), "{at}: {opts:?}");
     }
+}
+
+/// In a container with a user namespace the kernel lets only the host's side idmap a host
+/// filesystem: the setup helper makes the mount before the init is born, the init attaches
+/// it. The files show through both mappings (the mount's, then the container's): owned by
+/// root on disk, root in the container; written by the container's root, root on disk.
+/// The kernel locks these mounts as it locks every mount the container's mount namespace
+/// got from the host: even with `CAP_SYS_ADMIN` the container's root can neither unmount a
+/// submount of an idmapped `rbind` (to see what it covers) nor drop an idmapped mount's `ro`.
+#[test]
+fn an_idmapped_bind_in_a_container_with_a_user_namespace_maps_through_both() {
+    use std::os::unix::fs::MetadataExt;
+    let vol = Volume::new();
+    // The plain bind's source is looked up from inside the user namespace.
+    fs::set_permissions(
+        vol.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let owned = vol.dir.path().join("owned");
+    fs::write(&owned, "").unwrap();
+    std::os::unix::fs::chown(&owned, Some(1000), Some(2000)).unwrap();
+    let script = "stat -c '%u %g' /mnt/file /mnt/owned /plain/file; \
+                  touch /mnt/new && stat -c '%u %g' /mnt/new; \
+                  umount /mnt/sub 2>/dev/null; echo umount=$?; \
+                  mount -o remount,bind,rw /ro 2>/dev/null; echo remount=$?; \
+                  touch /ro/new 2>/dev/null; echo write=$?";
+    let b = Bundle::new("idmap-userns", script, |s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        s["linux"]["uidMappings"] = map.clone();
+        s["linux"]["gidMappings"] = map.clone();
+        s["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["type"] != "sysfs" && m["type"] != "cgroup");
+        add_mount(
+            s,
+            vol.path(),
+            &["rbind"],
+            json!({"uidMappings": map.clone(), "gidMappings": map.clone()}),
+        );
+        add_mount(
+            s,
+            vol.path(),
+            &["bind", "ro"],
+            json!({"destination": "/ro", "uidMappings": map.clone(), "gidMappings": map}),
+        );
+        for set in ["bounding", "effective", "permitted"] {
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+        // The same directory without the mount's mapping: the host's root is nobody.
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/plain", "type": "bind", "source": vol.path(), "options": ["rbind"],
+        }));
+    });
+    // The host's root owns the rootfs: the container's root may not make mount points in it.
+    for dir in ["mnt", "plain", "ro"] {
+        fs::create_dir_all(b.dir.path().join("rootfs").join(dir)).unwrap();
+    }
+    assert_eq!(
+        b.run_ok(&[]),
+        "0 0\n1000 2000\n65534 65534\n0 0\numount=1\nremount=1\nwrite=1\n",
+        "through the idmapped mount: /mnt/file, /mnt/owned; the plain bind: /plain/file; \
+         then the container's new file, and the locks"
+    );
+    let meta = fs::metadata(vol.dir.path().join("new")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "written as the host's root"
+    );
 }
 
 #[test]

@@ -19,9 +19,8 @@
 //!
 //! Counted on this machine: all 57 cases refused and named on containerd 1.7 and 2.x; on 1.6,
 //! 55 (its Go spec type has no `linux.timeOffsets`, so ctr drops that field before the shim
-//! sees it, and those two cases are skipped there). An idmapped mount is not a case here:
-//! containerd 2.x refuses it itself, from the shim's features (`mountExtensions.idmap`
-//! disabled), before Create reaches the shim. The same cases through the stock runc shim
+//! sees it, and those two cases are skipped there). Malformed idmapped mounts are checked
+//! through `mini` (runtime-core `spec_linux`, `spec` unit tests). The same cases through the stock runc shim
 //! (runc 1.1.5, `MINI_E2E_RUNTIME=io.containerd.runc.v2`, containerd 2.x), counted when the
 //! table also had a `slice:prefix:name` cgroupsPath case (removed since: without systemd mini
 //! now takes it as a literal cgroup, as runc's cgroupfs driver does): 34 of 51 refused, 2

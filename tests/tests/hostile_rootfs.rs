@@ -13,6 +13,7 @@ use mini_e2e::{Containerd, Namespace, Version, leftovers, runtime_under_test};
 mini_e2e::on_every_version!(
     cgroup_mount_shows_the_containers_own_limits_read_only,
     cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw,
+    an_idmapped_volume_in_a_user_namespace_shows_the_hosts_owners_to_the_containers_root,
     proc_symlink_in_the_image_is_refused,
     dev_symlink_in_the_image_touches_nothing_on_the_host,
     user_namespace_without_network_namespace_sees_no_host_sys,
@@ -209,6 +210,60 @@ fn cgroup_mount_shows_the_containers_own_limits_read_only(version: Version) {
     // Stricter than runc 1.1.5, which leaves the tmpfs holding the hierarchies writable.
     assert_ne!(line("top"), "0", "/sys/fs/cgroup itself is writable");
     assert_eq!(line("after"), "67108864");
+}
+
+/// A Kubernetes pod with `hostUsers: false`: its volumes come idmapped with the pod's
+/// mappings, so the container's root owns what the host's root owns, and writes as it. The
+/// kernel lets only the host's side idmap a host filesystem; without it the container's root
+/// sees the host's files as nobody's and cannot write them.
+fn an_idmapped_volume_in_a_user_namespace_shows_the_hosts_owners_to_the_containers_root(
+    version: Version,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let cd = Containerd::start(version);
+    let ns = cd.namespace("idmapns");
+    let rootfs = busybox_rootfs(|root| {
+        for d in ["proc", "dev", "run", "vol"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    });
+    let vol = mini_e2e::tmp_dir("mini-idmap-vol-");
+    fs::write(vol.path().join("f"), "host\n").unwrap();
+    let id = ns.new_id("idmap");
+    let script = "echo owner=$(stat -c %u:%g /vol/f); touch /vol/new; echo wrote=$?";
+    let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+    let spec = spec_for(&ns, &id, rootfs.path(), script, |spec| {
+        spec["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "type": "user" }));
+        spec["linux"]["uidMappings"] = map.clone();
+        spec["linux"]["gidMappings"] = map.clone();
+        spec["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/vol",
+                "type": "bind",
+                "source": vol.path(),
+                "options": ["rbind", "rw"],
+                "uidMappings": map.clone(),
+                "gidMappings": map,
+            }));
+    });
+    let out = ns.run_config(spec.path(), &id);
+    out.expect_success();
+    ns.assert_nothing_left(&id);
+    let got: HashMap<String, String> = out.key_values();
+    assert_eq!(got.get("owner").map(String::as_str), Some("0:0"), "{out}");
+    assert_eq!(got.get("wrote").map(String::as_str), Some("0"), "{out}");
+    let meta = fs::metadata(vol.path().join("new")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "written as the host's root"
+    );
 }
 
 fn cgroup_mount_in_a_user_namespace_is_read_only_even_when_rw(version: Version) {

@@ -83,6 +83,14 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
             "mini needs a new mount namespace (type \"mount\" without a path)",
         ));
     }
+    // Before the cgroup: a mount the kernel refuses to idmap leaves nothing behind.
+    let userns = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User);
+    crate::rootfs::prepare_idmapped_binds(spec.mounts().as_deref().unwrap_or_default(), userns)?;
     let cgroup = match &config.cgroup {
         Some(cgroup) => cgroup.clone(),
         None => CgroupManager::for_container(&config.id, linux.cgroups_path().as_deref(), false)?,

@@ -33,6 +33,7 @@ pub(super) fn run(
     let channel_fd = channel.stream().as_raw_fd();
     let keep: Vec<RawFd> = std::iter::once(channel_fd)
         .chain(super::detached::start_listener())
+        .chain(crate::rootfs::prepared_fds())
         .collect();
     let result = close_inherited_fds_except(&keep)
         .and_then(|()| start_listener_close_on_exec())

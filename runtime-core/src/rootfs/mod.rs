@@ -21,6 +21,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::cgroups::CgroupManager;
 use crate::{Error, Result};
 use mounts::sys_mount;
+pub(crate) use mounts::{prepare_idmapped_binds, prepared_fds};
 use resolve::Root;
 
 /// One mount of the container's rootfs as containerd passes it (overlay, bind…).

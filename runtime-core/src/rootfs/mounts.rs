@@ -200,7 +200,30 @@ struct SpecMount<'a> {
     gid_mappings: &'a [LinuxIdMapping],
 }
 
-impl SpecMount<'_> {
+impl<'a> SpecMount<'a> {
+    /// `spec.mounts[index]`, its destination not resolved yet.
+    fn new(index: usize, m: &'a Mount) -> SpecMount<'a> {
+        SpecMount {
+            index,
+            dest: m.destination(),
+            at: PathBuf::new(),
+            typ: m.typ().as_deref().unwrap_or_default(),
+            source: m.source().as_deref(),
+            opts: options::parse(m.options().as_deref().unwrap_or_default()),
+            uid_mappings: m.uid_mappings().as_deref().unwrap_or_default(),
+            gid_mappings: m.gid_mappings().as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// A bind mount with its own id mappings.
+    fn is_idmapped_bind(&self) -> bool {
+        self.is_bind() && !(self.uid_mappings.is_empty() && self.gid_mappings.is_empty())
+    }
+
+    fn recursive(&self) -> bool {
+        self.opts.recursive || self.typ == "rbind"
+    }
+
     fn describe(&self) -> String {
         let src = self
             .source
@@ -243,16 +266,7 @@ pub(crate) fn mount_spec_mount(
             format!("{} is not an absolute path", dest.display()),
         ));
     }
-    let mut sm = SpecMount {
-        index,
-        dest,
-        at: PathBuf::new(),
-        typ: m.typ().as_deref().unwrap_or_default(),
-        source: m.source().as_deref(),
-        opts: options::parse(m.options().as_deref().unwrap_or_default()),
-        uid_mappings: m.uid_mappings().as_deref().unwrap_or_default(),
-        gid_mappings: m.gid_mappings().as_deref().unwrap_or_default(),
-    };
+    let mut sm = SpecMount::new(index, m);
     sm.at = check_destination(root, &sm)?;
     mount_by_type(root, &sm, ctx)?;
     if sm.opts.attr_set != 0 || sm.opts.attr_clear != 0 {
@@ -280,7 +294,7 @@ fn mount_by_type(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> 
     let index = sm.index;
     let dest = sm.dest;
     if sm.is_bind() {
-        mount_bind(root, sm, ctx)
+        mount_bind(root, sm)
     } else {
         match sm.typ {
             "cgroup" | "cgroup2" => mount_cgroup(root, sm, ctx),
@@ -377,7 +391,7 @@ fn mount_fs(
     Ok(())
 }
 
-fn mount_bind(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
+fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
     let source = sm.source.ok_or_else(|| {
         Error::invalid(
             "mounts.source",
@@ -396,7 +410,7 @@ fn mount_bind(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
         root.create_file_exact(&sm.at)?
     };
     let target = fd_path(&fd);
-    let recursive = sm.opts.recursive || sm.typ == "rbind";
+    let recursive = sm.recursive();
     if sm.uid_mappings.is_empty() && sm.gid_mappings.is_empty() {
         let rec = if recursive {
             MsFlags::MS_REC
@@ -412,7 +426,24 @@ fn mount_bind(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
             || sm.describe(),
         )?;
     } else {
-        idmapped_bind(sm, ctx, source, &fd, recursive)?;
+        match take_prepared(sm.index) {
+            Some(Prepared::Tree(tree)) => mount_api::attach(&tree, &fd, &|| sm.describe())?,
+            // Recursive: an `rbind` tree's submounts are locked to it.
+            Some(Prepared::Staged(at)) => sys_mount(
+                Some(&at),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                || sm.describe(),
+            )?,
+            None => {
+                return Err(Error::Setup(format!(
+                    "{}: the idmapped tree was not made before the container's namespaces",
+                    sm.describe()
+                )));
+            }
+        }
     }
     drop(fd);
     let (_fd, target) = reopen(root, sm)?;
@@ -423,28 +454,160 @@ fn mount_bind(root: &Root, sm: &SpecMount, ctx: &MountContext) -> Result<()> {
     apply_propagation(&target, &sm.opts, &|| sm.describe())
 }
 
-/// An idmapped bind of `source` at `target`: a detached copy of the source's mount (with
-/// its submounts for `rbind`), given the mount's id mappings through a user namespace made
-/// for them (on every copied mount for `rbind` or `ridmap`), then attached.
-fn idmapped_bind(
-    sm: &SpecMount,
-    ctx: &MountContext,
-    source: &Path,
-    target: &OwnedFd,
-    recursive: bool,
-) -> Result<()> {
-    let field = format!("mounts[{}].uidMappings", sm.index);
-    if ctx.userns {
-        // The idmapped mount would have to be made from the host's side: from inside the
-        // container's user namespace the kernel refuses to idmap a filesystem of the host.
-        return Err(Error::invalid(
-            field,
-            "idmapped mounts in a container with a user namespace are not supported by mini yet",
-        ));
+/// The idmapped binds of `spec.mounts`, made by the setup helper before the init is born,
+/// by index. They are made on the host's side: only a process privileged over a
+/// filesystem's user namespace (the host's) may idmap its mounts, which an init in a user
+/// namespace of its own is not.
+static PREPARED: std::sync::Mutex<Vec<(usize, Prepared)>> = std::sync::Mutex::new(Vec::new());
+
+enum Prepared {
+    /// A detached tree the init inherits ([`prepared_fds`]) and attaches.
+    Tree(OwnedFd),
+    /// For a container with a user namespace: the tree attached at this path in the
+    /// helper's own mount namespace, which the init's is copied from (see [`stage`]).
+    Staged(PathBuf),
+}
+
+/// Where the helper attaches the trees in its own mount namespace: a tmpfs over this empty
+/// directory of mini's (made once, kept: nothing is ever mounted on it in the host's mount
+/// namespace), gone from the container's view with the old root. Not below /proc or /sys:
+/// a locked mount covering part of the host's procfs or sysfs keeps the kernel from giving
+/// the container a procfs or sysfs of its own.
+const STAGING: &str = "/run/mini-idmap";
+
+/// Makes the idmapped bind of every `spec.mounts` entry that asks for one: a detached copy
+/// of the source's mount (with its submounts for `rbind`), given the mount's id mappings
+/// through a user namespace made for them (on every copied mount for `rbind` or `ridmap`).
+/// A mount whose source is missing is left to the init, whose error names it as for any
+/// bind mount. With `userns` the trees are staged ([`stage`]).
+pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Result<()> {
+    let mut trees = Vec::new();
+    for (index, m) in spec_mounts.iter().enumerate() {
+        let sm = SpecMount::new(index, m);
+        let Some(source) = sm.source.filter(|s| s.exists()) else {
+            continue;
+        };
+        if sm.is_idmapped_bind() {
+            let tree = idmapped_tree(&sm, source)?;
+            trees.push((index, sm.opts.flags(), tree));
+        }
     }
+    let prepared = if userns && !trees.is_empty() {
+        stage(trees)?
+    } else {
+        trees
+            .into_iter()
+            .map(|(index, _, tree)| (index, Prepared::Tree(tree)))
+            .collect()
+    };
+    *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = prepared;
+    Ok(())
+}
+
+/// For a container with a user namespace: the kernel locks the mounts that a user
+/// namespace's mount namespace copies from a more privileged one (no unmounting a submount
+/// to see what it covers, no dropping `ro`, `nosuid`, `nodev`, `noexec`), but a detached
+/// tree attached from inside it is not locked. So the helper moves into a mount namespace
+/// of its own (a slave of the host's: nothing done in it reaches the host), gives each tree
+/// the mount's `ro`/`nosuid`/`nodev`/`noexec` and attaches it below [`STAGING`]; the init's
+/// mount namespace is then copied from this one, the trees locked in it, and the init binds
+/// them from there.
+fn stage(trees: Vec<(usize, MsFlags, OwnedFd)>) -> Result<Vec<(usize, Prepared)>> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Error::sys("unshare", "mount namespace for idmapped mounts", e))?;
+    sys_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+        || "/ (rslave, the helper's mount namespace)".into(),
+    )?;
+    let staging = Path::new(STAGING);
+    match nix::unistd::mkdir(staging, nix::sys::stat::Mode::from_bits_truncate(0o711)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(Error::sys("mkdir", STAGING, e)),
+    }
+    let meta = std::fs::symlink_metadata(staging).map_err(|e| Error::io("stat", STAGING, e))?;
+    if !meta.is_dir() {
+        return Err(Error::Setup(format!(
+            "{STAGING} is not a directory: mini stages idmapped mounts there"
+        )));
+    }
+    sys_mount(
+        Some(Path::new("tmpfs")),
+        staging,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0711,size=64k"),
+        || format!("tmpfs on {STAGING} (staging of idmapped mounts)"),
+    )?;
+    let mut staged = Vec::new();
+    for (index, flags, tree) in trees {
+        let what = || format!("mounts[{index}] (idmapped, staged at {STAGING}/{index})");
+        let attrs = [
+            (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+            (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+            (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+            (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        ]
+        .iter()
+        .filter(|(flag, _)| flags.contains(*flag))
+        .fold(0, |all, (_, attr)| all | attr);
+        if attrs != 0 {
+            mount_api::set_attributes(&tree, false, attrs, 0, None, &what)?;
+        }
+        let at = staging.join(index.to_string());
+        let is_dir = nix::sys::stat::fstat(&tree)
+            .map_err(|e| Error::sys("fstat", what(), e))?
+            .st_mode
+            & libc::S_IFMT
+            == libc::S_IFDIR;
+        if is_dir {
+            nix::unistd::mkdir(&at, nix::sys::stat::Mode::from_bits_truncate(0o711))
+                .map_err(|e| Error::sys("mkdir", what(), e))?;
+        } else {
+            std::fs::File::create(&at).map_err(|e| Error::io("create", what(), e))?;
+        }
+        let target = nix::fcntl::open(
+            &at,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open", what(), e))?;
+        mount_api::attach(&tree, &target, &what)?;
+        staged.push((index, Prepared::Staged(at)));
+    }
+    Ok(staged)
+}
+
+/// The fds of the prepared idmapped trees (the init keeps them open until it attaches them).
+pub(crate) fn prepared_fds() -> Vec<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let trees = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    trees
+        .iter()
+        .filter_map(|(_, p)| match p {
+            Prepared::Tree(fd) => Some(fd.as_raw_fd()),
+            Prepared::Staged(_) => None,
+        })
+        .collect()
+}
+
+fn take_prepared(index: usize) -> Option<Prepared> {
+    let mut trees = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
+    let at = trees.iter().position(|(i, _)| *i == index)?;
+    Some(trees.swap_remove(at).1)
+}
+
+fn idmapped_tree(sm: &SpecMount, source: &Path) -> Result<OwnedFd> {
+    let field = format!("mounts[{}].uidMappings", sm.index);
     let proc = crate::procfs::ProcFs::open()?;
     let userns = mount_api::userns_with_mappings(&proc, sm.uid_mappings, sm.gid_mappings)
         .map_err(|e| Error::invalid(field.clone(), e.to_string()))?;
+    let recursive = sm.recursive();
     let tree = mount_api::clone_tree(source, recursive)?;
     let all = recursive || sm.opts.idmap == Some(options::IdmapScope::Recursive);
     mount_api::set_attributes(
@@ -462,7 +625,7 @@ fn idmapped_bind(
         },
     )
     .map_err(|e| Error::invalid(field, e.to_string()))?;
-    mount_api::attach(&tree, target, &|| sm.describe())
+    Ok(tree)
 }
 
 fn mount_sysfs(root: &Root, sm: &SpecMount) -> Result<()> {
