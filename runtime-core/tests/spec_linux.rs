@@ -466,6 +466,54 @@ fn recursive_access_time_options_reach_every_submount() {
     }
 }
 
+/// The idmapped copy of a shared host mount is made on the host's side, in the source's peer
+/// group: made a slave as a bind in the container's namespace is, so that what the
+/// container mounts below it (here a later spec mount) never shows on the host.
+#[test]
+fn an_idmapped_bind_of_a_shared_mount_sends_nothing_back_to_the_host() {
+    let vol = Volume::new();
+    let shared = vol.dir.path().join("shared");
+    fs::create_dir_all(shared.join("below")).unwrap();
+    let bind = |flags| nix::mount::mount(Some(&shared), &shared, None::<&str>, flags, None::<&str>);
+    bind(nix::mount::MsFlags::MS_BIND).unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0.join("below"), nix::mount::MntFlags::MNT_DETACH);
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unmount = Unmount(shared.clone());
+    nix::mount::mount(
+        None::<&str>,
+        &shared,
+        None::<&str>,
+        nix::mount::MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .unwrap();
+    let map = json!([{"containerID": 0, "hostID": 1234, "size": 1}]);
+    let b = Bundle::new("idmap-shared", "echo ran", |s| {
+        add_mount(
+            s,
+            shared.to_str().unwrap(),
+            &["bind"],
+            json!({"uidMappings": map.clone(), "gidMappings": map}),
+        );
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/below", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"],
+        }));
+    });
+    assert_eq!(b.run_ok(&[]), "ran\n");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let below = shared.join("below");
+    assert!(
+        !mountinfo.contains(&format!(" {} ", below.display())),
+        "the container's tmpfs showed on the host at {}",
+        below.display()
+    );
+}
+
 /// In a container with a user namespace the kernel lets only the host's side idmap a host
 /// filesystem: the setup helper makes the mount before the init is born, the init attaches
 /// it. The files show through both mappings (the mount's, then the container's): owned by
@@ -490,7 +538,9 @@ fn an_idmapped_bind_in_a_container_with_a_user_namespace_maps_through_both() {
                   touch /mnt/new && stat -c '%u %g' /mnt/new; \
                   umount /mnt/sub 2>/dev/null; echo umount=$?; \
                   mount -o remount,bind,rw /ro 2>/dev/null; echo remount=$?; \
-                  touch /ro/new 2>/dev/null; echo write=$?";
+                  touch /ro/new 2>/dev/null; echo write=$?; \
+                  mount -o remount,bind,rw /rro/sub 2>/dev/null; echo remount-sub=$?; \
+                  touch /rro/sub/new 2>/dev/null; echo write-sub=$?";
     let b = Bundle::new("idmap-userns", script, |s| {
         s["linux"]["namespaces"]
             .as_array_mut()
@@ -509,11 +559,18 @@ fn an_idmapped_bind_in_a_container_with_a_user_namespace_maps_through_both() {
             &["rbind"],
             json!({"uidMappings": map.clone(), "gidMappings": map.clone()}),
         );
+        // `noatime`: the kernel locks the access-time mode too; it must be the mount's own.
         add_mount(
             s,
             vol.path(),
-            &["bind", "ro"],
-            json!({"destination": "/ro", "uidMappings": map.clone(), "gidMappings": map}),
+            &["bind", "ro", "noatime"],
+            json!({"destination": "/ro", "uidMappings": map.clone(), "gidMappings": map.clone()}),
+        );
+        add_mount(
+            s,
+            vol.path(),
+            &["rbind", "rro"],
+            json!({"destination": "/rro", "uidMappings": map.clone(), "gidMappings": map}),
         );
         for set in ["bounding", "effective", "permitted"] {
             s["process"]["capabilities"][set]
@@ -527,12 +584,13 @@ fn an_idmapped_bind_in_a_container_with_a_user_namespace_maps_through_both() {
         }));
     });
     // The host's root owns the rootfs: the container's root may not make mount points in it.
-    for dir in ["mnt", "plain", "ro"] {
+    for dir in ["mnt", "plain", "ro", "rro"] {
         fs::create_dir_all(b.dir.path().join("rootfs").join(dir)).unwrap();
     }
     assert_eq!(
         b.run_ok(&[]),
-        "0 0\n1000 2000\n65534 65534\n0 0\numount=1\nremount=1\nwrite=1\n",
+        "0 0\n1000 2000\n65534 65534\n0 0\numount=1\nremount=1\nwrite=1\nremount-sub=1\n\
+         write-sub=1\n",
         "through the idmapped mount: /mnt/file, /mnt/owned; the plain bind: /plain/file; \
          then the container's new file, and the locks"
     );

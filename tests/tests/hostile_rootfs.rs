@@ -228,8 +228,17 @@ fn an_idmapped_volume_in_a_user_namespace_shows_the_hosts_owners_to_the_containe
         }
         fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     });
-    let vol = mini_e2e::tmp_dir("mini-idmap-vol-");
-    fs::write(vol.path().join("f"), "host\n").unwrap();
+    // As kubelet's volume directories: below a parent only the host's root may enter (the
+    // container's root is not the host's).
+    let parent = mini_e2e::tmp_dir("mini-idmap-vol-");
+    fs::set_permissions(
+        parent.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let vol = parent.path().join("volume");
+    fs::create_dir(&vol).unwrap();
+    fs::write(vol.join("f"), "host\n").unwrap();
     let id = ns.new_id("idmap");
     let script = "echo owner=$(stat -c %u:%g /vol/f); touch /vol/new; echo wrote=$?";
     let map = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
@@ -246,7 +255,7 @@ fn an_idmapped_volume_in_a_user_namespace_shows_the_hosts_owners_to_the_containe
             .push(serde_json::json!({
                 "destination": "/vol",
                 "type": "bind",
-                "source": vol.path(),
+                "source": vol,
                 "options": ["rbind", "rw"],
                 "uidMappings": map.clone(),
                 "gidMappings": map,
@@ -258,7 +267,7 @@ fn an_idmapped_volume_in_a_user_namespace_shows_the_hosts_owners_to_the_containe
     let got: HashMap<String, String> = out.key_values();
     assert_eq!(got.get("owner").map(String::as_str), Some("0:0"), "{out}");
     assert_eq!(got.get("wrote").map(String::as_str), Some("0"), "{out}");
-    let meta = fs::metadata(vol.path().join("new")).unwrap();
+    let meta = fs::metadata(vol.join("new")).unwrap();
     assert_eq!(
         (meta.uid(), meta.gid()),
         (0, 0),

@@ -27,6 +27,15 @@ pub(super) fn set_attributes(
         propagation: 0,
         userns_fd: userns.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
+    setattr(fd, recursive, &attr, what)
+}
+
+fn setattr(
+    fd: &impl AsRawFd,
+    recursive: bool,
+    attr: &libc::mount_attr,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
     let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
     // SAFETY: mount_setattr on an fd with AT_EMPTY_PATH and an empty path; `attr` lives
     // across the call and its size is passed.
@@ -36,7 +45,7 @@ pub(super) fn set_attributes(
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const libc::mount_attr,
+            attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };
@@ -44,6 +53,22 @@ pub(super) fn set_attributes(
         return Err(Error::sys("mount_setattr", what(), Errno::last()));
     }
     Ok(())
+}
+
+/// Sets the propagation type (`MS_SLAVE`, …) of the mount tree `fd` refers to, every mount
+/// of it.
+pub(super) fn set_propagation(
+    fd: &impl AsRawFd,
+    propagation: u64,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
+    let attr = libc::mount_attr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation,
+        userns_fd: 0,
+    };
+    setattr(fd, true, &attr, what)
 }
 
 /// A detached copy of the mount tree at `source` (`open_tree(OPEN_TREE_CLONE)`; with
@@ -105,7 +130,7 @@ pub(super) fn userns_with_mappings(
 ) -> Result<OwnedFd> {
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "idmap", e))?;
     let (hold_r, hold_w) = nix::unistd::pipe().map_err(|e| Error::sys("pipe", "idmap", e))?;
-    // SAFETY: the caller (the container init) is single-threaded; the child makes only
+    // SAFETY: the caller (the setup helper) is single-threaded; the child makes only
     // syscalls and leaves with _exit.
     let child = match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys("fork", "idmap", e))? {
         nix::unistd::ForkResult::Child => {

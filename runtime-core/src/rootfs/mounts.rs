@@ -398,20 +398,50 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
             format!("bind mount on {} has no source", sm.dest.display()),
         )
     })?;
-    // Check the source first so the error names it rather than the destination we would
-    // otherwise create for nothing.
-    let meta = std::fs::metadata(source).map_err(|e| {
-        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        Error::sys("mount", sm.describe(), errno)
-    })?;
-    let fd = if meta.is_dir() {
+    // An idmapped bind was made from the source on the host's side: the init, maybe in a user
+    // namespace already, need not reach the source (kubelet's volume directories are 0750).
+    let prepared = if sm.is_idmapped_bind() {
+        Some(take_prepared(sm.index).ok_or_else(|| {
+            Error::Setup(format!(
+                "{}: the idmapped tree was not made before the container's namespaces",
+                sm.describe()
+            ))
+        })?)
+    } else {
+        None
+    };
+    let is_dir = match &prepared {
+        Some(p) => p.is_dir,
+        // Check the source first so the error names it rather than the destination we would
+        // otherwise create for nothing.
+        None => std::fs::metadata(source)
+            .map_err(|e| {
+                let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+                Error::sys("mount", sm.describe(), errno)
+            })?
+            .is_dir(),
+    };
+    let fd = if is_dir {
         root.mkdir_exact(&sm.at)?
     } else {
         root.create_file_exact(&sm.at)?
     };
     let target = fd_path(&fd);
     let recursive = sm.recursive();
-    if sm.uid_mappings.is_empty() && sm.gid_mappings.is_empty() {
+    if let Some(prepared) = prepared {
+        match prepared.tree {
+            Tree::Detached(tree) => mount_api::attach(&tree, &fd, &|| sm.describe())?,
+            // Recursive: an `rbind` tree's submounts are locked to it.
+            Tree::Staged(at) => sys_mount(
+                Some(&at),
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+                || sm.describe(),
+            )?,
+        }
+    } else {
         let rec = if recursive {
             MsFlags::MS_REC
         } else {
@@ -425,25 +455,6 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
             None,
             || sm.describe(),
         )?;
-    } else {
-        match take_prepared(sm.index) {
-            Some(Prepared::Tree(tree)) => mount_api::attach(&tree, &fd, &|| sm.describe())?,
-            // Recursive: an `rbind` tree's submounts are locked to it.
-            Some(Prepared::Staged(at)) => sys_mount(
-                Some(&at),
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None,
-                || sm.describe(),
-            )?,
-            None => {
-                return Err(Error::Setup(format!(
-                    "{}: the idmapped tree was not made before the container's namespaces",
-                    sm.describe()
-                )));
-            }
-        }
     }
     drop(fd);
     let (_fd, target) = reopen(root, sm)?;
@@ -460,9 +471,15 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
 /// namespace of its own is not.
 static PREPARED: std::sync::Mutex<Vec<(usize, Prepared)>> = std::sync::Mutex::new(Vec::new());
 
-enum Prepared {
+struct Prepared {
+    tree: Tree,
+    /// Whether the source is a directory (else a file): the mount point to make.
+    is_dir: bool,
+}
+
+enum Tree {
     /// A detached tree the init inherits ([`prepared_fds`]) and attaches.
-    Tree(OwnedFd),
+    Detached(OwnedFd),
     /// For a container with a user namespace: the tree attached at this path in the
     /// helper's own mount namespace, which the init's is copied from (see [`stage`]).
     Staged(PathBuf),
@@ -470,9 +487,12 @@ enum Prepared {
 
 /// Where the helper attaches the trees in its own mount namespace: a tmpfs over this empty
 /// directory of mini's (made once, kept: nothing is ever mounted on it in the host's mount
-/// namespace), gone from the container's view with the old root. Not below /proc or /sys:
-/// a locked mount covering part of the host's procfs or sysfs keeps the kernel from giving
-/// the container a procfs or sysfs of its own.
+/// namespace). Gone from the container's view with the old root, unless the spec itself
+/// binds the host's `/run` (or `/`) recursively: that copy carries the staged trees, with
+/// every mount option of theirs (see [`stage`]), but not the masked and read-only paths the
+/// init lays over the destinations. Not below /proc or /sys: a locked mount covering part
+/// of the host's procfs or sysfs keeps the kernel from giving the container a procfs or
+/// sysfs of its own.
 const STAGING: &str = "/run/mini-idmap";
 
 /// Makes the idmapped bind of every `spec.mounts` entry that asks for one: a detached copy
@@ -489,7 +509,8 @@ pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Res
         };
         if sm.is_idmapped_bind() {
             let tree = idmapped_tree(&sm, source)?;
-            trees.push((index, sm.opts.flags(), tree));
+            let is_dir = source.is_dir();
+            trees.push((sm, tree, is_dir));
         }
     }
     let prepared = if userns && !trees.is_empty() {
@@ -497,7 +518,10 @@ pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Res
     } else {
         trees
             .into_iter()
-            .map(|(index, _, tree)| (index, Prepared::Tree(tree)))
+            .map(|(sm, tree, is_dir)| {
+                let tree = Tree::Detached(tree);
+                (sm.index, Prepared { tree, is_dir })
+            })
             .collect()
     };
     *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = prepared;
@@ -512,7 +536,7 @@ pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Res
 /// the mount's `ro`/`nosuid`/`nodev`/`noexec` and attaches it below [`STAGING`]; the init's
 /// mount namespace is then copied from this one, the trees locked in it, and the init binds
 /// them from there.
-fn stage(trees: Vec<(usize, MsFlags, OwnedFd)>) -> Result<Vec<(usize, Prepared)>> {
+fn stage(trees: Vec<(SpecMount, OwnedFd, bool)>) -> Result<Vec<(usize, Prepared)>> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| Error::sys("unshare", "mount namespace for idmapped mounts", e))?;
     sys_mount(
@@ -543,26 +567,26 @@ fn stage(trees: Vec<(usize, MsFlags, OwnedFd)>) -> Result<Vec<(usize, Prepared)>
         || format!("tmpfs on {STAGING} (staging of idmapped mounts)"),
     )?;
     let mut staged = Vec::new();
-    for (index, flags, tree) in trees {
-        let what = || format!("mounts[{index}] (idmapped, staged at {STAGING}/{index})");
-        let attrs = [
-            (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
-            (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
-            (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
-            (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
-        ]
-        .iter()
-        .filter(|(flag, _)| flags.contains(*flag))
-        .fold(0, |all, (_, attr)| all | attr);
-        if attrs != 0 {
-            mount_api::set_attributes(&tree, false, attrs, 0, None, &what)?;
+    for (sm, tree, is_dir) in trees {
+        let index = sm.index;
+        let what = || format!("{} (idmapped, staged at {STAGING}/{index})", sm.describe());
+        // The mount's own options, then its recursive ones, as the init would apply them
+        // after the attach: here they are in place before the copy that locks them.
+        let (set, clear) = mount_attrs(sm.opts.remount_flags());
+        if set != 0 || clear != 0 {
+            mount_api::set_attributes(&tree, false, set, clear, None, &what)?;
+        }
+        if sm.opts.attr_set != 0 || sm.opts.attr_clear != 0 {
+            mount_api::set_attributes(
+                &tree,
+                true,
+                sm.opts.attr_set,
+                sm.opts.attr_clear,
+                None,
+                &what,
+            )?;
         }
         let at = staging.join(index.to_string());
-        let is_dir = nix::sys::stat::fstat(&tree)
-            .map_err(|e| Error::sys("fstat", what(), e))?
-            .st_mode
-            & libc::S_IFMT
-            == libc::S_IFDIR;
         if is_dir {
             nix::unistd::mkdir(&at, nix::sys::stat::Mode::from_bits_truncate(0o711))
                 .map_err(|e| Error::sys("mkdir", what(), e))?;
@@ -578,9 +602,39 @@ fn stage(trees: Vec<(usize, MsFlags, OwnedFd)>) -> Result<Vec<(usize, Prepared)>
         )
         .map_err(|e| Error::sys("open", what(), e))?;
         mount_api::attach(&tree, &target, &what)?;
-        staged.push((index, Prepared::Staged(at)));
+        let tree = Tree::Staged(at);
+        staged.push((index, Prepared { tree, is_dir }));
     }
     Ok(staged)
+}
+
+/// The `mount_setattr` attributes (set, clear) of a bind remount's `flags`.
+fn mount_attrs(flags: MsFlags) -> (u64, u64) {
+    let mut set = [
+        (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
+        (options::MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+    .iter()
+    .filter(|(flag, _)| flags.contains(*flag))
+    .fold(0, |all, (_, attr)| all | attr);
+    // The access-time mode is one field: setting one clears the others.
+    let atime = [
+        (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
+        (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
+        (MsFlags::MS_RELATIME, libc::MOUNT_ATTR_RELATIME),
+    ]
+    .iter()
+    .find(|(flag, _)| flags.contains(*flag));
+    let mut clear = 0;
+    if let Some((_, mode)) = atime {
+        set |= mode;
+        clear |= libc::MOUNT_ATTR__ATIME;
+    }
+    (set, clear)
 }
 
 /// The fds of the prepared idmapped trees (the init keeps them open until it attaches them).
@@ -589,9 +643,9 @@ pub(crate) fn prepared_fds() -> Vec<std::os::fd::RawFd> {
     let trees = PREPARED.lock().unwrap_or_else(|e| e.into_inner());
     trees
         .iter()
-        .filter_map(|(_, p)| match p {
-            Prepared::Tree(fd) => Some(fd.as_raw_fd()),
-            Prepared::Staged(_) => None,
+        .filter_map(|(_, p)| match &p.tree {
+            Tree::Detached(fd) => Some(fd.as_raw_fd()),
+            Tree::Staged(_) => None,
         })
         .collect()
 }
@@ -608,7 +662,12 @@ fn idmapped_tree(sm: &SpecMount, source: &Path) -> Result<OwnedFd> {
     let userns = mount_api::userns_with_mappings(&proc, sm.uid_mappings, sm.gid_mappings)
         .map_err(|e| Error::invalid(field.clone(), e.to_string()))?;
     let recursive = sm.recursive();
-    let tree = mount_api::clone_tree(source, recursive)?;
+    let tree = mount_api::clone_tree(source, recursive)
+        .map_err(|e| Error::invalid(field.clone(), format!("{}: {e}", sm.describe())))?;
+    // A copy of a shared mount is in the source's peer group: what the container mounts
+    // below it would show on the host. A slave, as a bind made in the init's namespace is
+    // (the mount's own propagation option is applied once it is attached).
+    mount_api::set_propagation(&tree, libc::MS_SLAVE, &|| sm.describe())?;
     let all = recursive || sm.opts.idmap == Some(options::IdmapScope::Recursive);
     mount_api::set_attributes(
         &tree,
