@@ -25,6 +25,9 @@ pub const INIT_START: &str = "init.start";
 /// systemd driver the scope and, once the init is in it, the scope's identity
 /// ([`CgroupManager::save`]).
 pub const CGROUP_RECORD: &str = "cgroup.json";
+/// The bundle file the daemon writes when it runs the container's poststop hooks (Delete):
+/// a `delete` after the daemon was killed runs them itself, unless it is there.
+pub const POSTSTOP_RAN: &str = "poststop.ran";
 
 pub fn delete(args: &Args) -> Result<(), String> {
     // containerd ends this process after 5 s: a slow systemd must not take all of them.
@@ -35,6 +38,9 @@ pub fn delete(args: &Args) -> Result<(), String> {
     let pid = read_number(&bundle.join(INIT_PID)).unwrap_or(0);
     let start = read_number(&bundle.join(INIT_START));
     clean(&bundle, &args.id, pid, start);
+    if pid > 0 {
+        poststop(&bundle, &args.id);
+    }
     let response = DeleteResponse {
         pid: pid.max(0) as u32,
         exit_status: 128 + Signal::SIGKILL as u32,
@@ -104,6 +110,58 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
         crate::bootstrap::remove_dead_socket(&socket);
     }
 }
+
+/// The spec's poststop hooks of a created container whose daemon was killed before Delete
+/// (runtime.md step 13: after the container is deleted), as `runc delete` runs them for the
+/// stock shim. At most once: the mark goes first. Each hook gets at most
+/// [`POSTSTOP_LIMIT`] (containerd ends this process after 5 s).
+fn poststop(bundle: &Path, id: &str) {
+    use runtime_core::hooks::Stage;
+    let mark = bundle.join(POSTSTOP_RAN);
+    if mark.exists() {
+        return;
+    }
+    let spec = match oci_spec::runtime::Spec::load(bundle.join("config.json")) {
+        Ok(spec) => spec,
+        Err(err) => {
+            eprintln!("poststop hooks: config.json: {err}");
+            return;
+        }
+    };
+    let Some(hooks) = spec.hooks() else {
+        return;
+    };
+    let limit = POSTSTOP_LIMIT.as_secs() as i64;
+    let due: Vec<_> = Stage::Poststop
+        .of(hooks)
+        .iter()
+        .map(|hook| {
+            let mut hook = hook.clone();
+            hook.set_timeout(Some(hook.timeout().map_or(limit, |t| t.min(limit))));
+            hook
+        })
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    if let Err(err) = std::fs::write(&mark, "") {
+        eprintln!("poststop hooks: {}: {err}", mark.display());
+        return;
+    }
+    let state = runtime_core::hooks::state(
+        &spec,
+        id,
+        bundle,
+        oci_spec::runtime::ContainerState::Stopped,
+        0,
+    );
+    if let Err(err) = runtime_core::hooks::run(Stage::Poststop, &due, &state) {
+        eprintln!("{err}");
+    }
+}
+
+/// How long each poststop hook may run in `delete`.
+const POSTSTOP_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long `delete` waits for the processes in the container's cgroup to go, after the
 /// SIGKILL (which on cgroup v1 waits up to 2 s itself): within containerd's 5 s timeout.

@@ -190,6 +190,7 @@ impl Container {
                     ContainerState::Stopped,
                     0,
                 );
+                mark_poststop(&spec, &params.bundle);
                 run_late_hooks(&launcher, &spec, Stage::Poststop, state).await;
                 return Err(err);
             }
@@ -325,10 +326,22 @@ impl Container {
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
         // After the container is gone, before Delete answers (runtime.md step 13).
+        mark_poststop(&self.spec, &self.bundle);
         self.run_late_hooks(Stage::Poststop, ContainerState::Stopped, 0)
             .await;
         *deleted = true;
         Ok(exit)
+    }
+}
+
+/// Before the daemon runs the poststop hooks: the mark that keeps the `delete` command,
+/// which containerd runs after the daemon is gone, from running them again.
+fn mark_poststop(spec: &oci_spec::runtime::Spec, bundle: &Path) {
+    if runtime_core::hooks::any(spec, &[Stage::Poststop]) {
+        let mark = bundle.join(crate::cleanup::POSTSTOP_RAN);
+        if let Err(err) = std::fs::write(&mark, "") {
+            log::warn!("{}: {err}", mark.display());
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 mini_e2e::on_every_version!(
     hooks_run_at_their_points_through_the_shim,
     a_failing_create_runtime_hook_fails_the_run_naming_it_and_leaves_nothing,
+    poststop_runs_once_when_the_shim_was_killed,
 );
 
 const KINDS: [&str; 6] = [
@@ -137,6 +138,11 @@ fn hooks_run_at_their_points_through_the_shim(version: Version) {
         };
         assert_eq!((line[1].as_str(), line[2].as_str()), want, "{}", line[0]);
     }
+    // containerd also runs the shim's `delete` after the shim went: poststop ran already.
+    ns.assert_nothing_left(&id);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let poststops = dirs.log().iter().filter(|l| l[0] == "poststop").count();
+    assert_eq!(poststops, 1, "{:?}", dirs.log());
     for kind in KINDS {
         let text = fs::read(dirs.out.path().join(format!("{kind}.json"))).unwrap();
         let state: Value = serde_json::from_slice(&text)
@@ -185,4 +191,56 @@ fn a_failing_create_runtime_hook_fails_the_run_naming_it_and_leaves_nothing(vers
     assert_eq!(kinds, ["poststop"]);
     ns.assert_nothing_left(&id);
     let _ = ns.ctr(&["container", "delete", &id]);
+}
+
+/// A shim killed while its container runs: containerd runs the shim's `delete`, which ends
+/// the container and then runs its poststop hooks (as `runc delete` does for the stock
+/// shim), once, with the stopped state.
+fn poststop_runs_once_when_the_shim_was_killed(version: Version) {
+    let cd = mini_e2e::Containerd::start(version);
+    let ns = cd.namespace(&format!("hookkill-{}", version.tag()));
+    let dirs = Dirs::new();
+    let mut spec = spec(&ns, &dirs, "sleep 300");
+    spec["hooks"]["poststop"] = recording_hook(&dirs, "poststop");
+    let id = ns.new_id("hookkill");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    fs::write(&path, spec.to_string()).unwrap();
+    let runtime = mini_e2e::runtime_under_test();
+    ns.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        &runtime,
+        "--config",
+        path.to_str().unwrap(),
+        &id,
+    ])
+    .expect_success();
+    let shim: i32 = fs::read_to_string(ns.bundle_dir(&id).join("shim.pid"))
+        .expect("shim.pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dirs.log().is_empty(), "{:?}", dirs.log());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        mini_e2e::wait_until(std::time::Duration::from_secs(20), || !dirs
+            .log()
+            .is_empty()),
+        "no poststop hook ran after the shim was killed"
+    );
+    let text = fs::read(dirs.out.path().join("poststop.json")).unwrap();
+    let state: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["status"], "stopped");
+    let _ = ns.ctr(&["task", "delete", "-f", &id]);
+    let _ = ns.ctr(&["container", "delete", &id]);
+    ns.assert_nothing_left(&id);
+    let kinds: Vec<String> = dirs.log().into_iter().map(|l| l[0].clone()).collect();
+    assert_eq!(kinds, ["poststop"]);
 }
