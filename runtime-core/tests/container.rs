@@ -629,6 +629,7 @@ fn run_exec(
         cgroup,
         no_new_keyring: false,
         pass_fds: 0,
+        bundle: None,
     };
     let (read, write) = nix::unistd::pipe().unwrap();
     // SAFETY: pidfd_open takes plain integers and returns a new fd or -1.

@@ -231,12 +231,46 @@ fn agent_answers_the_containers_mkdir(no_new_privs: bool) {
         "the container holds the listener: {fds}"
     );
 
-    // An exec would get a listener no agent has: refused, naming the action.
-    let out = b.mini(&["exec", &b.id, "true"]);
+    // An exec gets a listener of its own, which the agent gets (with the exec's pid and the
+    // running container's state) before the exec's program runs.
+    fs::remove_file(&socket).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let agent = self::agent(&socket, 1, tx);
+    let script = "mkdir /exec-made 2>/dev/null; echo status=$? >&2";
+    let out = b.mini(&["exec", &b.id, "sh", "-c", script]);
+    assert!(out.status.success(), "mini exec: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "status=1\n",
+        "mkdir's exit status: {out:?}"
+    );
+    let got = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the agent got the exec's state");
+    agent.join().expect("the agent answered the exec's mkdir");
+    assert_eq!(got["fds"], serde_json::json!(["seccompFd"]), "{got}");
+    assert_ne!(got["pid"], pid, "the exec's own pid: {got}");
+    assert_eq!(got["state"]["status"], "running", "{got}");
+    assert_eq!(got["state"]["pid"], pid, "{got}");
+    assert_eq!(got["state"]["bundle"], b.path().to_str().unwrap(), "{got}");
+    assert!(!b.rootfs().join("exec-made").exists());
+    // Without the agent the exec fails naming the listener path, and its process is gone.
+    fs::remove_file(&socket).unwrap();
+    let out = b.mini(&["exec", &b.id, "sh", "-c", "echo RAN >&2"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("SCMP_ACT_NOTIFY"),
-        "exec: {out:?}"
+        !out.status.success() && stderr.contains("listenerPath") && !stderr.contains("RAN"),
+        "exec without its agent: {out:?}"
+    );
+    let cgroup = CgroupManager::new(&b.id, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cgroup.pids().unwrap().len() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        cgroup.pids().unwrap(),
+        [pid as i32],
+        "only the init is left"
     );
 
     let out = b.mini(&["delete", "--force", &b.id]);

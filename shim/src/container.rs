@@ -469,6 +469,7 @@ impl Container {
             init,
             io_owner: self.io_owner,
             no_new_keyring: self.no_new_keyring,
+            bundle: self.bundle.clone(),
         };
         let pid = exec.start(ctx, on_started).await?;
         // The init may have exited while the exec was built, after its watcher ended the

@@ -550,6 +550,16 @@ impl Namespace<'_> {
         self.ctr(&["run", "--rm", "--runtime", &runtime, "--config", &spec, id])
     }
 
+    /// `ctr run -d --config <spec>` of container `id` with the runtime under test, which
+    /// must succeed.
+    #[track_caller]
+    pub fn run_config_detached(&self, spec: &Path, id: &str) {
+        let runtime = crate::runtime_under_test();
+        let spec = spec.to_string_lossy();
+        self.ctr(&["run", "-d", "--runtime", &runtime, "--config", &spec, id])
+            .expect_success();
+    }
+
     /// `ctr run -d` of `cmd` with `runtime`, then waits until the task is RUNNING.
     #[track_caller]
     pub fn run_detached(&self, runtime: &str, opts: &[&str], id: &str, cmd: &[&str]) {

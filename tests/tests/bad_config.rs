@@ -40,6 +40,7 @@ mini_e2e::on_every_version!(
     runc_spec_bundle_runs_unchanged,
     config_linux_fields_reach_the_container,
     a_seccomp_agent_gets_the_listener_at_create_and_answers_mkdir,
+    a_seccomp_agent_gets_an_execs_listener_and_answers_its_mkdir,
 );
 
 /// `ctr run --rm --config` of `spec` as container `id`.
@@ -225,50 +226,12 @@ fn config_linux_fields_reach_the_container(version: Version) {
 /// thread here) gets the container process state with the filter's listener during Create,
 /// and its answer (EDQUOT) is what the container's `mkdir` sees.
 fn a_seccomp_agent_gets_the_listener_at_create_and_answers_mkdir(version: Version) {
-    use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
     let cd = Containerd::start(version);
     let ns = cd.namespace(&format!("notify-{}", version.tag()));
     let rootfs = Rootfs::new();
     let sockets = mini_e2e::tmp_dir("mini-agent-");
     let socket = sockets.path().join("agent.sock");
-    let server = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    let agent = std::thread::spawn(move || -> Value {
-        let (mut conn, _) = server.accept().unwrap();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut space = nix::cmsg_space!([RawFd; 2]);
-        let (n, listener) = {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = nix::sys::socket::recvmsg::<()>(
-                conn.as_raw_fd(),
-                &mut iov,
-                Some(&mut space),
-                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .unwrap();
-            let fd = msg.cmsgs().unwrap().find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                _ => None,
-            });
-            // SAFETY: the kernel just installed this fd for us.
-            (msg.bytes, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
-        };
-        let mut json = buf[..n].to_vec();
-        conn.read_to_end(&mut json).unwrap();
-        let state: Value = serde_json::from_slice(&json).unwrap();
-        let listener = listener.expect("the listener came with the state");
-        let fd = listener.as_raw_fd();
-        let req = libseccomp::ScmpNotifReq::receive(fd).unwrap();
-        libseccomp::ScmpNotifResp::new_error(
-            req.id,
-            -libc::EDQUOT,
-            libseccomp::ScmpNotifRespFlags::empty(),
-        )
-        .respond(fd)
-        .unwrap();
-        state
-    });
+    let agent = agent(&socket, &[1]);
 
     let mut spec = runc_spec(&rootfs, "mkdir /made 2>&1; echo status=$?");
     spec["linux"]["seccomp"] = json!({
@@ -285,12 +248,113 @@ fn a_seccomp_agent_gets_the_listener_at_create_and_answers_mkdir(version: Versio
         out.stdout.contains("quota"),
         "mkdir did not see EDQUOT: {out}"
     );
-    let state = agent.join().expect("the agent got the state and answered");
+    let state = agent.join().expect("the agent got the state and answered")[0].clone();
     assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
     assert_eq!(state["metadata"], "e2e-agent", "{state}");
     assert_eq!(state["state"]["id"], id.as_str(), "{state}");
     assert_eq!(state["state"]["status"], "creating", "{state}");
     assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{state}");
     assert_eq!(state["pid"], state["state"]["pid"], "{state}");
+    ns.assert_nothing_left(&id);
+}
+
+/// The agent (a thread): for each of `answers`, accepts one connection at `socket`, takes the
+/// container process state and its listener, and answers that many notifications with
+/// EDQUOT; returns the states.
+fn agent(socket: &std::path::Path, answers: &[usize]) -> std::thread::JoinHandle<Vec<Value>> {
+    use std::io::{IoSliceMut, Read};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    let server = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    let answers = answers.to_vec();
+    std::thread::spawn(move || {
+        let mut states = Vec::new();
+        for count in answers {
+            let (mut conn, _) = server.accept().unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut space = nix::cmsg_space!([RawFd; 2]);
+            let (n, listener) = {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let msg = nix::sys::socket::recvmsg::<()>(
+                    conn.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+                )
+                .unwrap();
+                let fd = msg.cmsgs().unwrap().find_map(|c| match c {
+                    nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                    _ => None,
+                });
+                // SAFETY: the kernel just installed this fd for us.
+                (msg.bytes, fd.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+            };
+            let mut json = buf[..n].to_vec();
+            conn.read_to_end(&mut json).unwrap();
+            states.push(serde_json::from_slice(&json).unwrap());
+            let listener = listener.expect("the listener came with the state");
+            let fd = listener.as_raw_fd();
+            for _ in 0..count {
+                let req = libseccomp::ScmpNotifReq::receive(fd).unwrap();
+                libseccomp::ScmpNotifResp::new_error(
+                    req.id,
+                    -libc::EDQUOT,
+                    libseccomp::ScmpNotifRespFlags::empty(),
+                )
+                .respond(fd)
+                .unwrap();
+            }
+        }
+        states
+    })
+}
+
+/// An exec into a container whose profile notifies gets a listener of its own: the shim
+/// hands it to the agent (the exec's pid, the running container's state) before the exec's
+/// program runs, as runc does.
+fn a_seccomp_agent_gets_an_execs_listener_and_answers_its_mkdir(version: Version) {
+    let cd = Containerd::start(version);
+    let ns = cd.namespace(&format!("notifyexec-{}", version.tag()));
+    let rootfs = Rootfs::new();
+    let sockets = mini_e2e::tmp_dir("mini-agent-");
+    let socket = sockets.path().join("agent.sock");
+    // The init's listener (no call to answer), then the exec's (one mkdir).
+    let agent = agent(&socket, &[0, 1]);
+    let mut spec = runc_spec(&rootfs, "sleep 300");
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": socket,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    let id = ns.new_id("notifyexec");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    fs::write(&path, spec.to_string()).unwrap();
+    ns.run_config_detached(&path, &id);
+    let out = ns.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "mk",
+        &id,
+        "sh",
+        "-c",
+        "mkdir /made 2>&1; echo status=$?",
+    ]);
+    assert!(out.stdout.contains("status=1"), "{out}");
+    assert!(
+        out.stdout.contains("quota"),
+        "mkdir did not see EDQUOT: {out}"
+    );
+    let states = agent
+        .join()
+        .expect("the agent got both states and answered");
+    let (init, exec) = (&states[0], &states[1]);
+    assert_eq!(exec["fds"], json!(["seccompFd"]), "{exec}");
+    assert_eq!(exec["state"]["id"], id.as_str(), "{exec}");
+    assert_eq!(exec["state"]["status"], "running", "{exec}");
+    assert_eq!(exec["state"]["pid"], init["pid"], "the init's pid: {exec}");
+    assert_ne!(exec["pid"], init["pid"], "the exec's own pid: {exec}");
+    ns.kill_and_delete(&id);
     ns.assert_nothing_left(&id);
 }

@@ -206,17 +206,7 @@ fn poststop_runs_once_when_the_shim_was_killed(version: Version) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
     fs::write(&path, spec.to_string()).unwrap();
-    let runtime = mini_e2e::runtime_under_test();
-    ns.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        &runtime,
-        "--config",
-        path.to_str().unwrap(),
-        &id,
-    ])
-    .expect_success();
+    ns.run_config_detached(&path, &id);
     let shim: i32 = fs::read_to_string(ns.bundle_dir(&id).join("shim.pid"))
         .expect("shim.pid")
         .trim()

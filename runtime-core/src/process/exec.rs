@@ -52,6 +52,11 @@ pub struct ExecConfig {
     /// `--preserve-fds`): see `passed_fds`.
     #[serde(default)]
     pub pass_fds: usize,
+    /// The container's bundle, which the container process state names: with a notifying
+    /// seccomp profile the caller sends that state and the exec's listener to the agent at
+    /// `linux.seccomp.listenerPath`, as for the init.
+    #[serde(default)]
+    pub bundle: Option<std::path::PathBuf>,
 }
 
 /// The container's spec with its process replaced by the exec's process (`json`: an OCI
@@ -63,26 +68,7 @@ pub fn exec_spec(container: &Spec, json: &[u8]) -> Result<Spec> {
     let mut spec = container.clone();
     spec.set_process(Some(process));
     crate::spec::validate(&spec)?;
-    refuse_notify(&spec)?;
     Ok(spec)
-}
-
-/// An exec into a container whose profile notifies is refused: its process would get a
-/// listener of its own that no agent is given (the exec's caller does not know the bundle
-/// the container process state names).
-fn refuse_notify(spec: &Spec) -> Result<()> {
-    let notifies = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .is_some_and(crate::seccomp::uses_notify);
-    if notifies {
-        return Err(Error::invalid(
-            "linux.seccomp.syscalls",
-            "SCMP_ACT_NOTIFY: seccomp user notification is not supported for exec processes",
-        ));
-    }
-    Ok(())
 }
 
 enum Never {}
@@ -96,7 +82,6 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
     unsafe { libc::fcntl(PIDFD_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     let spec = &config.spec;
     crate::spec::validate(spec)?;
-    refuse_notify(spec)?;
     let linux = crate::spec::linux_of(spec)?;
     let process = crate::spec::process_of(spec)?;
     let (early, late) = namespaces_to_join(linux.namespaces().as_deref().unwrap_or_default())?;
@@ -285,8 +270,21 @@ fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result
     let passed = super::passed_fds::receive(channel, pass_fds)?;
 
     init::apply_lsm_labels(process)?;
-    // No listener: a notifying profile was refused (refuse_notify).
-    let late_filter = init::drop_privileges(process, linux)?.late_filter;
+    let init::Privileges {
+        late_filter,
+        listener,
+    } = init::drop_privileges(process, linux)?;
+    // A notifying profile: the agent gets the listener (through the caller) before the
+    // program can make a call only the agent answers; the caller says when it has.
+    if let Some(listener) = listener {
+        channel.send_with_fd(&Message::SeccompListener, listener.as_raw_fd())?;
+        drop(listener);
+        if !matches!(channel.recv()?, Some(Message::Ready)) {
+            return Err(Error::Setup(
+                "the seccomp agent did not get the exec's listener".into(),
+            ));
+        }
+    }
     // The program must outlive the caller's thread that started it.
     init::set_parent_death_signal(0)?;
     let first_closed = super::passed_fds::place(channel, passed)?;

@@ -153,6 +153,7 @@ impl Launcher {
     /// lives until the start (the daemon's main thread).
     pub fn prepare_exec(&self, config: ExecConfig, init: BorrowedFd<'_>) -> Result<PreparedExec> {
         let id = format!("{}/{}", config.container_id, config.exec_id);
+        let agent = exec_agent(&config, init)?;
         let (channel, helper_pid) = self.exec_helper(
             &id,
             &Message::Exec(Box::new(config)),
@@ -162,6 +163,7 @@ impl Launcher {
         Ok(PreparedExec {
             channel,
             helper_pid,
+            agent,
         })
     }
 
@@ -387,7 +389,7 @@ impl PendingInit {
             msg = self.channel.recv()?;
         }
         if let Some(Message::SeccompListener) = msg {
-            self.hand_listener_to_agent(pid)?;
+            hand_listener_to_agent(self.agent.as_ref(), &mut self.channel, pid)?;
             msg = self.channel.recv()?;
         }
         match msg {
@@ -419,20 +421,6 @@ impl PendingInit {
             hooks,
             deferred_fds: Vec::new(),
             agent,
-        }
-    }
-
-    /// The listener that came with `SeccompListener`, to the agent; our copy is closed after.
-    fn hand_listener_to_agent(&mut self, pid: i32) -> Result<()> {
-        let listener = self.channel.take_fd();
-        match (&self.agent, listener) {
-            (Some(agent), Some(listener)) => agent.send(pid, listener.as_fd()),
-            (None, _) => Err(Error::Setup(
-                "container init sent a seccomp listener the spec has no listenerPath for".into(),
-            )),
-            (_, None) => Err(Error::Setup(
-                "container init sent no fd with its seccomp listener message".into(),
-            )),
         }
     }
 
@@ -497,11 +485,52 @@ impl CreatedInit {
     }
 }
 
+/// The agent an exec's listener goes to, when the container's profile notifies.
+fn exec_agent(config: &ExecConfig, init: BorrowedFd<'_>) -> Result<Option<Agent>> {
+    let notifies = config
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .is_some_and(crate::seccomp::uses_notify);
+    if !notifies {
+        return Ok(None);
+    }
+    let bundle = config.bundle.as_deref().ok_or_else(|| {
+        Error::invalid(
+            "linux.seccomp.listenerPath",
+            "an exec with a notifying seccomp profile needs the container's bundle",
+        )
+    })?;
+    let agent = Agent::of(
+        &config.spec,
+        &config.container_id,
+        bundle,
+        ContainerState::Running,
+    );
+    Ok(agent.map(|a| match pidfd_pid(init) {
+        Some(pid) => a.with_container_pid(pid),
+        None => a,
+    }))
+}
+
+/// The pid a pidfd refers to (its `fdinfo`), if the process still runs.
+fn pidfd_pid(fd: BorrowedFd<'_>) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid: &i32| *pid > 0)
+}
+
 /// An exec's helper, spawned and waiting for [`PreparedExec::start`].
 #[derive(Debug)]
 pub struct PreparedExec {
     channel: Channel,
     helper_pid: i32,
+    agent: Option<Agent>,
 }
 
 impl PreparedExec {
@@ -519,6 +548,7 @@ impl PreparedExec {
             channel: self.channel,
             helper_pid: self.helper_pid,
             pid: None,
+            agent: self.agent,
         })
     }
 }
@@ -529,6 +559,7 @@ pub struct PendingExec {
     channel: Channel,
     helper_pid: i32,
     pid: Option<i32>,
+    agent: Option<Agent>,
 }
 
 impl PendingExec {
@@ -569,6 +600,11 @@ impl PendingExec {
             console = self.channel.take_fd();
             msg = self.channel.recv()?;
         }
+        if let Some(Message::SeccompListener) = msg {
+            hand_listener_to_agent(self.agent.as_ref(), &mut self.channel, pid)?;
+            self.channel.send(&Message::Ready)?;
+            msg = self.channel.recv()?;
+        }
         match msg {
             None => Ok((pid, console)),
             Some(Message::Error { message }) => Err(Error::Setup(message)),
@@ -576,6 +612,20 @@ impl PendingExec {
                 "exec process sent {other:?} instead of exec'ing"
             ))),
         }
+    }
+}
+
+/// The listener that came with `SeccompListener` (the process `pid`'s), to the agent; our
+/// copy is closed after.
+fn hand_listener_to_agent(agent: Option<&Agent>, channel: &mut Channel, pid: i32) -> Result<()> {
+    match (agent, channel.take_fd()) {
+        (Some(agent), Some(listener)) => agent.send(pid, listener.as_fd()),
+        (None, _) => Err(Error::Setup(
+            "the process sent a seccomp listener the spec has no listenerPath for".into(),
+        )),
+        (_, None) => Err(Error::Setup(
+            "the process sent no fd with its seccomp listener message".into(),
+        )),
     }
 }
 

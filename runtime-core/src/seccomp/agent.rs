@@ -49,6 +49,13 @@ impl Agent {
         })
     }
 
+    /// For a process other than the init (an exec): the container's state names the init's
+    /// pid, the message the process's.
+    pub fn with_container_pid(mut self, init: i32) -> Agent {
+        self.state.set_pid(Some(init));
+        self
+    }
+
     /// Sends the container process state of `pid` with `listener` attached, then closes the
     /// connection. The error names `linux.seccomp.listenerPath`.
     pub fn send(&self, pid: i32, listener: BorrowedFd<'_>) -> Result<()> {
@@ -59,7 +66,9 @@ impl Agent {
             ))
         };
         let mut state = self.state.clone();
-        state.set_pid(Some(pid));
+        if state.pid().is_none() {
+            state.set_pid(Some(pid));
+        }
         let mut message = ContainerProcessStateBuilder::default()
             .version(state.version().clone())
             .fds(vec![SECCOMP_FD_NAME.to_string()])

@@ -36,6 +36,8 @@ pub struct StartContext<'a> {
     /// Owner of the process's stdio pipes.
     pub io_owner: (u32, u32),
     pub no_new_keyring: bool,
+    /// The container's bundle (a seccomp agent's state names it).
+    pub bundle: std::path::PathBuf,
 }
 
 impl Pending for PendingExec {
@@ -92,6 +94,7 @@ impl ExecProcess {
                 cgroup: ctx.cgroup.clone(),
                 no_new_keyring: ctx.no_new_keyring,
                 pass_fds: 0,
+                bundle: Some(ctx.bundle.clone()),
             };
             let launcher = ctx.launcher.clone();
             let spawn_exec = move || launcher.spawn_exec(config, child_stdio, init.as_fd());

@@ -697,6 +697,7 @@ fn exec(root: &Root, id: &str, o: &ExecOpts) -> Result<i32> {
         cgroup,
         no_new_keyring: false,
         pass_fds: passed.len(),
+        bundle: Some(record.bundle.clone()),
     };
     let launcher = Launcher::new().map_err(|e| e.to_string())?;
     let mut pending = launcher
