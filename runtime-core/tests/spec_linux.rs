@@ -505,12 +505,73 @@ fn an_idmapped_bind_of_a_shared_mount_sends_nothing_back_to_the_host() {
         }));
     });
     assert_eq!(b.run_ok(&[]), "ran\n");
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let below = shared.join("below");
+    let on_host = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {} ", below.display()))
+    };
     assert!(
-        !mountinfo.contains(&format!(" {} ", below.display())),
+        !on_host(),
         "the container's tmpfs showed on the host at {}",
         below.display()
+    );
+    drop(b);
+    // With the container's root shared with the host's, a bind of a shared mount is the
+    // host's peer: so is the idmapped copy.
+    let b = Bundle::new("idmap-rshared", "echo ran", |s| {
+        add_mount(
+            s,
+            shared.to_str().unwrap(),
+            &["bind"],
+            json!({"uidMappings": map.clone(), "gidMappings": map.clone()}),
+        );
+        s["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/mnt/below", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"],
+        }));
+        s["linux"]["rootfsPropagation"] = json!("rshared");
+        // Held until the host has looked.
+        s["process"]["args"] = json!(["sh", "-c", "echo ran; sleep 5"]);
+    });
+    let mut child = Command::new(MINI)
+        .arg("--root")
+        .arg(b.root.path())
+        .args(["run", &b.id])
+        .current_dir(b.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !on_host() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let shown = on_host();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        shown,
+        "rshared: the container's tmpfs never showed on the host"
+    );
+}
+
+/// An idmapped bind of a source that is not there fails as any bind does, naming it.
+#[test]
+fn an_idmapped_bind_of_a_missing_source_is_refused_naming_it() {
+    let map = json!([{"containerID": 0, "hostID": 1234, "size": 1}]);
+    let b = Bundle::new("idmap-missing", "echo ran", |s| {
+        add_mount(
+            s,
+            "/nonexistent-mini-idmap-source",
+            &["bind"],
+            json!({"uidMappings": map.clone(), "gidMappings": map}),
+        );
+    });
+    let err = b.run_refused();
+    assert!(
+        err.contains("/nonexistent-mini-idmap-source") && err.contains("ENOENT"),
+        "{err}"
     );
 }
 

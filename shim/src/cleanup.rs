@@ -30,16 +30,20 @@ pub const CGROUP_RECORD: &str = "cgroup.json";
 pub const POSTSTOP_RAN: &str = "poststop.ran";
 
 pub fn delete(args: &Args) -> Result<(), String> {
-    // containerd ends this process after 5 s: a slow systemd must not take all of them.
+    // containerd ends this process after 5 s: a slow systemd must not take all of them, and
+    // the poststop hooks get what is left of DELETE_BUDGET.
+    let deadline = Instant::now() + DELETE_BUDGET;
     runtime_core::cgroups::systemd::limit_for_delete();
     let bundle = args
         .bundle_dir()
         .map_err(|e| format!("working directory: {e}"))?;
     let pid = read_number(&bundle.join(INIT_PID)).unwrap_or(0);
     let start = read_number(&bundle.join(INIT_START));
-    clean(&bundle, &args.id, pid, start);
-    if pid > 0 {
-        poststop(&bundle, &args.id);
+    let gone = clean(&bundle, &args.id, pid, start);
+    if pid > 0 && gone {
+        poststop(&bundle, &args.id, deadline);
+    } else if pid > 0 {
+        eprintln!("container {}: still running: no poststop hooks", args.id);
     }
     let response = DeleteResponse {
         pid: pid.max(0) as u32,
@@ -56,8 +60,8 @@ pub fn delete(args: &Args) -> Result<(), String> {
 }
 
 /// Best effort, each step on its own: a failure is reported on stderr (containerd's log)
-/// and the next step still runs.
-fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
+/// and the next step still runs. Whether the container's processes are gone.
+fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) -> bool {
     // The cgroup Create chose, with the driver it chose (the runtime options and the host
     // decide, and `delete` knows neither): without the record, Create stopped before it
     // created any cgroup, and there is none to look for. A systemd scope is killed and
@@ -109,18 +113,16 @@ fn clean(bundle: &Path, id: &str, pid: i32, start: Option<u64>) {
     if let Some(socket) = crate::bootstrap::recorded_socket(bundle) {
         crate::bootstrap::remove_dead_socket(&socket);
     }
+    cgroup.is_none() || empty
 }
 
 /// The spec's poststop hooks of a created container whose daemon was killed before Delete
 /// (runtime.md step 13: after the container is deleted), as `runc delete` runs them for the
-/// stock shim. At most once: the mark goes first. Each hook gets at most
-/// [`POSTSTOP_LIMIT`] (containerd ends this process after 5 s).
-fn poststop(bundle: &Path, id: &str) {
+/// stock shim. At most once: run only by whoever makes the mark ([`claim_poststop`]). Each
+/// hook gets at most [`POSTSTOP_LIMIT`], all of them together what is left until
+/// `deadline` (containerd ends this process after 5 s); those that do not fit are skipped.
+fn poststop(bundle: &Path, id: &str, deadline: Instant) {
     use runtime_core::hooks::Stage;
-    let mark = bundle.join(POSTSTOP_RAN);
-    if mark.exists() {
-        return;
-    }
     let spec = match oci_spec::runtime::Spec::load(bundle.join("config.json")) {
         Ok(spec) => spec,
         Err(err) => {
@@ -128,25 +130,34 @@ fn poststop(bundle: &Path, id: &str) {
             return;
         }
     };
-    let Some(hooks) = spec.hooks() else {
-        return;
+    let hooks = match spec.hooks() {
+        Some(hooks) if !Stage::Poststop.of(hooks).is_empty() => Stage::Poststop.of(hooks),
+        _ => return,
     };
-    let limit = POSTSTOP_LIMIT.as_secs() as i64;
-    let due: Vec<_> = Stage::Poststop
-        .of(hooks)
+    match claim_poststop(bundle) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(err) => eprintln!("{err}"),
+    }
+    // Whole seconds each (a hook's timeout is in seconds).
+    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+    let each = (left / hooks.len() as u64).clamp(1, POSTSTOP_LIMIT.as_secs());
+    let fit = (left / each) as usize;
+    let due: Vec<_> = hooks
         .iter()
+        .take(fit)
         .map(|hook| {
             let mut hook = hook.clone();
-            hook.set_timeout(Some(hook.timeout().map_or(limit, |t| t.min(limit))));
+            let each = each as i64;
+            hook.set_timeout(Some(hook.timeout().map_or(each, |t| t.min(each))));
             hook
         })
         .collect();
-    if due.is_empty() {
-        return;
-    }
-    if let Err(err) = std::fs::write(&mark, "") {
-        eprintln!("poststop hooks: {}: {err}", mark.display());
-        return;
+    if due.len() < hooks.len() {
+        eprintln!(
+            "container {id}: hooks.poststop[{}..] skipped: no time left in delete",
+            due.len()
+        );
     }
     let state = runtime_core::hooks::state(
         &spec,
@@ -160,8 +171,29 @@ fn poststop(bundle: &Path, id: &str) {
     }
 }
 
+/// Makes the bundle's [`POSTSTOP_RAN`] mark; whether this call made it (and so runs the
+/// poststop hooks). A mark that cannot be made for another reason than its being there
+/// is the error; the hooks still run then.
+pub fn claim_poststop(bundle: &Path) -> std::io::Result<bool> {
+    let mark = bundle.join(POSTSTOP_RAN);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&mark)
+    {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(std::io::Error::new(
+            err.kind(),
+            format!("{}: {err}", mark.display()),
+        )),
+    }
+}
+
 /// How long each poststop hook may run in `delete`.
 const POSTSTOP_LIMIT: Duration = Duration::from_secs(2);
+/// What `delete` may take in all: containerd ends it after 5 s.
+const DELETE_BUDGET: Duration = Duration::from_millis(4500);
 
 /// How long `delete` waits for the processes in the container's cgroup to go, after the
 /// SIGKILL (which on cgroup v1 waits up to 2 s itself): within containerd's 5 s timeout.
@@ -222,6 +254,55 @@ fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bundle whose config.json has `n` poststop hooks, each appending a line to `ran`
+    /// and then sleeping past any limit.
+    fn bundle_with_slow_poststop_hooks(n: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let hook = serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo x >> {}; sleep 30", ran.display())],
+            "timeout": 30,
+        });
+        let spec = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "hooks": {"poststop": vec![hook; n]},
+        });
+        std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
+        dir
+    }
+
+    fn runs(bundle: &Path) -> usize {
+        std::fs::read_to_string(bundle.join("ran"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    #[test]
+    fn poststop_in_delete_runs_once_and_within_what_is_left_of_the_budget() {
+        let bundle = bundle_with_slow_poststop_hooks(3);
+        // 2 s left for three hooks: a second each, and the third does not fit.
+        poststop(
+            bundle.path(),
+            "c1",
+            Instant::now() + Duration::from_millis(2500),
+        );
+        assert_eq!(runs(bundle.path()), 2);
+        // Marked: a second delete runs none.
+        poststop(bundle.path(), "c1", Instant::now() + Duration::from_secs(4));
+        assert_eq!(runs(bundle.path()), 2);
+    }
+
+    #[test]
+    fn the_poststop_mark_is_made_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(claim_poststop(dir.path()).unwrap());
+        assert!(!claim_poststop(dir.path()).unwrap());
+        assert!(claim_poststop(&dir.path().join("missing")).is_err());
+    }
 
     #[test]
     fn start_time_names_one_process() {

@@ -95,6 +95,11 @@ impl Container {
             params.systemd_cgroup,
         )
         .map_err(|e| Failure::Runtime("cgroup", e))?;
+        // A mark left by an earlier container of this bundle would keep this one's poststop
+        // hooks from running.
+        if runtime_core::hooks::any(&spec, &[Stage::Poststop]) {
+            let _ = std::fs::remove_file(params.bundle.join(crate::cleanup::POSTSTOP_RAN));
+        }
         // Recorded before anything is created, for `delete` after this daemon died: it
         // removes this cgroup (with the driver chosen here) and no other. With cgroupfs the
         // setup helper writes it, with the directories it made (only those are ever
@@ -190,8 +195,9 @@ impl Container {
                     ContainerState::Stopped,
                     0,
                 );
-                mark_poststop(&spec, &params.bundle);
-                run_late_hooks(&launcher, &spec, Stage::Poststop, state).await;
+                if claim_poststop(&spec, &params.bundle) {
+                    run_late_hooks(&launcher, &spec, Stage::Poststop, state).await;
+                }
                 return Err(err);
             }
         };
@@ -326,23 +332,26 @@ impl Container {
                 .map_err(|e| Failure::Runtime("unmount rootfs", e))?;
         }
         // After the container is gone, before Delete answers (runtime.md step 13).
-        mark_poststop(&self.spec, &self.bundle);
-        self.run_late_hooks(Stage::Poststop, ContainerState::Stopped, 0)
-            .await;
+        if claim_poststop(&self.spec, &self.bundle) {
+            self.run_late_hooks(Stage::Poststop, ContainerState::Stopped, 0)
+                .await;
+        }
         *deleted = true;
         Ok(exit)
     }
 }
 
-/// Before the daemon runs the poststop hooks: the mark that keeps the `delete` command,
-/// which containerd runs after the daemon is gone, from running them again.
-fn mark_poststop(spec: &oci_spec::runtime::Spec, bundle: &Path) {
-    if runtime_core::hooks::any(spec, &[Stage::Poststop]) {
-        let mark = bundle.join(crate::cleanup::POSTSTOP_RAN);
-        if let Err(err) = std::fs::write(&mark, "") {
-            log::warn!("{}: {err}", mark.display());
-        }
+/// Whether the daemon runs the poststop hooks: the spec has some, and the mark that keeps
+/// the `delete` command (which containerd runs after the daemon is gone) from running them
+/// again is made by this call (that command has not run them already).
+fn claim_poststop(spec: &oci_spec::runtime::Spec, bundle: &Path) -> bool {
+    if !runtime_core::hooks::any(spec, &[Stage::Poststop]) {
+        return false;
     }
+    crate::cleanup::claim_poststop(bundle).unwrap_or_else(|err| {
+        log::warn!("{err}");
+        true
+    })
 }
 
 /// The spec's `poststart` or `poststop` hooks, in the daemon's namespaces. A failing hook is

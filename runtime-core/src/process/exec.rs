@@ -279,10 +279,12 @@ fn setup_and_exec(spec: &Spec, pass_fds: usize, channel: &mut Channel) -> Result
     if let Some(listener) = listener {
         channel.send_with_fd(&Message::SeccompListener, listener.as_raw_fd())?;
         drop(listener);
-        if !matches!(channel.recv()?, Some(Message::Ready)) {
-            return Err(Error::Setup(
-                "the seccomp agent did not get the exec's listener".into(),
-            ));
+        let waiting = "waiting for the runtime to hand the listener to the seccomp agent \
+                       (linux.seccomp.listenerPath)";
+        match channel.recv() {
+            Ok(Some(Message::Ready)) => {}
+            Ok(_) => return Err(Error::Setup(format!("{waiting}: the runtime gave up"))),
+            Err(err) => return Err(Error::Setup(format!("{waiting}: {err}"))),
         }
     }
     // The program must outlive the caller's thread that started it.

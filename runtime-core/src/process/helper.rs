@@ -90,7 +90,15 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         .unwrap_or_default()
         .iter()
         .any(|n| n.typ() == LinuxNamespaceType::User);
-    crate::rootfs::prepare_idmapped_binds(spec.mounts().as_deref().unwrap_or_default(), userns)?;
+    let shared_root = matches!(
+        linux.rootfs_propagation().as_deref(),
+        Some("shared" | "rshared")
+    );
+    crate::rootfs::prepare_idmapped_binds(
+        spec.mounts().as_deref().unwrap_or_default(),
+        userns,
+        shared_root,
+    )?;
     let cgroup = match &config.cgroup {
         Some(cgroup) => cgroup.clone(),
         None => CgroupManager::for_container(&config.id, linux.cgroups_path().as_deref(), false)?,

@@ -602,7 +602,11 @@ impl PendingExec {
         }
         if let Some(Message::SeccompListener) = msg {
             hand_listener_to_agent(self.agent.as_ref(), &mut self.channel, pid)?;
-            self.channel.send(&Message::Ready)?;
+            self.channel.send(&Message::Ready).map_err(|e| {
+                Error::Setup(format!(
+                    "the exec process ended before its seccomp listener was handed over: {e}"
+                ))
+            })?;
             msg = self.channel.recv()?;
         }
         match msg {

@@ -400,15 +400,9 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
     })?;
     // An idmapped bind was made from the source on the host's side: the init, maybe in a user
     // namespace already, need not reach the source (kubelet's volume directories are 0750).
-    let prepared = if sm.is_idmapped_bind() {
-        Some(take_prepared(sm.index).ok_or_else(|| {
-            Error::Setup(format!(
-                "{}: the idmapped tree was not made before the container's namespaces",
-                sm.describe()
-            ))
-        })?)
-    } else {
-        None
+    let prepared = match sm.is_idmapped_bind() {
+        true => take_prepared(sm.index),
+        false => None,
     };
     let is_dir = match &prepared {
         Some(p) => p.is_dir,
@@ -421,6 +415,12 @@ fn mount_bind(root: &Root, sm: &SpecMount) -> Result<()> {
             })?
             .is_dir(),
     };
+    if sm.is_idmapped_bind() && prepared.is_none() {
+        return Err(Error::Setup(format!(
+            "{}: the idmapped tree was not made before the container's namespaces",
+            sm.describe()
+        )));
+    }
     let fd = if is_dir {
         root.mkdir_exact(&sm.at)?
     } else {
@@ -500,7 +500,11 @@ const STAGING: &str = "/run/mini-idmap";
 /// through a user namespace made for them (on every copied mount for `rbind` or `ridmap`).
 /// A mount whose source is missing is left to the init, whose error names it as for any
 /// bind mount. With `userns` the trees are staged ([`stage`]).
-pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Result<()> {
+pub(crate) fn prepare_idmapped_binds(
+    spec_mounts: &[Mount],
+    userns: bool,
+    shared_root: bool,
+) -> Result<()> {
     let mut trees = Vec::new();
     for (index, m) in spec_mounts.iter().enumerate() {
         let sm = SpecMount::new(index, m);
@@ -508,8 +512,12 @@ pub(crate) fn prepare_idmapped_binds(spec_mounts: &[Mount], userns: bool) -> Res
             continue;
         };
         if sm.is_idmapped_bind() {
-            let tree = idmapped_tree(&sm, source)?;
-            let is_dir = source.is_dir();
+            let tree = idmapped_tree(&sm, source, shared_root)?;
+            let is_dir = nix::sys::stat::fstat(&tree)
+                .map_err(|e| Error::sys("fstat", sm.describe(), e))?
+                .st_mode
+                & libc::S_IFMT
+                == libc::S_IFDIR;
             trees.push((sm, tree, is_dir));
         }
     }
@@ -656,18 +664,25 @@ fn take_prepared(index: usize) -> Option<Prepared> {
     Some(trees.swap_remove(at).1)
 }
 
-fn idmapped_tree(sm: &SpecMount, source: &Path) -> Result<OwnedFd> {
+fn idmapped_tree(sm: &SpecMount, source: &Path, shared_root: bool) -> Result<OwnedFd> {
     let field = format!("mounts[{}].uidMappings", sm.index);
     let proc = crate::procfs::ProcFs::open()?;
     let userns = mount_api::userns_with_mappings(&proc, sm.uid_mappings, sm.gid_mappings)
         .map_err(|e| Error::invalid(field.clone(), e.to_string()))?;
     let recursive = sm.recursive();
-    let tree = mount_api::clone_tree(source, recursive)
-        .map_err(|e| Error::invalid(field.clone(), format!("{}: {e}", sm.describe())))?;
+    let tree = mount_api::clone_tree(source, recursive).map_err(|e| {
+        Error::invalid(
+            format!("mounts[{}].source", sm.index),
+            format!("{}: {e}", sm.describe()),
+        )
+    })?;
     // A copy of a shared mount is in the source's peer group: what the container mounts
     // below it would show on the host. A slave, as a bind made in the init's namespace is
-    // (the mount's own propagation option is applied once it is attached).
-    mount_api::set_propagation(&tree, libc::MS_SLAVE, &|| sm.describe())?;
+    // (the mount's own propagation option is applied once it is attached); a peer still
+    // where the container's root is shared with the host's (`rootfsPropagation` shared).
+    if !shared_root {
+        mount_api::set_propagation(&tree, libc::MS_SLAVE, &|| sm.describe())?;
+    }
     let all = recursive || sm.opts.idmap == Some(options::IdmapScope::Recursive);
     mount_api::set_attributes(
         &tree,
