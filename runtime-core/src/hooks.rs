@@ -149,6 +149,18 @@ pub fn state(spec: &Spec, id: &str, bundle: &Path, status: ContainerState, pid: 
 /// the run with an error naming it (`hooks.createRuntime[1]`) and the tail of its output.
 /// For `poststart` and `poststop` the rest still run and the error names each failure.
 pub fn run(stage: Stage, hooks: &[Hook], state: &State) -> Result<()> {
+    run_each(stage, hooks, state, |_, hook| Some(hook.clone()))
+}
+
+/// [`run`], with each hook first passed through `adjust` (its index, the hook): the hook to
+/// run instead (another timeout), or `None` to skip it and the ones after it (reported as
+/// not run).
+pub fn run_each(
+    stage: Stage,
+    hooks: &[Hook],
+    state: &State,
+    mut adjust: impl FnMut(usize, &Hook) -> Option<Hook>,
+) -> Result<()> {
     if hooks.is_empty() {
         return Ok(());
     }
@@ -159,6 +171,14 @@ pub fn run(stage: Stage, hooks: &[Hook], state: &State) -> Result<()> {
     let keep_going = matches!(stage, Stage::Poststart | Stage::Poststop);
     let mut failed = Vec::new();
     for (i, hook) in hooks.iter().enumerate() {
+        let Some(hook) = adjust(i, hook) else {
+            failed.push(format!(
+                "hooks.{}[{i}..] not run: no time left",
+                stage.name()
+            ));
+            break;
+        };
+        let hook = &hook;
         if let Err(msg) = run_one(hook, &json) {
             let name = format!("hooks.{}[{i}]", stage.name());
             failed.push(format!("{name} ({}) failed: {msg}", hook.path().display()));

@@ -134,30 +134,15 @@ fn poststop(bundle: &Path, id: &str, deadline: Instant) {
         Some(hooks) if !Stage::Poststop.of(hooks).is_empty() => Stage::Poststop.of(hooks),
         _ => return,
     };
+    // Not claimed when no hook could run: a retried delete may have the time.
+    if deadline.saturating_duration_since(Instant::now()) < MIN_HOOK_TIME {
+        eprintln!("container {id}: no time left in delete for the poststop hooks");
+        return;
+    }
     match claim_poststop(bundle) {
         Ok(true) => {}
         Ok(false) => return,
         Err(err) => eprintln!("{err}"),
-    }
-    // Whole seconds each (a hook's timeout is in seconds).
-    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-    let each = (left / hooks.len() as u64).clamp(1, POSTSTOP_LIMIT.as_secs());
-    let fit = (left / each) as usize;
-    let due: Vec<_> = hooks
-        .iter()
-        .take(fit)
-        .map(|hook| {
-            let mut hook = hook.clone();
-            let each = each as i64;
-            hook.set_timeout(Some(hook.timeout().map_or(each, |t| t.min(each))));
-            hook
-        })
-        .collect();
-    if due.len() < hooks.len() {
-        eprintln!(
-            "container {id}: hooks.poststop[{}..] skipped: no time left in delete",
-            due.len()
-        );
     }
     let state = runtime_core::hooks::state(
         &spec,
@@ -166,8 +151,20 @@ fn poststop(bundle: &Path, id: &str, deadline: Instant) {
         oci_spec::runtime::ContainerState::Stopped,
         0,
     );
-    if let Err(err) = runtime_core::hooks::run(Stage::Poststop, &due, &state) {
-        eprintln!("{err}");
+    // Each gets at most POSTSTOP_LIMIT and what is left (whole seconds: a hook's timeout is
+    // in seconds); once less than a second is left the rest are skipped.
+    let adjust = |_: usize, hook: &oci_spec::runtime::Hook| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < MIN_HOOK_TIME {
+            return None;
+        }
+        let limit = left.min(POSTSTOP_LIMIT).as_secs().max(1) as i64;
+        let mut hook = hook.clone();
+        hook.set_timeout(Some(hook.timeout().map_or(limit, |t| t.clamp(1, limit))));
+        Some(hook)
+    };
+    if let Err(err) = runtime_core::hooks::run_each(Stage::Poststop, hooks, &state, adjust) {
+        eprintln!("container {id}: {err}");
     }
 }
 
@@ -192,6 +189,8 @@ pub fn claim_poststop(bundle: &Path) -> std::io::Result<bool> {
 
 /// How long each poststop hook may run in `delete`.
 const POSTSTOP_LIMIT: Duration = Duration::from_secs(2);
+/// The least time left in `delete` a poststop hook is started with.
+const MIN_HOOK_TIME: Duration = Duration::from_secs(1);
 /// What `delete` may take in all: containerd ends it after 5 s.
 const DELETE_BUDGET: Duration = Duration::from_millis(4500);
 
@@ -256,13 +255,14 @@ mod tests {
     use super::*;
 
     /// A bundle whose config.json has `n` poststop hooks, each appending a line to `ran`
-    /// and then sleeping past any limit.
-    fn bundle_with_slow_poststop_hooks(n: usize) -> tempfile::TempDir {
+    /// and then, if `slow`, sleeping past any limit.
+    fn bundle_with_poststop_hooks(n: usize, slow: bool) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let ran = dir.path().join("ran");
+        let sleep = if slow { "; sleep 30" } else { "" };
         let hook = serde_json::json!({
             "path": "/bin/sh",
-            "args": ["sh", "-c", format!("echo x >> {}; sleep 30", ran.display())],
+            "args": ["sh", "-c", format!("echo x >> {}{sleep}", ran.display())],
             "timeout": 30,
         });
         let spec = serde_json::json!({
@@ -283,17 +283,23 @@ mod tests {
 
     #[test]
     fn poststop_in_delete_runs_once_and_within_what_is_left_of_the_budget() {
-        let bundle = bundle_with_slow_poststop_hooks(3);
-        // 2 s left for three hooks: a second each, and the third does not fit.
-        poststop(
-            bundle.path(),
-            "c1",
-            Instant::now() + Duration::from_millis(2500),
-        );
+        let bundle = bundle_with_poststop_hooks(3, true);
+        // 3.5 s left for three slow hooks: 2 s, then 1 s, then less than a second: skipped.
+        let deadline = Instant::now() + Duration::from_millis(3500);
+        poststop(bundle.path(), "c1", deadline);
         assert_eq!(runs(bundle.path()), 2);
         // Marked: a second delete runs none.
         poststop(bundle.path(), "c1", Instant::now() + Duration::from_secs(4));
         assert_eq!(runs(bundle.path()), 2);
+        // Quick hooks all run in a short budget.
+        let bundle = bundle_with_poststop_hooks(5, false);
+        poststop(bundle.path(), "c1", Instant::now() + Duration::from_secs(2));
+        assert_eq!(runs(bundle.path()), 5);
+        // No time left: nothing runs, nothing is marked (a retried delete runs them).
+        let bundle = bundle_with_poststop_hooks(1, false);
+        poststop(bundle.path(), "c1", Instant::now());
+        assert_eq!(runs(bundle.path()), 0);
+        assert!(!bundle.path().join(POSTSTOP_RAN).exists());
     }
 
     #[test]

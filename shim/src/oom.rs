@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use containerd_shim_protos::events::task::TaskOOM;
 use runtime_core::cgroups::{CgroupManager, Layout};
@@ -60,10 +61,11 @@ impl Counter {
 
     fn publish(&self, counted: &str) {
         self.published.store(true, Ordering::SeqCst);
-        self.limit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .parent_kills = None;
+        {
+            let mut seen = self.limit.lock().unwrap_or_else(|e| e.into_inner());
+            seen.parent_kills = None;
+            seen.oom_at = None;
+        }
         log::info!("{}: the OOM killer ended a process ({counted})", self.id);
         self.publisher.publish(
             &self.namespace,
@@ -75,27 +77,46 @@ impl Counter {
         );
     }
 
-    /// v2: whether the cgroup hit its limit since the last look (`max` or `oom` rose: the
-    /// OOM killer's count, if it comes, follows within moments). A wake-up for `high` alone
-    /// (reclaim, no kill to come) is no reason to look again. The first such hit since the
-    /// last kill also notes the parent's count, for [`Counter::check_gone`].
-    fn limit_hit(&self) -> bool {
+    /// v2: what `memory.events` says since the last look. An `oom` rise (the OOM killer ran
+    /// for this cgroup: its kill follows within moments) notes the parent's `oom_kill`
+    /// count, read first, for [`Counter::check_gone`].
+    fn look(&self) -> Look {
+        let parent = self.parent_kills();
         let Some(events) = self
             .cgroup
             .oom_counter()
             .and_then(|(d, f)| read_events(d, f))
         else {
-            return false;
+            return Look::Nothing;
         };
         let count = |key: &str| events.get(key).copied().unwrap_or(0);
         let mut seen = self.limit.lock().unwrap_or_else(|e| e.into_inner());
-        let hit = count("max") > seen.max || count("oom") > seen.oom;
-        seen.max = count("max");
-        seen.oom = count("oom");
-        if hit && seen.parent_kills.is_none() {
-            seen.parent_kills = self.parent_kills();
+        let (max, oom) = (count("max"), count("oom"));
+        let look = if oom > seen.oom {
+            seen.parent_kills = parent;
+            seen.oom_at = Some(Instant::now());
+            Look::Oom
+        } else if max > seen.max {
+            Look::Max
+        } else {
+            Look::Nothing
+        };
+        seen.max = max;
+        seen.oom = oom;
+        look
+    }
+
+    /// Whether a `max` rise may start a settle: at most once per [`MAX_SETTLE_EVERY`] (a
+    /// container sitting at its limit raises it all the time).
+    fn max_settle_due(&self) -> bool {
+        let mut seen = self.limit.lock().unwrap_or_else(|e| e.into_inner());
+        let due = seen
+            .max_settled_at
+            .is_none_or(|at| at.elapsed() >= MAX_SETTLE_EVERY);
+        if due {
+            seen.max_settled_at = Some(Instant::now());
         }
-        hit
+        due
     }
 
     /// The `oom_kill` count of the parent cgroup (v2 counts a kill in every ancestor too).
@@ -104,21 +125,21 @@ impl Counter {
         read_events(dir.parent()?, file)?.get("oom_kill").copied()
     }
 
-    /// For an init the kernel's SIGKILL ended after its cgroup hit its limit, with the
-    /// cgroup already gone before its count was read (the systemd driver: systemd removes
-    /// an emptied scope at once, and the kernel may hold the file's last notification back):
-    /// publishes the kill if the parent cgroup counted one since the hit. Whether it did.
+    /// For an init the kernel's SIGKILL ended just after the OOM killer ran for its cgroup,
+    /// with the cgroup already gone before the kill's count was read (the systemd driver:
+    /// systemd removes an emptied scope at once, and the kernel may hold the file's last
+    /// notification back): publishes the kill if the parent cgroup counted one since that
+    /// OOM (the victim of an OOM of this cgroup is in this cgroup). Whether it did.
     fn check_gone(&self) -> bool {
         if self.cgroup.layout() != Layout::Unified || !self.cgroup_gone() {
             return false;
         }
-        let Some(before) = self
-            .limit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .parent_kills
-        else {
-            return false;
+        let before = {
+            let seen = self.limit.lock().unwrap_or_else(|e| e.into_inner());
+            match (seen.parent_kills, seen.oom_at) {
+                (Some(before), Some(at)) if at.elapsed() < OOM_RECENT => before,
+                _ => return false,
+            }
         };
         match self.parent_kills() {
             Some(now) if now > before => {
@@ -142,9 +163,27 @@ impl Counter {
 struct LimitSeen {
     max: u64,
     oom: u64,
-    /// The parent cgroup's `oom_kill` at the first limit hit since the last published kill.
+    /// The parent cgroup's `oom_kill` just before the last `oom` rise seen (none since the
+    /// last published kill: none), and when that was.
     parent_kills: Option<u64>,
+    oom_at: Option<Instant>,
+    /// When a `max` rise last started a settle.
+    max_settled_at: Option<Instant>,
 }
+
+/// What a look at `memory.events` found since the last one.
+enum Look {
+    Nothing,
+    /// The cgroup at its limit (`max`), no OOM (yet).
+    Max,
+    /// The OOM killer ran for the cgroup (`oom`).
+    Oom,
+}
+
+/// How often a `max` rise alone may start a settle.
+const MAX_SETTLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long after an OOM of the cgroup an exit may take a kill counted by the parent.
+const OOM_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl LimitSeen {
     fn now(cgroup: &CgroupManager) -> LimitSeen {
@@ -154,6 +193,8 @@ impl LimitSeen {
             max: count("max").unwrap_or(0),
             oom: count("oom").unwrap_or(0),
             parent_kills: None,
+            oom_at: None,
+            max_settled_at: None,
         }
     }
 }
@@ -173,10 +214,11 @@ const V1_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(10)
 /// limit), the kill comes just after, and the kernel holds back a file's next notification
 /// for up to 20 ms. By then the victim may be gone, and with the systemd driver systemd
 /// removes the emptied scope, `memory.events` with it (the exit's own check then finds
-/// nothing): after a wake for a limit hit (`max` or `oom` rose) the count is looked at again
-/// for a moment, as on v1. A container sitting at its limit keeps this going (a read of
-/// `memory.events` each 2 ms, a few µs of CPU); one below it sleeps. Should the scope still
-/// go first, the exit's check looks at the parent's count ([`Counter::check_gone`]).
+/// nothing): after a wake for an OOM (`oom` rose) the count is looked at again for a moment,
+/// as on v1, and after one for a limit hit (`max` rose) too, at most once a second (a
+/// container sitting at its limit makes those all the time; one below it sleeps). Should the
+/// scope still go first, the exit's check looks at the parent's count
+/// ([`Counter::check_gone`]).
 const V2_SETTLE_STEPS: u32 = 100;
 const V2_SETTLE_STEP: std::time::Duration = std::time::Duration::from_millis(2);
 
@@ -357,13 +399,22 @@ async fn watch(
         }
         ready.clear_ready();
         let mut steps = 0;
-        // v2 wakes for every change of `memory.events`: look again only after a limit hit.
-        let settle_steps = match counter.cgroup.layout() {
-            Layout::Unified if !counter.limit_hit() => 0,
-            _ => settle_steps,
+        // v2 wakes for every change of `memory.events`: look again only after an OOM, or a
+        // limit hit (at most once a second: a container at its limit makes one every few ms).
+        let unified = counter.cgroup.layout() == Layout::Unified;
+        let settle_steps = match unified {
+            true => match counter.look() {
+                Look::Oom => settle_steps,
+                Look::Max if counter.max_settle_due() => settle_steps,
+                _ => 0,
+            },
+            false => settle_steps,
         };
         while !counter.check() && steps < settle_steps && !counter.cgroup_gone() {
             tokio::time::sleep(settle_step).await;
+            if unified {
+                counter.look();
+            }
             steps += 1;
         }
         // v1 signals the eventfd once more when the cgroup goes: then nothing is left to watch.
@@ -462,12 +513,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_sigkilled_init_whose_cgroup_went_first_counts_the_parents_kill_after_its_limit_hit()
-    {
+    async fn a_sigkilled_init_whose_cgroup_went_first_counts_the_parents_kill_after_its_oom() {
         let tmp = tempfile::tempdir().unwrap();
         let cgroup = unified_fixture(tmp.path());
         // The parent cgroup (the fixture's mount), which counts its children's kills too; a
-        // sibling's kill before this container's limit hit is not this container's.
+        // sibling's kill before this container's OOM is not this container's.
         let parent_events = |oom_kill: u64| {
             let text = format!("low 0\nhigh 0\nmax 5\noom 5\noom_kill {oom_kill}\n");
             std::fs::write(tmp.path().join("memory.events"), text).unwrap();
@@ -476,11 +526,11 @@ mod tests {
         let (publisher, mut events) = Publisher::captured();
         let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
         let dir = cgroup.unified_path().unwrap().to_path_buf();
-        // The limit hit wakes the watch; the kill is counted, the scope removed before the
-        // file's next notification, and the count with it.
+        // The OOM wakes the watch; the kill is counted, the scope removed before the file's
+        // next notification, and the count with it.
         std::fs::write(
             dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 9\noom 1\noom_kill 0\n",
+            "low 0\nhigh 0\nmax 9\noom 2\noom_kill 0\n",
         )
         .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -502,20 +552,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_gone_cgroup_without_a_limit_hit_takes_no_kill_from_its_parent() {
-        let tmp = tempfile::tempdir().unwrap();
-        let cgroup = unified_fixture(tmp.path());
-        let parent = tmp.path().join("memory.events");
-        std::fs::write(&parent, "max 5\noom 5\noom_kill 3\n").unwrap();
-        let (publisher, mut events) = Publisher::captured();
-        let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
-        // A sibling's kill, and this container killed from outside, its cgroup gone.
-        std::fs::write(&parent, "max 6\noom 6\noom_kill 4\n").unwrap();
-        std::fs::remove_dir_all(cgroup.unified_path().unwrap()).unwrap();
-        tokio::time::timeout(Duration::from_millis(500), watch.deliver(true))
-            .await
-            .expect("no kill to deliver");
-        assert!(events.topics_so_far().is_empty());
+    async fn a_gone_cgroup_without_an_oom_of_its_own_takes_no_kill_from_its_parent() {
+        for limit_hit in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let cgroup = unified_fixture(tmp.path());
+            let parent = tmp.path().join("memory.events");
+            std::fs::write(&parent, "max 5\noom 5\noom_kill 3\n").unwrap();
+            let (publisher, mut events) = Publisher::captured();
+            let watch = OomWatch::start("c1", &cgroup, publisher, "ns");
+            let dir = cgroup.unified_path().unwrap().to_path_buf();
+            if limit_hit {
+                // At its limit (page cache reclaimed, as a container writing files makes it),
+                // but no OOM of its own.
+                std::fs::write(dir.join("memory.events"), "max 9\noom 1\noom_kill 0\n").unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // A sibling's kill, and this container killed from outside, its cgroup gone.
+            std::fs::write(&parent, "max 6\noom 6\noom_kill 4\n").unwrap();
+            std::fs::remove_dir_all(&dir).unwrap();
+            tokio::time::timeout(Duration::from_millis(500), watch.deliver(true))
+                .await
+                .expect("no kill to deliver");
+            assert!(events.topics_so_far().is_empty(), "limit hit: {limit_hit}");
+        }
     }
 
     #[tokio::test]

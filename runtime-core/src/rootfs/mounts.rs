@@ -584,15 +584,9 @@ fn stage(trees: Vec<(SpecMount, OwnedFd, bool)>) -> Result<Vec<(usize, Prepared)
         if set != 0 || clear != 0 {
             mount_api::set_attributes(&tree, false, set, clear, None, &what)?;
         }
-        if sm.opts.attr_set != 0 || sm.opts.attr_clear != 0 {
-            mount_api::set_attributes(
-                &tree,
-                true,
-                sm.opts.attr_set,
-                sm.opts.attr_clear,
-                None,
-                &what,
-            )?;
+        let (set, clear) = recursive_attrs(sm.opts.attr_set, sm.opts.attr_clear);
+        if set != 0 || clear != 0 {
+            mount_api::set_attributes(&tree, true, set, clear, None, &what)?;
         }
         let at = staging.join(index.to_string());
         if is_dir {
@@ -616,33 +610,53 @@ fn stage(trees: Vec<(SpecMount, OwnedFd, bool)>) -> Result<Vec<(usize, Prepared)
     Ok(staged)
 }
 
-/// The `mount_setattr` attributes (set, clear) of a bind remount's `flags`.
+/// The `mount_setattr` attributes (set, clear) of a bind remount's `flags`, for a staged
+/// tree: the flags it sets (a flag the source's mount has stays, as it stays locked in a
+/// plain bind in a user namespace), and the access-time mode the kernel's remount gives
+/// (strict, else noatime, else relatime, when any access-time flag is given; else the
+/// source's).
 fn mount_attrs(flags: MsFlags) -> (u64, u64) {
     let mut set = [
         (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
         (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
         (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
         (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
-        (MsFlags::MS_NODIRATIME, libc::MOUNT_ATTR_NODIRATIME),
         (options::MS_NOSYMFOLLOW, libc::MOUNT_ATTR_NOSYMFOLLOW),
     ]
     .iter()
     .filter(|(flag, _)| flags.contains(*flag))
     .fold(0, |all, (_, attr)| all | attr);
-    // The access-time mode is one field: setting one clears the others.
-    let atime = [
-        (MsFlags::MS_NOATIME, libc::MOUNT_ATTR_NOATIME),
-        (MsFlags::MS_STRICTATIME, libc::MOUNT_ATTR_STRICTATIME),
-        (MsFlags::MS_RELATIME, libc::MOUNT_ATTR_RELATIME),
-    ]
-    .iter()
-    .find(|(flag, _)| flags.contains(*flag));
     let mut clear = 0;
-    if let Some((_, mode)) = atime {
-        set |= mode;
+    let atime = MsFlags::MS_NOATIME
+        | MsFlags::MS_STRICTATIME
+        | MsFlags::MS_RELATIME
+        | MsFlags::MS_NODIRATIME;
+    if flags.intersects(atime) {
+        set |= if flags.contains(MsFlags::MS_STRICTATIME) {
+            libc::MOUNT_ATTR_STRICTATIME
+        } else if flags.contains(MsFlags::MS_NOATIME) {
+            libc::MOUNT_ATTR_NOATIME
+        } else {
+            libc::MOUNT_ATTR_RELATIME
+        };
         clear |= libc::MOUNT_ATTR__ATIME;
+        if flags.contains(MsFlags::MS_NODIRATIME) {
+            set |= libc::MOUNT_ATTR_NODIRATIME;
+        } else {
+            clear |= libc::MOUNT_ATTR_NODIRATIME;
+        }
     }
     (set, clear)
+}
+
+/// The recursive attributes a staged tree takes (`rro`, `rnoatime`, …): all it sets, and of
+/// its clears only the access-time mode's (clearing `ro`, `nosuid`, … of the host's
+/// submounts is refused to a plain bind in a user namespace, as they are locked).
+fn recursive_attrs(set: u64, clear: u64) -> (u64, u64) {
+    (
+        set,
+        clear & (libc::MOUNT_ATTR__ATIME | libc::MOUNT_ATTR_NODIRATIME),
+    )
 }
 
 /// The fds of the prepared idmapped trees (the init keeps them open until it attaches them).
@@ -862,4 +876,44 @@ fn mount_cgroup2(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bool
         sm.opts.remount_flags() | readonly_flag(readonly) | CGROUP_MOUNT_FLAGS,
         &what,
     )
+}
+
+#[cfg(test)]
+mod attr_tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_trees_attributes_follow_the_kernels_bind_remount() {
+        let attrs = |words: &[&str]| mount_attrs(options::parse(words).remount_flags());
+        // Nothing said of access times: the source's mode stays.
+        assert_eq!(
+            attrs(&["bind", "ro", "nosuid"]),
+            (libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOSUID, 0)
+        );
+        // `rw`, `suid`: nothing is cleared (a flag of the source's stays, as it is locked).
+        assert_eq!(attrs(&["bind", "rw", "suid"]), (0, 0));
+        let atime = libc::MOUNT_ATTR__ATIME | libc::MOUNT_ATTR_NODIRATIME;
+        assert_eq!(
+            attrs(&["bind", "relatime"]),
+            (libc::MOUNT_ATTR_RELATIME, atime)
+        );
+        assert_eq!(
+            attrs(&["bind", "noatime", "strictatime"]),
+            (libc::MOUNT_ATTR_STRICTATIME, atime)
+        );
+        // `nodiratime` alone: relatime, as the kernel's remount makes it.
+        assert_eq!(
+            attrs(&["bind", "nodiratime"]),
+            (
+                libc::MOUNT_ATTR_RELATIME | libc::MOUNT_ATTR_NODIRATIME,
+                libc::MOUNT_ATTR__ATIME
+            )
+        );
+        // Recursive: sets kept, only the access-time clears.
+        let r = options::parse(&["rbind", "rrw", "rnoatime"]);
+        assert_eq!(
+            recursive_attrs(r.attr_set, r.attr_clear),
+            (libc::MOUNT_ATTR_NOATIME, libc::MOUNT_ATTR__ATIME)
+        );
+    }
 }
