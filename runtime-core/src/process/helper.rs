@@ -84,12 +84,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         ));
     }
     // Before the cgroup: a mount the kernel refuses to idmap leaves nothing behind.
-    let userns = linux
-        .namespaces()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::User);
+    let userns = plan.isolates(LinuxNamespaceType::User);
     let shared_root = matches!(
         linux.rootfs_propagation().as_deref(),
         Some("shared" | "rshared")

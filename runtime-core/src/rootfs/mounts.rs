@@ -506,7 +506,12 @@ pub(crate) fn prepare_idmapped_binds(
     shared_root: bool,
 ) -> Result<()> {
     let mut trees = Vec::new();
-    for (index, m) in spec_mounts.iter().enumerate() {
+    // On every create's path: a mount without mappings costs no option parsing and no stat.
+    let mapped = |m: &Mount| {
+        m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+    };
+    for (index, m) in spec_mounts.iter().enumerate().filter(|(_, m)| mapped(m)) {
         let sm = SpecMount::new(index, m);
         let Some(source) = sm.source.filter(|s| s.exists()) else {
             continue;
