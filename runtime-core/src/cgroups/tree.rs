@@ -77,9 +77,10 @@ pub(crate) fn walk(
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::cgroup(top, format!("open: {}", describe(&e)))),
     };
-    let id = identity(top_fd.as_fd()).map_err(|e| Error::cgroup(top, format!("fstat: {e}")))?;
+    let (id, links) =
+        identity(top_fd.as_fd()).map_err(|e| Error::cgroup(top, format!("fstat: {e}")))?;
     let pending =
-        sub_dirs(top_fd.as_fd()).map_err(|e| Error::cgroup(top, format!("readdir: {e}")))?;
+        sub_dirs(top_fd.as_fd(), links).map_err(|e| Error::cgroup(top, format!("readdir: {e}")))?;
     let mut errors = Errors { top, first: None };
     if order == Order::Pre
         && let Err(msg) = visit(Visit::Enter {
@@ -128,7 +129,8 @@ pub(crate) fn walk(
                 continue;
             }
         };
-        let listed = identity(fd.as_fd()).and_then(|id| Ok((id, sub_dirs(fd.as_fd())?)));
+        let listed =
+            identity(fd.as_fd()).and_then(|(id, links)| Ok((id, sub_dirs(fd.as_fd(), links)?)));
         let (id, pending) = match listed {
             Ok(listed) => listed,
             Err(e) => {
@@ -188,7 +190,7 @@ fn reopen_parent(stack: &mut [Frame], child: &Frame) -> std::result::Result<(), 
     }
     let child_fd = child.fd.as_ref().expect("the deepest frame is open");
     if let Ok(fd) = open_dir(child_fd.as_fd(), c"..")
-        && identity(fd.as_fd()).is_ok_and(|id| id == parent.id)
+        && identity(fd.as_fd()).is_ok_and(|(id, _)| id == parent.id)
     {
         parent.fd = Some(fd);
         return Ok(());
@@ -206,7 +208,7 @@ fn reopen_parent(stack: &mut [Frame], child: &Frame) -> std::result::Result<(), 
         };
         let fd =
             open_dir(from, &frame.name).map_err(|e| format!("reopen its parent: {}", e.desc()))?;
-        if identity(fd.as_fd()).ok() != Some(frame.id) {
+        if identity(fd.as_fd()).ok().map(|(id, _)| id) != Some(frame.id) {
             return Err("reopen its parent: the cgroup tree changed during the walk".into());
         }
         dir = Some(fd);
@@ -221,15 +223,24 @@ fn open_dir(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<OwnedFd> {
     openat(dir, name, flags, Mode::empty())
 }
 
-fn identity(dir: BorrowedFd<'_>) -> std::result::Result<(u64, u64), String> {
+fn identity(dir: BorrowedFd<'_>) -> std::result::Result<((u64, u64), u64), String> {
     let st = fstat(dir).map_err(|e| e.desc().to_string())?;
     #[allow(clippy::useless_conversion)]
-    Ok((u64::from(st.st_dev), u64::from(st.st_ino)))
+    Ok((
+        (u64::from(st.st_dev), u64::from(st.st_ino)),
+        u64::from(st.st_nlink),
+    ))
 }
 
 /// The sub-directories of `dir` (the sub-cgroups), sorted so that the walk takes them in
-/// name order.
-fn sub_dirs(dir: BorrowedFd<'_>) -> std::result::Result<Vec<CString>, String> {
+/// name order. `links` is the directory's link count: cgroupfs (kernfs) keeps it at two
+/// plus the number of sub-directories, refreshed at each stat, so a cgroup without
+/// sub-cgroups (nearly every one a walk meets) is not listed at all. Any other count is
+/// listed, 1 included (a filesystem that does not count).
+fn sub_dirs(dir: BorrowedFd<'_>, links: u64) -> std::result::Result<Vec<CString>, String> {
+    if links == 2 {
+        return Ok(Vec::new());
+    }
     // A description of its own: reading a directory moves its offset.
     let listing = openat(
         dir,

@@ -794,6 +794,7 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
         tmpfs_flags,
         Some("mode=755"),
     )?;
+    let mut binds = Vec::new();
     for dir in ctx.cgroup.dirs().filter(|d| !d.controllers.is_empty()) {
         let Some(name) = dir.mount_point.file_name() else {
             continue;
@@ -817,12 +818,8 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
             what,
         )?;
         drop(fd);
-        let fd = root.open_exact(&dest)?;
-        bind_remount(
-            &fd_path(&fd),
-            CGROUP_MOUNT_FLAGS | readonly_flag(readonly),
-            &what,
-        )?;
+        let described = what();
+        binds.push((dest, described));
         let name = name.to_string_lossy();
         if name.contains(',') {
             let top = root.open_exact(&sm.at)?;
@@ -840,9 +837,29 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
             }
         }
     }
+    // The hierarchies' binds nosuid, nodev, noexec (and with the tmpfs read-only) in one
+    // recursive mount_setattr, not a remount each; before Linux 5.12, a remount each.
+    let top = root.open_exact(&sm.at)?;
+    let (set, _) = mount_attrs(CGROUP_MOUNT_FLAGS | readonly_flag(readonly));
+    match mount_api::set_attributes(&top, true, set, 0, None, &|| {
+        format!("{} (nosuid, nodev, noexec, ro)", sm.describe())
+    }) {
+        Err(Error::Sys {
+            source: Errno::ENOSYS,
+            ..
+        }) => {}
+        other => return other,
+    }
+    for (dest, what) in &binds {
+        let fd = root.open_exact(dest)?;
+        bind_remount(
+            &fd_path(&fd),
+            CGROUP_MOUNT_FLAGS | readonly_flag(readonly),
+            &|| what.clone(),
+        )?;
+    }
     if readonly {
-        let fd = root.open_exact(&sm.at)?;
-        bind_remount(&fd_path(&fd), tmpfs_flags | MsFlags::MS_RDONLY, &|| {
+        bind_remount(&fd_path(&top), tmpfs_flags | MsFlags::MS_RDONLY, &|| {
             sm.describe()
         })?;
     }

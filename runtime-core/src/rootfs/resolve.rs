@@ -201,6 +201,13 @@ impl Root {
     /// returns an `O_PATH` handle to it.
     pub fn mkdir_all(&self, path: &Path) -> Result<OwnedFd> {
         let resolved = self.resolve(path)?;
+        // Already there (the usual case): one open instead of one per component.
+        if let Ok(dir) =
+            self.open_in_root(&resolved, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())
+        {
+            self.verify(&dir, path, &resolved)?;
+            return Ok(dir);
+        }
         let mut dir = self
             .open_in_root(
                 Path::new("/"),
@@ -261,13 +268,46 @@ impl Root {
     /// [`Root::mkdir_all`] of a path that must not go through a symlink (one already resolved
     /// and checked): fails if it now does.
     pub fn mkdir_exact(&self, path: &Path) -> Result<OwnedFd> {
+        if let Some(fd) = self.existing_exact(path, OFlag::O_DIRECTORY) {
+            return Ok(fd);
+        }
+        // Only the last component missing (a mount point in a fresh tmpfs): made in its
+        // parent, opened as written and checked as above.
+        let literal = lexical(path);
+        if let (Some(parent), Some(name)) = (literal.parent(), literal.file_name())
+            && let Some(dir) = self.existing_exact(parent, OFlag::O_DIRECTORY)
+            && matches!(
+                mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755)),
+                Ok(()) | Err(Errno::EEXIST)
+            )
+            && let Some(fd) = self.existing_exact(path, OFlag::O_DIRECTORY)
+        {
+            return Ok(fd);
+        }
         let fd = self.mkdir_all(path)?;
         self.verify(&fd, path, &lexical(path))?;
         Ok(fd)
     }
 
+    /// The usual case of the `_exact` calls, in one `openat2` and one `readlink`: `path`
+    /// exists and opening it as written (inside the rootfs) lands on the file of that very
+    /// name, which is what the full resolution and both checks would accept. Anything else
+    /// (missing, a symlink on the way, an error) is `None`, for the full path with its
+    /// creation and its error messages.
+    fn existing_exact(&self, path: &Path, flags: OFlag) -> Option<OwnedFd> {
+        let literal = lexical(path);
+        let fd = self
+            .open_in_root(&literal, OFlag::O_PATH | flags, Mode::empty())
+            .ok()?;
+        let actual = std::fs::read_link(fd_path(&fd)).ok()?;
+        (actual == self.path.join(relative(&literal))).then_some(fd)
+    }
+
     /// [`Root::create_file`] of a path that must not go through a symlink.
     pub fn create_file_exact(&self, path: &Path) -> Result<OwnedFd> {
+        if let Some(fd) = self.existing_exact(path, OFlag::empty()) {
+            return Ok(fd);
+        }
         let fd = self.create_file(path)?;
         self.verify(&fd, path, &lexical(path))?;
         Ok(fd)
@@ -275,6 +315,9 @@ impl Root {
 
     /// [`Root::open_path`] of a path that must not go through a symlink.
     pub fn open_exact(&self, path: &Path) -> Result<OwnedFd> {
+        if let Some(fd) = self.existing_exact(path, OFlag::empty()) {
+            return Ok(fd);
+        }
         let fd = self.open_path(path)?;
         self.verify(&fd, path, &lexical(path))?;
         Ok(fd)

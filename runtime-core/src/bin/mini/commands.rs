@@ -502,12 +502,9 @@ fn destroy(c: Container, record: Option<&Record>, log: &Logger) -> bool {
     if let Some(record) = record.filter(|r| r.pid > 0) {
         let _ = signal_init(record, libc::SIGKILL);
         if let Some(cgroup) = &record.cgroup {
+            // Returns once no process is left (it waits for the killed ones to go).
             if let Err(err) = cgroup.kill_all(Signal::SIGKILL) {
                 log.warn(&format!("kill the container's processes: {err}"));
-            }
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while cgroup.pids().is_ok_and(|p| !p.is_empty()) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
             }
             log.debug(&format!("container {}: removing its cgroup", record.id));
             if let Err(err) = cgroup.destroy() {
