@@ -27,6 +27,13 @@ impl ExeView {
     pub fn current() -> Result<Self> {
         let (fd, sealed_copy) = match readonly_bind("/proc/self/exe") {
             Ok(fd) => (fd, false),
+            // Already running from a view (a detached mount cannot be cloned again): that
+            // very file.
+            Err(_) if running_from_view() => {
+                let exe = File::open("/proc/self/exe")
+                    .map_err(|e| Error::io("open", "/proc/self/exe", e))?;
+                (OwnedFd::from(exe), false)
+            }
             Err(err) => {
                 log::warn!(
                     "read-only view of the executable unavailable ({err}); using a sealed copy"
@@ -50,6 +57,77 @@ impl ExeView {
     pub fn is_sealed_copy(&self) -> bool {
         self.sealed_copy
     }
+}
+
+/// Whether this process runs from an executable nothing can write: a detached read-only
+/// mount (an [`ExeView`], not in any mount table, so nobody can remount it writable) or a
+/// memfd sealed against writes. A process running from one may build a container without
+/// exec'ing a setup helper first.
+pub fn running_from_view() -> bool {
+    let Ok(exe) = File::open("/proc/self/exe") else {
+        return false;
+    };
+    // SAFETY: fcntl on an fd we own.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        return true;
+    }
+    let readonly = nix::sys::statvfs::fstatvfs(&exe)
+        .is_ok_and(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    readonly && mount_id(&exe).is_some_and(|id| !in_mount_table(id))
+}
+
+/// The id of the mount `file` is on (`statx` `STATX_MNT_ID`).
+fn mount_id(file: &File) -> Option<u64> {
+    // SAFETY: statx writes into `st`, which lives across the call; the path is empty with
+    // AT_EMPTY_PATH on an fd we own.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut st,
+        )
+    };
+    (rc == 0 && st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id)
+}
+
+/// Whether mount `id` is in this process's mount table (a detached mount is not).
+fn in_mount_table(id: u64) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").map_or(true, |table| {
+        table
+            .lines()
+            .any(|line| line.split(' ').next().and_then(|f| f.parse().ok()) == Some(id))
+    })
+}
+
+/// The environment variable [`reexec_from_view`] sets, so that the new image does not try
+/// again when the kernel gave it no view it recognises.
+pub const REEXEC_MARK: &str = "_MINI_EXEC_VIEW";
+
+/// Execs this executable again through a fresh [`ExeView`], with the same arguments and
+/// environment (plus [`REEXEC_MARK`]); returns only on failure. Call it before anything of
+/// the command has been done: the new image starts the command over.
+pub fn reexec_from_view() -> Result<std::convert::Infallible> {
+    use std::os::unix::ffi::OsStrExt;
+    let view = ExeView::current()?;
+    let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).ok();
+    let args: Vec<CString> = std::env::args_os().filter_map(|a| cstr(&a)).collect();
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != REEXEC_MARK)
+        .filter_map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            cstr(&kv)
+        })
+        .collect();
+    env.push(CString::new(format!("{REEXEC_MARK}=1")).expect("no NUL"));
+    let path = CString::new(view.path().as_os_str().as_bytes()).expect("no NUL");
+    let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
+    Err(Error::sys("execve", view.path().display().to_string(), err))
 }
 
 /// Moves `fd` above the low numbers a child's stdio and channel are dup2'ed to between fork

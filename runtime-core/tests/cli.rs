@@ -240,6 +240,44 @@ fn after_create_only_the_init_remains_and_it_holds_no_host_path() {
 }
 
 #[test]
+fn the_created_init_runs_from_a_read_only_view_of_mini() {
+    // Normally `mini create` re-execs itself from the view and the init is its own child;
+    // with the re-exec skipped (the mark set), it runs from the writable binary and must
+    // leave the work to an exec'd helper: either way the init holds no writable host binary
+    // (CVE-2019-5736).
+    for skip_reexec in [false, true] {
+        let b = Bundle::new(
+            if skip_reexec { "exe-mark" } else { "exe-view" },
+            Some(&["sleep", "30"]),
+        );
+        let bundle = b.path().to_str().unwrap();
+        let mut cmd = b.command(&["create", "--bundle", bundle, &b.id]);
+        if skip_reexec {
+            cmd.env(runtime_core::exe_guard::REEXEC_MARK, "1");
+        }
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mini create (mark: {skip_reexec}): {status}"
+        );
+        let pid = b.state()["pid"].as_i64().unwrap();
+        let exe = format!("/proc/{pid}/exe");
+        let vfs = nix::sys::statvfs::statvfs(exe.as_str()).unwrap();
+        assert!(
+            vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+            "{exe} is on a writable mount (mark: {skip_reexec})"
+        );
+        b.ok(&["start", &b.id]);
+        assert_eq!(b.status(), "running");
+    }
+}
+
+#[test]
 fn run_detach_leaves_it_running_and_delete_without_force_refuses() {
     let b = Bundle::new("detach", Some(&["sleep", "30"]));
     let status = b.detached(&["run", "--detach", &b.id]);

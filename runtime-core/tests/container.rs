@@ -105,7 +105,7 @@ impl Bundle {
 
     fn create_spec(&self, launcher: &Launcher, spec: Spec) -> CreatedInit {
         let pending = self.spawn_spec(launcher, spec);
-        let helper = pending.helper_pid();
+        let helper = pending.helper_pid().expect("spawn execs a helper");
         let created = pending.wait_ready().unwrap();
         let _ = waitpid(Pid::from_raw(helper), None);
         created
@@ -806,7 +806,7 @@ fn terminal_without_a_container_ptmx_fails_naming_process_terminal(launcher: &La
         .collect();
     spec.set_mounts(Some(mounts));
     let pending = bundle.spawn_spec(launcher, spec);
-    let helper = pending.helper_pid();
+    let helper = pending.helper_pid().expect("spawn execs a helper");
     let err = pending
         .wait_ready()
         .expect_err("a terminal without /dev/ptmx");

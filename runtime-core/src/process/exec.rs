@@ -112,13 +112,19 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
     }
     join(&init_fd, early, &config.container_id)?;
 
-    let (child, placed) = clone_sibling(CloneFlags::empty(), unified.as_ref())?;
+    // The process waits on this pipe until its pid is on the channel: what it sends there
+    // itself (its seccomp listener, an error) must come after the pid the caller reads first.
+    let (go_read, go_write) = super::helper::pipe()?;
+    let (child, placed) = clone_sibling(CloneFlags::empty(), unified.as_ref(), true)?;
     match child {
         None => {
             // The cgroup2 directory is a host directory (CVE-2024-21626); run() closes the
             // rest of what was inherited.
             drop(unified);
-            if config.cgroup.unified_path().is_some() && !placed {
+            drop(go_write);
+            let mut byte = [0u8; 1];
+            let go = std::io::Read::read(&mut std::fs::File::from(go_read), &mut byte);
+            if config.cgroup.unified_path().is_some() && !placed || !matches!(go, Ok(1)) {
                 // The helper reports it.
                 // SAFETY: _exit is always safe to call; the child owns no state to flush.
                 unsafe { libc::_exit(1) };
@@ -126,6 +132,7 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
             run(config, channel, init_fd, late)
         }
         Some(pid) => {
+            drop(go_read);
             if config.cgroup.unified_path().is_some() && !placed {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 return Err(Error::Setup(format!(
@@ -133,7 +140,9 @@ pub(super) fn start(config: &ExecConfig, channel: &mut Channel) -> Result<()> {
                     config.exec_id
                 )));
             }
-            channel.send(&Message::Pid { pid: pid.as_raw() })
+            channel.send(&Message::Pid { pid: pid.as_raw() })?;
+            std::io::Write::write_all(&mut std::fs::File::from(go_write), b"1")
+                .map_err(|e| Error::io("write", "exec process start pipe", e))
         }
     }
 }

@@ -45,10 +45,10 @@ fn helper_main() -> i32 {
     }
     let mut channel = Channel::new(stream);
     let result = match channel.recv() {
-        Ok(Some(Message::Config(config))) => build(&config, &mut channel),
+        Ok(Some(Message::Config(config))) => build(&config, &mut channel, true),
         Ok(Some(Message::CreateDetached(config))) => {
             super::detached::set_start_listener(super::launcher::PIDFD_FD);
-            build(&config, &mut channel)
+            build(&config, &mut channel, true)
         }
         Ok(Some(Message::Exec(config))) => super::exec::start(&config, &mut channel),
         Ok(Some(Message::RunHooks {
@@ -71,7 +71,19 @@ fn helper_main() -> i32 {
     }
 }
 
-fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
+/// The helper's work done by the caller itself ([`super::Launcher::build_detached_here`]):
+/// the init is the caller's child. Returns in the caller once the init runs; never in the
+/// init.
+pub(super) fn build_in_caller(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
+    // What helper_main sets first: the init inherits it until its exec.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    build(config, channel, false)
+}
+
+/// Builds the container: cgroups, namespaces, the init (cloned as our parent's child when
+/// `sibling`, as our own otherwise), which then sets itself up.
+fn build(config: &HelperConfig, channel: &mut Channel, sibling: bool) -> Result<()> {
     let spec = &config.spec;
     // Before anything is created: a caller of the library may not have validated it.
     crate::spec::validate(spec)?;
@@ -191,7 +203,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
         cgroup.open_unified().inspect_err(|_| undo(&made))?
     };
     let (child, placed_in_unified) =
-        clone_sibling(flags, unified.as_ref()).inspect_err(|_| undo(&made))?;
+        clone_sibling(flags, unified.as_ref(), sibling).inspect_err(|_| undo(&made))?;
     match child {
         None => {
             // The init dies with the caller too until it reports ready; the parent-death
@@ -251,7 +263,7 @@ fn build(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
     }
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::sys("pipe2", "init start pipe", e))
 }
@@ -275,20 +287,27 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-/// Forks with CLONE_PARENT (the child is our parent's child) and `flags`, into the cgroup2
-/// directory `cgroup` when given. `None` in the child; the bool says whether the child was
-/// born in `cgroup` (false on kernels without clone3, where the caller moves it).
+/// Forks with `flags`, and with CLONE_PARENT (the child is our parent's child) when
+/// `sibling`, into the cgroup2 directory `cgroup` when given. `None` in the child; the bool
+/// says whether the child was born in `cgroup` (false on kernels without clone3, where the
+/// caller moves it).
 pub(super) fn clone_sibling(
     flags: CloneFlags,
     cgroup: Option<&fs::File>,
+    sibling: bool,
 ) -> Result<(Option<Pid>, bool)> {
-    let base = flags.bits() as u64 | libc::CLONE_PARENT as u64;
+    let base = flags.bits() as u64
+        | if sibling {
+            libc::CLONE_PARENT as u64
+        } else {
+            0
+        };
     if let Some(dir) = cgroup {
         let args = CloneArgs {
             flags: base | CLONE_INTO_CGROUP,
             // With CLONE_PARENT the child inherits our exit signal (SIGCHLD to our parent);
             // clone3 refuses another.
-            exit_signal: 0,
+            exit_signal: if sibling { 0 } else { libc::SIGCHLD as u64 },
             cgroup: dir.as_raw_fd() as u64,
             ..Default::default()
         };

@@ -88,7 +88,7 @@ impl Launcher {
         let agent = seccomp_agent(&config);
         let (channel, helper_pid) =
             self.exec_helper(&id, &Message::Config(Box::new(config)), stdio, None)?;
-        Ok(PendingInit::new(channel, helper_pid, hooks, agent))
+        Ok(PendingInit::new(channel, Some(helper_pid), hooks, agent))
     }
 
     /// What the init's `RuntimeHooks` request needs: the spec's hooks and its state.
@@ -129,7 +129,33 @@ impl Launcher {
         let message = Message::CreateDetached(Box::new(config));
         let (channel, helper_pid) =
             self.exec_helper(&id, &message, stdio, Some(start_socket.as_raw_fd()))?;
-        Ok(PendingInit::new(channel, helper_pid, hooks, agent))
+        Ok(PendingInit::new(channel, Some(helper_pid), hooks, agent))
+    }
+
+    /// [`Launcher::spawn_detached`] without a setup helper: this process does the helper's
+    /// work and the init is its child (the stdio it gets is this process's 0-2). Only where
+    /// [`can_build_here`] says so. Saves the helper's fork, exec and start-up, and the spec's
+    /// second parse.
+    pub fn build_detached_here(
+        &self,
+        config: HelperConfig,
+        start_socket: BorrowedFd<'_>,
+    ) -> Result<PendingInit> {
+        let hooks = self.init_hooks(&config);
+        let agent = seccomp_agent(&config);
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| Error::io("socketpair", "setup channel", e))?;
+        ours.set_read_timeout(Some(SETUP_TIMEOUT))
+            .map_err(|e| Error::io("set timeout", "setup channel", e))?;
+        super::detached::set_start_listener(start_socket.as_raw_fd());
+        let mut init_side = Channel::new(theirs);
+        let built = super::helper::build_in_caller(&config, &mut init_side);
+        super::detached::set_start_listener(-1);
+        built?;
+        drop(init_side);
+        let mut pending = PendingInit::new(Channel::new(ours), None, hooks, agent);
+        pending.wait_pid()?;
+        Ok(pending)
     }
 
     /// Execs the helper to start a process in the running container whose init `init` (a
@@ -213,6 +239,54 @@ impl HookRunner {
             ))),
         }
     }
+}
+
+/// Whether [`Launcher::build_detached_here`] may build `config`'s container in this process:
+/// it runs from a view of its executable nothing can write (the init inherits it, and with
+/// it the CVE-2019-5736 guard the helper's exec gives), has a single thread (the init is a
+/// fork of it), and the container needs nothing the helper does to its own process: joining
+/// namespaces by path or a time namespace (they would stay with this process), idmapped
+/// mounts (staged in the helper's own mount namespace), the systemd driver (its D-Bus
+/// threads).
+pub fn can_build_here(config: &HelperConfig) -> bool {
+    let Some(linux) = config.spec.linux().as_ref() else {
+        return false;
+    };
+    let namespaces_simple = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .all(|n| {
+            n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+                && n.typ() != oci_spec::runtime::LinuxNamespaceType::Time
+        });
+    let idmapped = config
+        .spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| m.uid_mappings().is_some() || m.gid_mappings().is_some());
+    let systemd = config
+        .cgroup
+        .as_ref()
+        .is_none_or(|c| c.systemd_unit().is_some());
+    namespaces_simple
+        && !idmapped
+        && !systemd
+        && single_threaded()
+        && crate::exe_guard::running_from_view()
+}
+
+/// Whether this process has one thread (`/proc/self/stat` field 20).
+fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/stat").is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(17))
+            == Some("1")
+    })
 }
 
 /// The seccomp agent the init's listener goes to, when its profile notifies.
@@ -318,7 +392,8 @@ fn exec_helper(
 #[derive(Debug)]
 pub struct PendingInit {
     channel: Channel,
-    helper_pid: i32,
+    /// `None` when the caller built the container itself.
+    helper_pid: Option<i32>,
     pid: Option<i32>,
     hooks: Option<InitHooks>,
     /// Passed fds held back until the init's hooks exchange is over (it reads them after).
@@ -354,8 +429,9 @@ impl PendingInit {
         super::passed_fds::send(&mut self.channel, fds)
     }
 
-    /// The setup helper's pid (a child of the caller, which must reap it).
-    pub fn helper_pid(&self) -> i32 {
+    /// The setup helper's pid (a child of the caller, which must reap it); `None` when the
+    /// caller did the helper's work itself ([`Launcher::build_detached_here`]).
+    pub fn helper_pid(&self) -> Option<i32> {
         self.helper_pid
     }
 
@@ -410,7 +486,7 @@ impl PendingInit {
 impl PendingInit {
     fn new(
         channel: Channel,
-        helper_pid: i32,
+        helper_pid: Option<i32>,
         hooks: Option<InitHooks>,
         agent: Option<Agent>,
     ) -> PendingInit {

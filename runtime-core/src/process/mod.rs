@@ -25,7 +25,9 @@ pub use exec::{ExecConfig, exec_spec};
 pub use helper::run_helper_if_requested;
 pub(crate) use init::die_with_caller;
 pub use init::join_new_session_keyring;
-pub use launcher::{CreatedInit, InitStdio, Launcher, PendingExec, PendingInit, PreparedExec};
+pub use launcher::{
+    CreatedInit, InitStdio, Launcher, PendingExec, PendingInit, PreparedExec, can_build_here,
+};
 
 /// argv[1] that makes a binary linking this library run as the setup helper. Every binary
 /// that uses [`Launcher`] must call [`run_helper_if_requested`] first thing in `main`.

@@ -44,8 +44,8 @@ impl Pending for PendingExec {
     /// Its pid and, with a terminal, its pty master.
     type Ready = (i32, Option<OwnedFd>);
 
-    fn helper_pid(&self) -> i32 {
-        PendingExec::helper_pid(self)
+    fn helper_pid(&self) -> Option<i32> {
+        Some(PendingExec::helper_pid(self))
     }
 
     fn wait_pid(&mut self) -> runtime_core::Result<i32> {

@@ -24,7 +24,7 @@ pub struct InitProcess {
 impl Pending for PendingInit {
     type Ready = CreatedInit;
 
-    fn helper_pid(&self) -> i32 {
+    fn helper_pid(&self) -> Option<i32> {
         PendingInit::helper_pid(self)
     }
 

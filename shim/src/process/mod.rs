@@ -351,7 +351,7 @@ impl fmt::Display for Process {
 pub trait Pending: Send + 'static {
     /// What it hands over once ready.
     type Ready: Send + 'static;
-    fn helper_pid(&self) -> i32;
+    fn helper_pid(&self) -> Option<i32>;
     fn wait_pid(&mut self) -> runtime_core::Result<i32>;
     fn wait_ready(self) -> runtime_core::Result<Self::Ready>;
 }
@@ -374,7 +374,9 @@ async fn spawn<P: Pending>(
     let window = monitor.spawn_window();
     let built = tokio::task::spawn_blocking(move || {
         let mut pending = spawn_helper(spawn)?;
-        m.ignore(pending.helper_pid());
+        if let Some(helper) = pending.helper_pid() {
+            m.ignore(helper);
+        }
         let pid = pending.wait_pid()?;
         on_pid(pid);
         let _ = pid_tx.send((pid, m.subscribe(pid)));

@@ -74,6 +74,15 @@ pub fn run(g: &Global, command: Command, log: &Logger) -> Result<i32> {
 /// socket; nothing of ours stays running beside it. Returns the init's pid.
 fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Result<i32> {
     state::check_id(id)?;
+    // Before anything is done: run from a view of this executable nothing can write, so that
+    // the container's init may be this process's own child rather than that of an exec'd
+    // setup helper (the same guard, one exec fewer). The command starts over in the new
+    // image; where the kernel offers no such view, the helper does the work as before.
+    use runtime_core::exe_guard;
+    if std::env::var_os(exe_guard::REEXEC_MARK).is_none() && !exe_guard::running_from_view() {
+        let err = exe_guard::reexec_from_view().unwrap_err();
+        log.debug(&format!("no re-exec from a view of the executable: {err}"));
+    }
     let bundle = match &o.bundle {
         Some(b) => b.clone(),
         None => std::env::current_dir().map_err(|e| format!("working directory: {e}"))?,
@@ -148,13 +157,18 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
             pass_fds: passed.len(),
         };
         let launcher = Launcher::new().map_err(|e| e.to_string())?;
-        let mut pending = launcher
-            .spawn_detached(config, our_stdio()?, listener.as_fd())
-            .map_err(|e| e.to_string())?;
+        let mut pending = if runtime_core::process::can_build_here(&config) {
+            launcher.build_detached_here(config, listener.as_fd())
+        } else {
+            launcher.spawn_detached(config, our_stdio()?, listener.as_fd())
+        }
+        .map_err(|e| e.to_string())?;
         pending.pass_fds(&passed).map_err(|e| e.to_string())?;
-        let helper = Pid::from_raw(pending.helper_pid());
+        let helper = pending.helper_pid();
         let pid = pending.wait_pid();
-        let _ = waitpid(helper, None);
+        if let Some(helper) = helper {
+            let _ = waitpid(Pid::from_raw(helper), None);
+        }
         let pid = match pid {
             Ok(pid) => pid,
             // What the helper made and recorded is removed by destroy below (if unused); a
