@@ -59,11 +59,17 @@ impl ExeView {
     }
 }
 
-/// Whether this process runs from an executable nothing can write: a detached read-only
-/// mount (an [`ExeView`], not in any mount table, so nobody can remount it writable) or a
-/// memfd sealed against writes. A process running from one may build a container without
+/// Whether this process runs from an executable nothing can write: the detached read-only
+/// mount [`reexec_from_view`] made (an [`ExeView`], in no mount table, so nobody can remount
+/// it writable) or a memfd sealed against writes. A process running from one may build a container without
 /// exec'ing a setup helper first.
 pub fn running_from_view() -> bool {
+    // The executable of a process changes only with an exec.
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(exe_is_protected)
+}
+
+fn exe_is_protected() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
@@ -72,9 +78,14 @@ pub fn running_from_view() -> bool {
     if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
         return true;
     }
+    // The view reexec_from_view made: its mount id is in the mark (a read-only mount missing
+    // from the mount table might also be an attached one outside a chroot's root).
+    let made = std::env::var(REEXEC_MARK)
+        .ok()
+        .and_then(|m| m.parse::<u64>().ok());
     let readonly = nix::sys::statvfs::fstatvfs(&exe)
         .is_ok_and(|st| st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
-    readonly && mount_id(&exe).is_some_and(|id| !in_mount_table(id))
+    readonly && mount_id(&exe).is_some_and(|id| Some(id) == made && !in_mount_table(id))
 }
 
 /// The id of the mount `file` is on (`statx` `STATX_MNT_ID`).
@@ -103,8 +114,8 @@ fn in_mount_table(id: u64) -> bool {
     })
 }
 
-/// The environment variable [`reexec_from_view`] sets, so that the new image does not try
-/// again when the kernel gave it no view it recognises.
+/// The environment variable [`reexec_from_view`] sets to the view's mount id: the new image
+/// does not try again, and [`running_from_view`] knows the view it runs from.
 pub const REEXEC_MARK: &str = "_MINI_EXEC_VIEW";
 
 /// Execs this executable again through a fresh [`ExeView`], with the same arguments and
@@ -124,7 +135,11 @@ pub fn reexec_from_view() -> Result<std::convert::Infallible> {
             cstr(&kv)
         })
         .collect();
-    env.push(CString::new(format!("{REEXEC_MARK}=1")).expect("no NUL"));
+    let id = File::open(view.path())
+        .ok()
+        .and_then(|f| mount_id(&f))
+        .unwrap_or_default();
+    env.push(CString::new(format!("{REEXEC_MARK}={id}")).expect("no NUL"));
     let path = CString::new(view.path().as_os_str().as_bytes()).expect("no NUL");
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();
     Err(Error::sys("execve", view.path().display().to_string(), err))

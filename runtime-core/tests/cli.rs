@@ -272,6 +272,14 @@ fn the_created_init_runs_from_a_read_only_view_of_mini() {
             vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
             "{exe} is on a writable mount (mark: {skip_reexec})"
         );
+        // Nor does it show the command's host paths (/proc/PID/cmdline is readable by any
+        // process of the container, as by `mini exec`).
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(
+            !cmdline.contains(bundle) && !cmdline.contains(b.root_dir.to_str().unwrap()),
+            "the created init's command line: {cmdline:?} (mark: {skip_reexec})"
+        );
         b.ok(&["start", &b.id]);
         assert_eq!(b.status(), "running");
     }

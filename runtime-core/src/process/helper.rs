@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -45,10 +45,10 @@ fn helper_main() -> i32 {
     }
     let mut channel = Channel::new(stream);
     let result = match channel.recv() {
-        Ok(Some(Message::Config(config))) => build(&config, &mut channel, true),
+        Ok(Some(Message::Config(config))) => build(&config, &mut channel, None),
         Ok(Some(Message::CreateDetached(config))) => {
             super::detached::set_start_listener(super::launcher::PIDFD_FD);
-            build(&config, &mut channel, true)
+            build(&config, &mut channel, None)
         }
         Ok(Some(Message::Exec(config))) => super::exec::start(&config, &mut channel),
         Ok(Some(Message::RunHooks {
@@ -74,16 +74,23 @@ fn helper_main() -> i32 {
 /// The helper's work done by the caller itself ([`super::Launcher::build_detached_here`]):
 /// the init is the caller's child. Returns in the caller once the init runs; never in the
 /// init.
-pub(super) fn build_in_caller(config: &HelperConfig, channel: &mut Channel) -> Result<()> {
+/// `caller_end` is the caller's end of the channel, which the init closes first (so that a
+/// caller gone shows as a hang-up).
+pub(super) fn build_in_caller(
+    config: &HelperConfig,
+    channel: &mut Channel,
+    caller_end: RawFd,
+) -> Result<()> {
     // What helper_main sets first: the init inherits it until its exec.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    build(config, channel, false)
+    build(config, channel, Some(caller_end))
 }
 
-/// Builds the container: cgroups, namespaces, the init (cloned as our parent's child when
-/// `sibling`, as our own otherwise), which then sets itself up.
-fn build(config: &HelperConfig, channel: &mut Channel, sibling: bool) -> Result<()> {
+/// Builds the container: cgroups, namespaces, the init (cloned as our parent's child by a
+/// helper, as the caller's own child with `caller_end`), which then sets itself up.
+fn build(config: &HelperConfig, channel: &mut Channel, caller_end: Option<RawFd>) -> Result<()> {
+    let sibling = caller_end.is_none();
     let spec = &config.spec;
     // Before anything is created: a caller of the library may not have validated it.
     crate::spec::validate(spec)?;
@@ -206,6 +213,9 @@ fn build(config: &HelperConfig, channel: &mut Channel, sibling: bool) -> Result<
         clone_sibling(flags, unified.as_ref(), sibling).inspect_err(|_| undo(&made))?;
     match child {
         None => {
+            if let Some(fd) = caller_end {
+                forked_from_caller(fd, &config.id);
+            }
             // The init dies with the caller too until it reports ready; the parent-death
             // signal is not inherited across clone.
             if init::die_with_caller(channel.stream().as_raw_fd()).is_err() {
@@ -259,6 +269,55 @@ fn build(config: &HelperConfig, channel: &mut Channel, sibling: bool) -> Result<
             go.write_all(b"1")
                 .map_err(|e| Error::io("write", "container init start pipe", e))?;
             Ok(())
+        }
+    }
+}
+
+/// First thing in an init forked from the caller itself (not from an exec'd helper): what it
+/// inherited of the caller that the helper's exec used to leave behind. Closes the caller's
+/// end of the channel; silences the caller's logger (its fd is closed below, and the number
+/// may be reused); replaces the command line (`mini create` with the host's paths, which
+/// `/proc/PID/cmdline` shows to anyone) and the environment with `mini-init <id>`, in place.
+fn forked_from_caller(caller_end: RawFd, id: &str) {
+    // SAFETY: the caller's end is a copy this process owns and never uses.
+    unsafe { libc::close(caller_end) };
+    log::set_max_level(log::LevelFilter::Off);
+    let name = c"mini-init";
+    // SAFETY: prctl with a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields 48-51 (arg_start, arg_end, env_start, env_end); after the `)` of the command
+    // name the fields start at 3.
+    let fields: Vec<usize> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(45)
+        .take(4)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+        return;
+    };
+    let title = format!("mini-init\0{id}\0");
+    for (start, end, text) in [
+        (arg_start, arg_end, title.as_bytes()),
+        (env_start, env_end, &[][..]),
+    ] {
+        if end <= start {
+            continue;
+        }
+        let len = end - start;
+        let text = &text[..text.len().min(len.saturating_sub(1))];
+        // SAFETY: [start, end) is this process's own argument (or environment) area, on its
+        // stack, writable and mapped for the life of the process; nothing reads it
+        // concurrently (one thread). The last byte stays NUL.
+        unsafe {
+            std::ptr::write_bytes(start as *mut u8, 0, len);
+            std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, text.len());
         }
     }
 }

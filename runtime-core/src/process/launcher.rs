@@ -149,7 +149,7 @@ impl Launcher {
             .map_err(|e| Error::io("set timeout", "setup channel", e))?;
         super::detached::set_start_listener(start_socket.as_raw_fd());
         let mut init_side = Channel::new(theirs);
-        let built = super::helper::build_in_caller(&config, &mut init_side);
+        let built = super::helper::build_in_caller(&config, &mut init_side, ours.as_raw_fd());
         super::detached::set_start_listener(-1);
         built?;
         drop(init_side);

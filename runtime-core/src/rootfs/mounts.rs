@@ -844,8 +844,10 @@ fn mount_cgroup_v1(root: &Root, sm: &SpecMount, ctx: &MountContext, readonly: bo
     match mount_api::set_attributes(&top, true, set, 0, None, &|| {
         format!("{} (nosuid, nodev, noexec, ro)", sm.describe())
     }) {
+        // Kernels without it, and a seccomp filter or an LSM of the caller's that refuses
+        // it: the remounts below.
         Err(Error::Sys {
-            source: Errno::ENOSYS,
+            source: Errno::ENOSYS | Errno::EPERM | Errno::EINVAL,
             ..
         }) => {}
         other => return other,

@@ -82,6 +82,10 @@ fn create(g: &Global, root: &Root, id: &str, o: &CreateOpts, log: &Logger) -> Re
     if std::env::var_os(exe_guard::REEXEC_MARK).is_none() && !exe_guard::running_from_view() {
         let err = exe_guard::reexec_from_view().unwrap_err();
         log.debug(&format!("no re-exec from a view of the executable: {err}"));
+    } else {
+        // Exec'd as /proc/self/fd/N, the kernel named this process "N".
+        // SAFETY: prctl with a NUL-terminated name of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"mini".as_ptr(), 0, 0, 0) };
     }
     let bundle = match &o.bundle {
         Some(b) => b.clone(),
