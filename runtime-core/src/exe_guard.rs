@@ -88,8 +88,8 @@ fn exe_is_protected() -> bool {
     readonly && mount_id(&exe).is_some_and(|id| Some(id) == made && !in_mount_table(id))
 }
 
-/// The id of the mount `file` is on (`statx` `STATX_MNT_ID`).
-fn mount_id(file: &File) -> Option<u64> {
+/// The id of the mount `file` is on (`statx` `STATX_MNT_ID`; an `O_PATH` fd will do).
+fn mount_id(file: &impl AsRawFd) -> Option<u64> {
     // SAFETY: statx writes into `st`, which lives across the call; the path is empty with
     // AT_EMPTY_PATH on an fd we own.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
@@ -135,10 +135,9 @@ pub fn reexec_from_view() -> Result<std::convert::Infallible> {
             cstr(&kv)
         })
         .collect();
-    let id = File::open(view.path())
-        .ok()
-        .and_then(|f| mount_id(&f))
-        .unwrap_or_default();
+    // Unknown (no STATX_MNT_ID): a mark that matches no mount, so the new image uses the
+    // helper rather than trying again.
+    let id = mount_id(&view.fd).map_or_else(|| "unknown".to_string(), |id| id.to_string());
     env.push(CString::new(format!("{REEXEC_MARK}={id}")).expect("no NUL"));
     let path = CString::new(view.path().as_os_str().as_bytes()).expect("no NUL");
     let err = nix::unistd::execve(&path, &args, &env).unwrap_err();

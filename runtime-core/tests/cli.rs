@@ -280,6 +280,14 @@ fn the_created_init_runs_from_a_read_only_view_of_mini() {
             !cmdline.contains(bundle) && !cmdline.contains(b.root_dir.to_str().unwrap()),
             "the created init's command line: {cmdline:?} (mark: {skip_reexec})"
         );
+        // Which path built it: `create` itself (the init's command line rewritten to
+        // `mini-init <id>`) or an exec'd helper (`mini-init __mini_init <id>`).
+        let args: Vec<&str> = cmdline.split('\0').filter(|a| !a.is_empty()).collect();
+        let expected = match skip_reexec {
+            false => vec!["mini-init", b.id.as_str()],
+            true => vec!["mini-init", "__mini_init", b.id.as_str()],
+        };
+        assert_eq!(args, expected, "the created init's command line");
         b.ok(&["start", &b.id]);
         assert_eq!(b.status(), "running");
     }

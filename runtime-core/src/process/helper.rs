@@ -235,7 +235,16 @@ fn build(config: &HelperConfig, channel: &mut Channel, caller_end: Option<RawFd>
                 unsafe { libc::_exit(1) };
             }
             drop(go);
-            init::run(config, channel, &plan, &cgroup)
+            if sibling {
+                init::run(config, channel, &plan, &cgroup)
+            }
+            // Forked from the caller, a panic must not unwind into the caller's frames (their
+            // destructors would run here, on the caller's state).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                init::run(config, channel, &plan, &cgroup)
+            }));
+            // SAFETY: _exit ends this process without running the caller's atexit handlers.
+            unsafe { libc::_exit(127) }
         }
         Some(pid) => {
             drop(go_read);
@@ -285,9 +294,16 @@ fn forked_from_caller(caller_end: RawFd, id: &str) {
     let name = c"mini-init";
     // SAFETY: prctl with a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-    let Ok(stat) = fs::read_to_string("/proc/self/stat") else {
+    // Addresses this process will write to: only as procfs tells them.
+    let Ok(mut file) = fs::File::open("/proc/self/stat") else {
         return;
     };
+    let on_procfs = nix::sys::statfs::fstatfs(&file)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
+    let mut stat = String::new();
+    if !on_procfs || file.read_to_string(&mut stat).is_err() {
+        return;
+    }
     // Fields 48-51 (arg_start, arg_end, env_start, env_end); after the `)` of the command
     // name the fields start at 3.
     let fields: Vec<usize> = stat
@@ -320,6 +336,10 @@ fn forked_from_caller(caller_end: RawFd, id: &str) {
             std::ptr::copy_nonoverlapping(text.as_ptr(), start as *mut u8, text.len());
         }
     }
+    // And no entry left in `environ` (they now point at empty strings), as after the
+    // helper's exec with an empty environment.
+    // SAFETY: one thread; nothing holds a pointer into `environ` across this call.
+    unsafe { libc::clearenv() };
 }
 
 pub(super) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
