@@ -114,6 +114,25 @@ impl ProcFs {
     }
 }
 
+/// Fields `first..first + N` (numbered from 1 as proc(5) does; `first` 3 or more) of
+/// `/proc/self/stat` as numbers, read once and only from procfs. They are counted after the
+/// `)` that ends the command name, which may itself hold spaces and parentheses.
+pub fn own_stat_fields<const N: usize>(first: usize) -> Option<[u64; N]> {
+    let file = std::fs::File::open("/proc/self/stat").ok()?;
+    check_procfs(&file, "/proc/self/stat").ok()?;
+    let stat = std::io::read_to_string(file).ok()?;
+    let mut fields = stat
+        .rsplit(')')
+        .next()?
+        .split_whitespace()
+        .skip(first.checked_sub(3)?);
+    let mut out = [0; N];
+    for slot in &mut out {
+        *slot = fields.next()?.parse().ok()?;
+    }
+    Some(out)
+}
+
 fn check_procfs(fd: &impl AsFd, what: &str) -> Result<()> {
     let fs = nix::sys::statfs::fstatfs(fd).map_err(|e| Error::sys("fstatfs", what, e))?;
     if fs.filesystem_type().0 as libc::c_long != PROC_SUPER_MAGIC {

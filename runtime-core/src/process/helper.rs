@@ -294,28 +294,11 @@ fn forked_from_caller(caller_end: RawFd, id: &str) {
     let name = c"mini-init";
     // SAFETY: prctl with a NUL-terminated name of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
-    // Addresses this process will write to: only as procfs tells them.
-    let Ok(mut file) = fs::File::open("/proc/self/stat") else {
-        return;
-    };
-    let on_procfs = nix::sys::statfs::fstatfs(&file)
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC);
-    let mut stat = String::new();
-    if !on_procfs || file.read_to_string(&mut stat).is_err() {
-        return;
-    }
-    // Fields 48-51 (arg_start, arg_end, env_start, env_end); after the `)` of the command
-    // name the fields start at 3.
-    let fields: Vec<usize> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(45)
-        .take(4)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let [arg_start, arg_end, env_start, env_end] = fields[..] else {
+    // Addresses this process will write to: only as procfs tells them (fields 48-51:
+    // arg_start, arg_end, env_start, env_end).
+    let Some([arg_start, arg_end, env_start, env_end]) =
+        crate::procfs::own_stat_fields(48).map(|f| f.map(|v| v as usize))
+    else {
         return;
     };
     let title = format!("mini-init\0{id}\0");

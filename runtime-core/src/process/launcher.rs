@@ -279,14 +279,9 @@ pub fn can_build_here(config: &HelperConfig) -> bool {
         && crate::exe_guard::running_from_view()
 }
 
-/// Whether this process has one thread (`/proc/self/stat` field 20).
+/// Whether this process has one thread (`/proc/self/stat` field 20, num_threads).
 fn single_threaded() -> bool {
-    std::fs::read_to_string("/proc/self/stat").is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().nth(17))
-            == Some("1")
-    })
+    crate::procfs::own_stat_fields(20) == Some([1])
 }
 
 /// The seccomp agent the init's listener goes to, when its profile notifies.
